@@ -1,0 +1,3 @@
+from plaudit.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,152 @@
+"""The ``plaudit`` command: run, check-config, ctl, demo, sandbox."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from plaudit import __version__
+from plaudit.errors import PlauditError
+
+DEFAULT_CONFIG = "/etc/plaudit/plaudit.toml"
+
+
+def _run(args: argparse.Namespace) -> int:
+    import trio
+
+    from plaudit.config import load_config, resolve_paths
+    from plaudit.daemon.app import Daemon
+    from plaudit.daemon.logs import configure_logging
+
+    config = load_config(args.config)
+    paths = resolve_paths(config, state_dir=args.state_dir, runtime_dir=args.runtime_dir)
+    configure_logging(config.daemon.log_level, config.daemon.log_format)
+    daemon = Daemon(
+        args.config,
+        config,
+        paths,
+        state_dir_override=args.state_dir,
+        runtime_dir_override=args.runtime_dir,
+    )
+    trio.run(daemon.run)
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from plaudit.config import check_config
+
+    return check_config(args.path, out=sys.stdout, err=sys.stderr)
+
+
+def _ctl(args: argparse.Namespace) -> int:
+    from plaudit.daemon.ctl import ctl_main
+
+    return ctl_main(args.rest)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from plaudit.demo import demo_main
+
+    return demo_main(seconds=args.seconds, state_dir=args.state_dir, as_json=args.json)
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from plaudit.sandbox import sandbox_main
+
+    return sandbox_main(args.rest)
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for error in group.exceptions:
+        leaves.extend(_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])
+    return leaves
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plaudit", description="Review-collection daemon for wedding vendors."
+    )
+    parser.add_argument("--version", action="version", version=f"plaudit {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the daemon in the foreground")
+    run.add_argument(
+        "--config", default=DEFAULT_CONFIG, help=f"configuration file (default {DEFAULT_CONFIG})"
+    )
+    run.add_argument(
+        "--state-dir", help="directory for the journal and lock; overrides [daemon] state_dir"
+    )
+    run.add_argument(
+        "--runtime-dir", help="directory for the control socket; overrides [daemon] runtime_dir"
+    )
+    run.set_defaults(func=_run)
+
+    check = commands.add_parser(
+        "check-config", help="validate a configuration file and list every problem"
+    )
+    check.add_argument("path", help="the TOML file to check")
+    check.set_defaults(func=_check_config)
+
+    ctl = commands.add_parser(
+        "ctl", help="steer a running daemon over its control socket", add_help=False
+    )
+    ctl.add_argument("rest", nargs=argparse.REMAINDER)
+    ctl.set_defaults(func=_ctl)
+
+    demo = commands.add_parser(
+        "demo", help="run the daemon against the bundled sandbox and check the result"
+    )
+    demo.add_argument(
+        "--seconds",
+        type=float,
+        default=30.0,
+        help="how long the demo runs, in seconds (default 30)",
+    )
+    demo.add_argument(
+        "--state-dir", help="keep the demo's journal in this directory (default: a temporary one)"
+    )
+    demo.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    demo.set_defaults(func=_demo)
+
+    sandbox = commands.add_parser(
+        "sandbox", help="serve stand-ins for the review platforms on loopback", add_help=False
+    )
+    sandbox.add_argument("rest", nargs=argparse.REMAINDER)
+    sandbox.set_defaults(func=_sandbox)
+    return parser
+
+
+# These commands parse their own options; argparse's REMAINDER would swallow
+# options that come before the first positional argument.
+PASSTHROUGH = {"ctl": _ctl, "sandbox": _sandbox}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] in PASSTHROUGH:
+        func = PASSTHROUGH[arguments[0]]
+        args = argparse.Namespace(rest=arguments[1:], func=func)
+    else:
+        args = build_parser().parse_args(arguments)
+    try:
+        status: int = args.func(args)
+    except PlauditError as error:
+        print(f"plaudit: {error}", file=sys.stderr)
+        return 1
+    except BaseExceptionGroup as group:
+        # Errors raised inside Trio nurseries arrive wrapped in groups.
+        operator_errors, rest = group.split(PlauditError)
+        if operator_errors is None or rest is not None:
+            raise
+        for leaf in _leaves(operator_errors):
+            print(f"plaudit: {leaf}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,358 @@
+"""``plaudit run``: the daemon process and its supervision tree.
+
+Lifetimes nest: the state-directory lock and the journal are opened first and
+closed last; the journal's group-commit writer outlives the supervisor, whose
+children (platform actors, housekeeping, control socket, metrics, watchdog)
+all stop before the writer does.  SIGTERM and SIGINT drain, SIGHUP reloads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, final
+
+import trio
+
+import plaudit
+from plaudit import metrics
+from plaudit.actors.base import Actor
+from plaudit.config import Config, Paths, load_config, resolve_paths
+from plaudit.daemon.commands import CommandHandler
+from plaudit.daemon.control import serve_control
+from plaudit.daemon.lock import StateLock
+from plaudit.daemon.metrics_http import serve_metrics
+from plaudit.daemon.notify import SdNotifier, watchdog_interval, watchdog_loop
+from plaudit.daemon.platforms import build_platform_actors, reconfigure_platform_actors
+from plaudit.daemon.preflight import check_control_socket, check_metrics_port
+from plaudit.daemon.supervisor import ChildContext, ChildSpec, ChildState, RestartPolicy, Supervisor
+from plaudit.errors import ConfigError
+from plaudit.journal import AsyncJournal, Journal
+
+log = logging.getLogger(__name__)
+
+
+@final
+class Daemon:
+    """One running Plaudit process; ``run`` returns when it has drained."""
+
+    def __init__(
+        self,
+        config_path: str,
+        config: Config,
+        paths: Paths,
+        *,
+        notifier: SdNotifier | None = None,
+        state_dir_override: str | None = None,
+        runtime_dir_override: str | None = None,
+    ) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.paths = paths
+        self.notifier = notifier or SdNotifier.from_env()
+        self._overrides = (state_dir_override, runtime_dir_override)
+        self.instance = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.state = "starting"
+        self.started_at = time.time()
+        self.config_loaded_at = time.time()
+        self.actors: dict[str, Actor] = {}
+        self.supervisor: Supervisor | None = None
+        self.journal: AsyncJournal | None = None
+        self._drain_requested = trio.Event()
+
+    def __repr__(self) -> str:
+        return f"<Daemon {self.instance} state={self.state} actors={len(self.actors)}>"
+
+    async def run(self) -> None:
+        """Open the journal, start the tree, serve until drained."""
+        with StateLock(self.paths.lock_path, state_dir=self.paths.state_dir):
+            check_control_socket(self.paths.control_socket)
+            if self.config.metrics.enabled:
+                check_metrics_port(self.config.metrics.host, self.config.metrics.port)
+            journal = self._open_journal()
+            try:
+                await self._run_with_journal(journal)
+            finally:
+                self._release_own_leases(journal)
+                journal.close()
+                log.info("daemon.stopped", extra={"instance": self.instance})
+
+    def _open_journal(self) -> Journal:
+        cfg = self.config.journal
+        journal = Journal.open(
+            self.paths.journal_path,
+            instance=self.instance,
+            lease_seconds=cfg.lease_seconds,
+            max_attempts=cfg.max_attempts,
+            retry_initial=cfg.retry_initial,
+            retry_max=cfg.retry_max,
+            # The state lock proves no other daemon holds these leases.
+            recover_all_leases=True,
+        )
+        log.info(
+            "journal.opened",
+            extra={
+                "path": str(self.paths.journal_path),
+                "schema": journal.schema_version,
+                "leases_recovered": journal.recovered_at_open,
+            },
+        )
+        return journal
+
+    def _release_own_leases(self, journal: Journal) -> None:
+        """Hand back every job this process still holds, so the next start need not wait."""
+        with journal.transaction() as tx:
+            released = tx.execute(
+                "UPDATE jobs SET state = 'ready', attempts = max(attempts - 1, 0),"
+                " lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
+                " WHERE state = 'running' AND lease_owner = ?",
+                (tx.now, self.instance),
+            ).rowcount
+        if released:
+            log.warning("journal.leases_released_at_exit", extra={"jobs": released})
+
+    async def _run_with_journal(self, journal: Journal) -> None:
+        cfg = self.config.journal
+        self.journal = AsyncJournal(
+            journal, window=cfg.group_commit_window, max_batch=cfg.group_commit_max
+        )
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async with trio.open_nursery() as outer:
+                await outer.start(self.journal.run)
+                outer.start_soon(self._handle_signals, signals)
+                await self._supervise()
+                outer.cancel_scope.cancel()
+
+    async def _supervise(self) -> None:
+        """Run the supervisor until a drain is requested, then stop it within the deadline."""
+        self.supervisor = self._build_supervisor()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.supervisor.run)
+            self._mark_ready()
+            await self._drain_requested.wait()
+            await self._drain(nursery)
+
+    def _mark_ready(self) -> None:
+        self.state = "running"
+        metrics.READY.set(1)
+        metrics.CONFIG_RELOAD_OK.set(1)
+        metrics.CONFIG_RELOAD_TIME.set(self.config_loaded_at)
+        self.notifier.ready()
+        self.notifier.status(f"running: {len(self.actors)} platform actors")
+        log.info("daemon.ready", extra={"instance": self.instance, "pid": os.getpid()})
+
+    async def _drain(self, nursery: trio.Nursery) -> None:
+        """Stop claiming, let the children finish or release their jobs, give up at the deadline."""
+        self.state = "draining"
+        metrics.READY.set(0)
+        self.notifier.stopping()
+        self.notifier.status("draining")
+        deadline = self.config.daemon.shutdown_timeout
+        log.info("daemon.draining", extra={"deadline_seconds": deadline})
+        assert self.supervisor is not None
+        with trio.move_on_after(deadline) as scope:
+            await self.supervisor.stop()
+        if scope.cancelled_caught:
+            log.warning("daemon.drain_deadline_passed", extra={"deadline_seconds": deadline})
+        nursery.cancel_scope.cancel()
+
+    def request_drain(self) -> None:
+        self._drain_requested.set()
+
+    async def _handle_signals(self, signals: Any) -> None:
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                with contextlib.suppress(ConfigError):
+                    # Logged by reload(); the running configuration stays.
+                    await self.reload()
+            else:
+                log.info("daemon.signal", extra={"signal": signal.Signals(signum).name})
+                self.request_drain()
+
+    async def reload(self) -> None:
+        """Apply a new config from disk; an invalid one is rejected and the running one stays.
+
+        Raises ConfigError (after logging it) so ``ctl reload`` can show the reason.
+        """
+        self.notifier.reloading()
+        state_dir, runtime_dir = self._overrides
+        try:
+            config = load_config(self.config_path)
+            paths = resolve_paths(config, state_dir=state_dir, runtime_dir=runtime_dir)
+            self._check_reloadable(config, paths)
+        except ConfigError as error:
+            metrics.CONFIG_RELOAD_OK.set(0)
+            log.error(  # noqa: TRY400 - the problems say it all; a traceback adds nothing
+                "config.reload_rejected",
+                extra={"path": self.config_path, "problems": error.problems},
+            )
+            self.notifier.ready()
+            raise
+        await reconfigure_platform_actors(self, config)
+        self.config = config
+        self.config_loaded_at = time.time()
+        metrics.CONFIG_RELOAD_OK.set(1)
+        metrics.CONFIG_RELOAD_TIME.set(self.config_loaded_at)
+        logging.getLogger().setLevel(config.daemon.log_level.upper())
+        self.notifier.ready()
+        log.info("config.reloaded", extra={"path": self.config_path})
+
+    def _check_reloadable(self, config: Config, paths: Paths) -> None:
+        """Reject changes that only a restart can apply, naming each one."""
+        fixed = {
+            "daemon.state_dir": (self.paths.state_dir, paths.state_dir),
+            "journal.path": (self.paths.journal_path, paths.journal_path),
+            "control.socket": (self.paths.control_socket, paths.control_socket),
+            "metrics": (self.config.metrics, config.metrics),
+        }
+        problems = [
+            f"{key}: changed from {old!r} to {new!r}; "
+            "a reload cannot apply this, restart the daemon"
+            for key, (old, new) in fixed.items()
+            if old != new
+        ]
+        if problems:
+            raise ConfigError(self.config_path, problems)
+
+    def _build_supervisor(self) -> Supervisor:
+        policy = RestartPolicy.from_config(self.config.supervisor)
+        grace = self.config.supervisor.shutdown_grace
+        assert self.journal is not None
+        self.actors = build_platform_actors(self.config, self.journal)
+        # Children stop in reverse start order: the actors stop claiming and
+        # hand back their jobs first, while the control socket and metrics
+        # still answer.
+        children = self._service_children(policy, grace)
+        children += [
+            ChildSpec(name, actor.start, policy=policy, shutdown_grace=grace, signals_ready=True)
+            for name, actor in self.actors.items()
+        ]
+        # Each child has its own budget; a child that exhausts it is marked
+        # failed and its siblings keep running.  The root's own intensity is
+        # set above the sum of those budgets so that the root never escalates:
+        # escalating at the top would end the process.
+        root_intensity = dataclasses.replace(
+            policy, max_restarts=policy.max_restarts * len(children) + 1
+        )
+        return Supervisor("root", children, intensity=root_intensity, on_event=self._on_child_event)
+
+    def _on_child_event(
+        self, name: str, old: ChildState, new: ChildState, error: BaseException | None
+    ) -> None:
+        if new == ChildState.FAILED:
+            self.notifier.status(f"degraded: {name} failed")
+            log.error("daemon.child_failed", extra={"child": name, "error": repr(error)})
+
+    def _service_children(self, policy: RestartPolicy, grace: float) -> list[ChildSpec]:
+        handler = CommandHandler(self)
+        cfg = self.config
+        mode = int(cfg.control.mode, 8)
+
+        async def control(ctx: ChildContext) -> None:
+            await serve_until_stopped(
+                ctx,
+                partial(
+                    serve_control,
+                    self.paths.control_socket,
+                    handler,
+                    mode=mode,
+                    allowed_uids=cfg.control.allowed_uids,
+                    allowed_gids=cfg.control.allowed_gids,
+                ),
+            )
+
+        async def housekeeping(ctx: ChildContext) -> None:
+            ctx.started()
+            await self._housekeeping(ctx)
+
+        children = [
+            ChildSpec("control", control, policy=policy, shutdown_grace=grace, signals_ready=True),
+            ChildSpec(
+                "housekeeping",
+                housekeeping,
+                policy=policy,
+                shutdown_grace=grace,
+                signals_ready=True,
+            ),
+        ]
+        if cfg.metrics.enabled:
+
+            async def metrics_server(ctx: ChildContext) -> None:
+                await serve_until_stopped(
+                    ctx, partial(serve_metrics, cfg.metrics.host, cfg.metrics.port)
+                )
+
+            children.append(
+                ChildSpec(
+                    "metrics",
+                    metrics_server,
+                    policy=policy,
+                    shutdown_grace=grace,
+                    signals_ready=True,
+                )
+            )
+        interval = watchdog_interval()
+        if interval is not None and self.notifier.enabled:
+
+            async def watchdog(ctx: ChildContext) -> None:
+                ctx.started()
+                await watchdog_loop(self.notifier, interval=interval, healthy=self.healthy)
+
+            children.append(
+                ChildSpec(
+                    "watchdog", watchdog, policy=policy, shutdown_grace=grace, signals_ready=True
+                )
+            )
+        return children
+
+    def healthy(self) -> bool:
+        """Liveness for the systemd watchdog: the journal writer commits and nothing is wedged."""
+        return self.state in ("running", "draining")
+
+    async def _housekeeping(self, ctx: ChildContext) -> None:
+        """Return expired leases to ready and refresh the journal gauges, periodically."""
+        assert self.journal is not None
+        interval = min(self.config.journal.lease_sweep_interval, 5.0)
+        while not ctx.stop_requested.is_set():
+            recovered = await self.journal.recover_expired_leases()
+            if recovered:
+                log.warning("journal.leases_recovered", extra={"jobs": recovered})
+            await self.refresh_job_gauges()
+            with trio.move_on_after(interval):
+                await ctx.stop_requested.wait()
+
+    async def refresh_job_gauges(self) -> None:
+        assert self.journal is not None
+        counts = await self.journal.read(lambda journal: journal.counts())
+        metrics.JOBS.clear()
+        for kind, state, count in counts:
+            metrics.JOBS.labels(kind, state).set(count)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "version": plaudit.__version__,
+            "state": self.state,
+            "ready": self.state == "running",
+            "uptime_seconds": round(time.time() - self.started_at, 3),
+            "config_path": self.config_path,
+            "config_loaded_at": self.config_loaded_at,
+            "instance": self.instance,
+            "state_dir": str(self.paths.state_dir),
+        }
+
+
+async def serve_until_stopped(ctx: ChildContext, serve: Callable[..., Awaitable[object]]) -> None:
+    """Run a server that reports readiness through ``task_status`` until asked to stop."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(serve)
+        ctx.started()
+        await ctx.stop_requested.wait()
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,306 @@
+"""``plaudit ctl``: send one command to a running daemon over its control socket.
+
+The result is printed as aligned tables, or as the daemon's JSON with
+``--json``.  Exit status: 0 on success, 1 when the daemon reports an error or
+cannot be reached, 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from plaudit.daemon.control import request_sync
+from plaudit.errors import ControlError
+
+DEFAULT_SOCKET = Path("/run/plaudit/control.sock")
+JOB_STATES = ("ready", "running", "succeeded", "failed", "dead")
+# Longer values (error messages, keys) are cut so a table row stays on one line.
+MAX_CELL_WIDTH = 60
+
+
+def default_socket_path(environ: Mapping[str, str] | None = None) -> Path:
+    """Return $PLAUDIT_SOCKET, else $RUNTIME_DIRECTORY/control.sock, else the packaged default."""
+    environ = os.environ if environ is None else environ
+    if environ.get("PLAUDIT_SOCKET"):
+        return Path(environ["PLAUDIT_SOCKET"])
+
+    # systemd sets RUNTIME_DIRECTORY (colon-separated when several are configured).
+    runtime = environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    if runtime:
+        return Path(runtime) / "control.sock"
+    return DEFAULT_SOCKET
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plaudit ctl", description="Query and steer a running Plaudit daemon."
+    )
+    parser.add_argument(
+        "--socket",
+        type=Path,
+        default=None,
+        help="control socket path (default: $PLAUDIT_SOCKET, else $RUNTIME_DIRECTORY/control.sock, "
+        f"else {DEFAULT_SOCKET})",
+    )
+    parser.add_argument("--json", action="store_true", help="print the daemon's JSON result")
+    parser.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=10.0,
+        help="seconds to wait for the daemon's response (default 10)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("status", help="daemon, actor and journal overview")
+    jobs = commands.add_parser("jobs", help="list jobs, newest first")
+    jobs.add_argument("--state", choices=JOB_STATES, help="only jobs in this state")
+    jobs.add_argument("--kind", help="only jobs of this kind")
+    jobs.add_argument("--owner", help="only jobs owned by this actor")
+    jobs.add_argument(
+        "--limit", type=_positive_int, help="maximum number of jobs (the daemon's default is 50)"
+    )
+    retry = commands.add_parser("retry", help="make a failed or dead job ready again")
+    retry.add_argument("job", type=int, metavar="JOB_ID")
+    pause = commands.add_parser("pause", help="stop an actor from claiming new work")
+    pause.add_argument("actor", metavar="ACTOR")
+    resume = commands.add_parser("resume", help="let a paused actor claim work again")
+    resume.add_argument("actor", metavar="ACTOR")
+    commands.add_parser("drain", help="stop claiming work and shut down gracefully")
+    commands.add_parser("reload", help="re-read the configuration file")
+    return parser
+
+
+def request_args(options: argparse.Namespace) -> dict[str, Any]:
+    """Build the request's ``args`` from the parsed options of its command."""
+    if options.command == "jobs":
+        fields = {"state": options.state, "kind": options.kind, "owner": options.owner}
+        fields["limit"] = options.limit
+        return {key: value for key, value in fields.items() if value is not None}
+    if options.command == "retry":
+        return {"job": options.job}
+    if options.command in ("pause", "resume"):
+        return {"actor": options.actor}
+    return {}
+
+
+def ctl_main(argv: Sequence[str]) -> int:
+    """Run ``plaudit ctl`` with ``argv`` (without the program name) and return the exit status."""
+    try:
+        options = build_parser().parse_args(list(argv))
+    except SystemExit as exc:
+        # argparse exits after printing usage errors (2) or --help (0);
+        # returning the status leaves the process to the caller.
+        return exc.code if isinstance(exc.code, int) else 2
+
+    socket_path = options.socket or default_socket_path()
+    try:
+        result = request_sync(
+            socket_path, options.command, request_args(options), timeout=options.timeout
+        )
+    except ControlError as exc:
+        print(f"plaudit ctl: {exc}", file=sys.stderr)
+        return 1
+
+    sys.stdout.write(render_json(result) if options.json else render(options.command, result))
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive seconds, got {text}")
+    return value
+
+
+# -- rendering ----------------------------------------------------------------
+
+
+def render_json(result: Any) -> str:
+    return json.dumps(result, indent=2) + "\n"
+
+
+def render(command: str, result: Any) -> str:
+    """Render a command's result as text; unknown shapes fall back to JSON."""
+    if not isinstance(result, dict):
+        return render_json(result)
+
+    renderers = {
+        "status": render_status,
+        "jobs": render_jobs,
+        "retry": render_retry,
+        "pause": render_pause,
+        "resume": render_pause,
+        "drain": render_drain,
+        "reload": render_reload,
+    }
+    renderer = renderers.get(command)
+    return renderer(result) if renderer is not None else render_json(result)
+
+
+def render_status(result: dict[str, Any]) -> str:
+    sections = [
+        _render_daemon(_dict(result.get("daemon"))),
+        _render_actors(_list(result.get("actors"))),
+        _render_journal(_dict(result.get("journal"))),
+    ]
+    return "\n".join(section for section in sections if section)
+
+
+def _render_daemon(daemon: dict[str, Any]) -> str:
+    rows = [
+        ["state", _cell(daemon.get("state"))],
+        ["ready", _yes_no(daemon.get("ready"))],
+        ["pid", _cell(daemon.get("pid"))],
+        ["version", _cell(daemon.get("version"))],
+        ["uptime", _duration(daemon.get("uptime_seconds"))],
+        ["instance", _cell(daemon.get("instance"))],
+        ["config", str(daemon.get("config_path") or "-")],
+        ["loaded", _time(daemon.get("config_loaded_at"))],
+    ]
+    return "DAEMON\n" + format_table(None, rows)
+
+
+def _render_actors(actors: list[Any]) -> str:
+    headers = ["ACTOR", "STATE", "PAUSED", "RESTARTS", "RESTART TYPE", "LAST ERROR"]
+    rows = [
+        [
+            _cell(actor.get("name")),
+            _cell(actor.get("state")),
+            _yes_no(actor.get("paused")),
+            _cell(actor.get("restarts")),
+            _cell(actor.get("restart_type")),
+            _cell(actor.get("last_error")),
+        ]
+        for actor in map(_dict, actors)
+    ]
+    return format_table(headers, rows) if rows else "no actors\n"
+
+
+def _render_journal(journal: dict[str, Any]) -> str:
+    summary = (
+        f"JOURNAL {_cell(journal.get('path'))} (schema {_cell(journal.get('schema_version'))})\n"
+    )
+    totals = _dict(journal.get("totals"))
+    if totals:
+        summary += "  ".join(f"{state} {count}" for state, count in totals.items()) + "\n"
+
+    rows = [
+        [_cell(row.get("kind")), _cell(row.get("state")), _cell(row.get("count"))]
+        for row in map(_dict, _list(journal.get("counts")))
+    ]
+    if not rows:
+        return summary
+    return summary + "\n" + format_table(["KIND", "STATE", "COUNT"], rows)
+
+
+def render_jobs(result: dict[str, Any]) -> str:
+    jobs = [_dict(job) for job in _list(result.get("jobs"))]
+    if not jobs:
+        return "no jobs match\n"
+
+    headers = ["ID", "KIND", "OWNER", "STATE", "ATTEMPTS", "NEXT RUN", "LEASE EXPIRES", "UPDATED"]
+    headers += ["KEY", "LAST ERROR"]
+    return format_table(headers, [_job_row(job) for job in jobs])
+
+
+def _job_row(job: dict[str, Any]) -> list[str]:
+    attempts = f"{_cell(job.get('attempts'))}/{_cell(job.get('max_attempts'))}"
+    return [
+        _cell(job.get("id")),
+        _cell(job.get("kind")),
+        _cell(job.get("owner")),
+        _cell(job.get("state")),
+        attempts,
+        _time(job.get("next_run_at")),
+        _time(job.get("lease_expires_at")),
+        _time(job.get("updated_at")),
+        _cell(job.get("key")),
+        _cell(job.get("last_error")),
+    ]
+
+
+def render_retry(result: dict[str, Any]) -> str:
+    job = _dict(result.get("job"))
+    return (
+        f"job {_cell(job.get('id'))} ({_cell(job.get('kind'))}, owner {_cell(job.get('owner'))}) "
+        f"is {_cell(job.get('state'))}, next run {_time(job.get('next_run_at'))}\n"
+    )
+
+
+def render_pause(result: dict[str, Any]) -> str:
+    state = "paused" if result.get("paused") else "resumed"
+    return f"actor {_cell(result.get('actor'))} {state}\n"
+
+
+def render_drain(result: dict[str, Any]) -> str:
+    return "daemon is draining\n" if result.get("draining") else "daemon is not draining\n"
+
+
+def render_reload(result: dict[str, Any]) -> str:
+    return f"configuration reloaded from {_cell(result.get('config_path'))}\n"
+
+
+def format_table(headers: Sequence[str] | None, rows: Sequence[Sequence[str]]) -> str:
+    """Align columns with two spaces between them; no trailing spaces."""
+    lines = [list(headers)] if headers else []
+    lines += [list(row) for row in rows]
+    widths = [max(len(line[column]) for line in lines) for column in range(len(lines[0]))]
+    text = ""
+    for line in lines:
+        padded = [cell.ljust(width) for cell, width in zip(line, widths, strict=True)]
+        text += "  ".join(padded).rstrip() + "\n"
+    return text
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    text = " ".join(str(value).split())
+    if len(text) > MAX_CELL_WIDTH:
+        return text[: MAX_CELL_WIDTH - 3] + "..."
+    return text
+
+
+def _yes_no(value: Any) -> str:
+    if value is None:
+        return "-"
+    return "yes" if value else "no"
+
+
+def _time(value: Any) -> str:
+    """Render unix seconds as local ISO 8601 time."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return _cell(value)
+    return datetime.fromtimestamp(value).astimezone().isoformat(timespec="seconds")
+
+
+def _duration(value: Any) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return _cell(value)
+    minutes, seconds = divmod(int(value), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    text = f"{hours}h{minutes:02d}m{seconds:02d}s"
+    return f"{days}d{text}" if days else text
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []

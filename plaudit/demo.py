@@ -1,0 +1,317 @@
+"""``plaudit demo``: the daemon against the sandbox, checked against its truth.
+
+The demo serves the sandbox in this process, writes a configuration that
+points at it, starts ``plaudit run`` as a child process, prints progress once a
+second, and stops when the sandbox's script is over and the journal agrees
+with the sandbox's ground truth (or when time runs out).  The final check
+reads the journal file directly, so it sees exactly what was made durable.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import trio
+
+from plaudit.daemon.control import request
+from plaudit.errors import ControlError, PlauditError
+from plaudit.reviews.model import Review
+from plaudit.reviews.store import load_reviews
+from plaudit.sandbox import SandboxOptions, serve_sandbox
+from plaudit.sandbox.truth import truth_reviews
+
+# Fields compared between the journal and the sandbox's truth.  Deletion is
+# compared as set or not: the journal records when it noticed a deletion,
+# the sandbox when it happened.
+COMPARED = (
+    "profile",
+    "stars",
+    "recommendation",
+    "text",
+    "author",
+    "created_at",
+    "updated_at",
+    "reply_text",
+)
+
+
+class DemoError(PlauditError):
+    """The demo could not start or stop its daemon."""
+
+
+def demo_config(base_url: str, *, sync_interval: float) -> str:
+    """Return a configuration that syncs the sandbox's two Google locations."""
+    return f"""\
+[daemon]
+shutdown_timeout = 10.0
+log_level = "info"
+
+[journal]
+lease_seconds = 15.0
+lease_sweep_interval = 2.0
+retry_initial = 0.5
+retry_max = 5.0
+
+[supervisor]
+backoff_initial = 0.2
+backoff_max = 2.0
+
+[metrics]
+port = 0
+
+[platforms.google]
+api_base = "{base_url}/google/v4"
+token_url = "{base_url}/google/oauth2/token"
+client_id = "plaudit-sandbox"
+client_secret = "sandbox-secret"
+refresh_token = "sandbox-refresh-token"
+sync_interval = {sync_interval}
+request_timeout = 5.0
+
+[[platforms.google.locations]]
+account = "accounts/1001"
+location = "locations/2001"
+name = "Willow & Vine Photography"
+
+[[platforms.google.locations]]
+account = "accounts/1001"
+location = "locations/2002"
+name = "Willow & Vine Photography (Studio)"
+"""
+
+
+class Discrepancy(msgspec.Struct, frozen=True):
+    """One way the journal differs from the truth."""
+
+    platform: str
+    review_id: str
+    problem: str
+
+
+def compare(journal_reviews: list[Review], truth: list[Review]) -> list[Discrepancy]:
+    """Return every difference between the journal's reviews and the truth's."""
+    ours = {(review.platform, review.review_id): review for review in journal_reviews}
+    theirs = {(review.platform, review.review_id): review for review in truth}
+    problems = [
+        Discrepancy(platform, review_id, "missing from the journal")
+        for platform, review_id in theirs.keys() - ours.keys()
+    ]
+    problems += [
+        Discrepancy(platform, review_id, "in the journal but not on the platform")
+        for platform, review_id in ours.keys() - theirs.keys()
+    ]
+    for key in ours.keys() & theirs.keys():
+        for field in COMPARED:
+            mine, true = getattr(ours[key], field), getattr(theirs[key], field)
+            if mine != true:
+                problems.append(
+                    Discrepancy(
+                        key[0], key[1], f"{field}: journal has {mine!r}, platform has {true!r}"
+                    )
+                )
+        deleted_here, deleted_there = (
+            ours[key].deleted_at is not None,
+            theirs[key].deleted_at is not None,
+        )
+        if deleted_here != deleted_there:
+            problems.append(
+                Discrepancy(
+                    key[0],
+                    key[1],
+                    f"deleted: journal says {deleted_here}, platform says {deleted_there}",
+                )
+            )
+    return sorted(problems, key=lambda item: (item.platform, item.review_id, item.problem))
+
+
+def read_journal(path: Path) -> tuple[list[Review], list[tuple[str, str, int]]]:
+    """Read reviews and event counts (platform, type, count) from the journal file, read-only."""
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        reviews = load_reviews(connection, include_deleted=True)
+        events = connection.execute(
+            "SELECT platform, type, count(*) FROM events GROUP BY platform, type"
+        ).fetchall()
+    finally:
+        connection.close()
+    return reviews, events
+
+
+class Demo:
+    """One demo run: its directories, sandbox, daemon process and results."""
+
+    def __init__(
+        self, *, seconds: float, state_dir: Path, runtime_dir: Path, as_json: bool
+    ) -> None:
+        self.seconds = seconds
+        self.state_dir = state_dir
+        self.runtime_dir = runtime_dir
+        self.as_json = as_json
+        self.config_path = state_dir / "plaudit.toml"
+        self.journal_path = state_dir / "journal.sqlite3"
+        self.socket_path = runtime_dir / "control.sock"
+        self.base_url = ""
+        self.script_ends_at = 0.0
+
+    def say(self, line: str) -> None:
+        # With --json the summary must be the last line; progress goes to stderr.
+        print(line, file=sys.stderr if self.as_json else sys.stdout, flush=True)
+
+    async def run(self) -> dict[str, Any]:
+        # The script of arrivals, edits, replies and deletions fills the first
+        # half of the run; the rest lets the daemon catch up.
+        script_seconds = max(4.0, self.seconds * 0.5)
+        options = SandboxOptions(seed=7, script_seconds=script_seconds)
+        async with trio.open_nursery() as nursery:
+            self.base_url = await nursery.start(serve_sandbox, options)
+            self.script_ends_at = time.monotonic() + script_seconds
+            self.say(f"sandbox: {self.base_url} (script of events for {script_seconds:.0f} s)")
+            self.config_path.write_text(
+                demo_config(self.base_url, sync_interval=2.0), encoding="utf-8"
+            )
+            summary = await self._run_daemon()
+            nursery.cancel_scope.cancel()
+        return summary
+
+    async def _run_daemon(self) -> dict[str, Any]:
+        command = [
+            sys.executable, "-m", "plaudit", "run",
+            "--config", str(self.config_path),
+            "--state-dir", str(self.state_dir),
+            "--runtime-dir", str(self.runtime_dir),
+        ]  # fmt: skip
+        log_path = self.state_dir / "daemon.log"
+        with log_path.open("ab") as log_file:
+            process = await trio.lowlevel.open_process(command, stdout=log_file, stderr=log_file)
+            self.say(f"daemon: pid {process.pid}, log {log_path}")
+            try:
+                agreed_early = await self._watch(process)
+            finally:
+                exit_code = await self._stop(process)
+        return await self._summarise(
+            exit_code=exit_code, agreed_early=agreed_early, log_path=log_path
+        )
+
+    async def _watch(self, process: trio.Process) -> bool:
+        """Print progress until the script is over and the journal agrees, or time runs out."""
+        deadline = time.monotonic() + self.seconds
+        began = time.monotonic()
+        while time.monotonic() < deadline:
+            await trio.sleep(1.0)
+            if process.poll() is not None:
+                raise DemoError(
+                    f"the daemon exited early with status {process.returncode}; see its log"
+                )
+            line, agrees = await self._progress(began)
+            self.say(line)
+            if agrees and time.monotonic() > self.script_ends_at:
+                return True
+        return False
+
+    async def _progress(self, began: float) -> tuple[str, bool]:
+        elapsed = time.monotonic() - began
+        try:
+            status = await request(self.socket_path, "status", timeout=5.0)
+        except (ControlError, OSError):
+            return f"{elapsed:5.1f}s  daemon starting", False
+        totals = status["journal"]["totals"]
+        jobs = " ".join(f"{state}={count}" for state, count in totals.items() if count)
+        if not self.journal_path.exists():
+            return f"{elapsed:5.1f}s  jobs: {jobs}", False
+        reviews, _events = await trio.to_thread.run_sync(read_journal, self.journal_path)
+        truth = await self._truth()
+        live = sum(1 for review in reviews if review.deleted_at is None)
+        differences = len(compare(reviews, truth))
+        line = (
+            f"{elapsed:5.1f}s  reviews synced: {live:4d}  "
+            f"differences from truth: {differences:4d}  jobs: {jobs}"
+        )
+        return line, differences == 0
+
+    async def _truth(self) -> list[Review]:
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            response = await client.get(f"{self.base_url}/_sandbox/truth")
+            response.raise_for_status()
+        return truth_reviews(response.json())
+
+    async def _stop(self, process: trio.Process) -> int:
+        """SIGTERM the daemon and wait for its drain; SIGKILL after 30 s."""
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        with trio.move_on_after(30.0):
+            return await process.wait()
+        process.kill()
+        return await process.wait()
+
+    async def _summarise(
+        self, *, exit_code: int, agreed_early: bool, log_path: Path
+    ) -> dict[str, Any]:
+        reviews, events = await trio.to_thread.run_sync(read_journal, self.journal_path)
+        truth = await self._truth()
+        discrepancies = compare(reviews, truth)
+        live = [review for review in reviews if review.deleted_at is None]
+        platforms: dict[str, dict[str, int]] = {}
+        for review in reviews:
+            counts = platforms.setdefault(review.platform, {"reviews": 0, "deleted": 0})
+            counts["deleted" if review.deleted_at else "reviews"] += 1
+        for platform, event_type, count in events:
+            platforms.setdefault(platform, {"reviews": 0, "deleted": 0})[f"{event_type}_events"] = (
+                count
+            )
+        return {
+            "reviews_synced": len(live),
+            "platforms": platforms,
+            "truth_reviews": sum(1 for review in truth if review.deleted_at is None),
+            "agrees_with_truth": not discrepancies and exit_code == 0,
+            "discrepancies": [msgspec.to_builtins(item) for item in discrepancies[:50]],
+            "discrepancy_count": len(discrepancies),
+            "converged_before_deadline": agreed_early,
+            "daemon_exit_code": exit_code,
+            "journal": str(self.journal_path),
+            "daemon_log": str(log_path),
+        }
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    print()
+    print(
+        f"reviews synced:    {summary['reviews_synced']} "
+        f"(sandbox truth: {summary['truth_reviews']})"
+    )
+    for platform, counts in summary["platforms"].items():
+        details = ", ".join(f"{name} {value}" for name, value in sorted(counts.items()))
+        print(f"  {platform}: {details}")
+    print(f"daemon exit code:  {summary['daemon_exit_code']}")
+    verdict = (
+        "yes" if summary["agrees_with_truth"] else f"NO, {summary['discrepancy_count']} differences"
+    )
+    print(f"journal agrees with the sandbox's truth: {verdict}")
+    for item in summary["discrepancies"][:10]:
+        print(f"  {item['platform']} {item['review_id']}: {item['problem']}")
+    print(f"journal: {summary['journal']}")
+
+
+def demo_main(*, seconds: float, state_dir: str | None, as_json: bool) -> int:
+    """Run the demo; exit status 0 only when the journal agrees with the truth."""
+    if seconds < 5:
+        raise DemoError(f"--seconds {seconds:g} is too short; the demo needs at least 5 seconds")
+    state = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="plaudit-demo-"))
+    state.mkdir(parents=True, exist_ok=True)
+    # AF_UNIX paths are limited to 107 bytes, so the socket lives in a short /tmp path.
+    runtime = Path(tempfile.mkdtemp(prefix="plaudit-run-", dir="/tmp"))
+    demo = Demo(seconds=seconds, state_dir=state.resolve(), runtime_dir=runtime, as_json=as_json)
+    summary = trio.run(demo.run)
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        print_summary(summary)
+    return 0 if summary["agrees_with_truth"] else 1

@@ -1,0 +1,275 @@
+"""Versioned schema migrations, applied in order when the journal opens.
+
+Each applied version is recorded in ``schema_migrations`` with the time it was
+applied.  All pending migrations run in one BEGIN IMMEDIATE transaction, so a
+failed migration leaves the journal at its previous version, and two
+processes opening the same file cannot both migrate it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import final
+
+import sqlite_utils
+
+from plaudit.errors import JournalError
+from plaudit.journal.connection import translated
+
+log = logging.getLogger(__name__)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema version: SQL statements, or a function given a sqlite-utils Database."""
+
+    version: int
+    description: str
+    apply: Callable[[sqlite_utils.Database], None] | str
+
+
+def _create_initial_schema(db: sqlite_utils.Database) -> None:
+    jobs = db.table("jobs")
+    jobs.create(
+        {
+            "id": int,
+            "kind": str,
+            "owner": str,
+            "key": str,
+            "payload": str,
+            "state": str,
+            "attempts": int,
+            "max_attempts": int,
+            "next_run_at": float,
+            "lease_expires_at": float,
+            "lease_owner": str,
+            "last_error": str,
+            "created_at": float,
+            "updated_at": float,
+            "finished_at": float,
+        },
+        pk="id",
+        not_null={
+            "kind",
+            "owner",
+            "key",
+            "payload",
+            "state",
+            "attempts",
+            "max_attempts",
+            "next_run_at",
+            "created_at",
+            "updated_at",
+        },
+        strict=True,
+    )
+    jobs.create_index(["key"], index_name="jobs_key", unique=True)
+    # Claims take one owner's claimable jobs in (next_run_at, id) order.  This
+    # partial index contains only claimable rows, so it stays small as finished
+    # jobs accumulate, and it yields them in order.  A full index on (owner,
+    # state, next_run_at) would need a temporary B-tree to merge the two states.
+    db.conn.execute(
+        "CREATE INDEX jobs_claim ON jobs (owner, next_run_at, id) "
+        "WHERE state IN ('ready', 'failed')"
+    )
+    # Operator listings and the per-kind, per-state counts behind the metrics.
+    jobs.create_index(["kind", "state"], index_name="jobs_kind_state")
+
+    events = db.table("events")
+    events.create(
+        {
+            "id": int,
+            "key": str,
+            "type": str,
+            "platform": str,
+            "subject": str,
+            "payload": str,
+            "created_at": float,
+        },
+        pk="id",
+        not_null={"key", "type", "platform", "subject", "payload", "created_at"},
+        strict=True,
+    )
+    events.create_index(["key"], index_name="events_key", unique=True)
+
+    reviews = db.table("reviews")
+    reviews.create(
+        {
+            "platform": str,
+            "review_id": str,
+            "profile": str,
+            "stars": int,
+            "recommendation": str,
+            "text": str,
+            "author": str,
+            # ISO 8601 UTC timestamps as the platform reported them.
+            "created_at": str,
+            "updated_at": str,
+            "reply_text": str,
+            "reply_updated_at": str,
+            "deleted_at": str,
+            "content_hash": str,
+            # Unix seconds of Plaudit's own observations.
+            "first_seen_at": float,
+            "last_seen_at": float,
+        },
+        pk=("platform", "review_id"),
+        not_null={
+            "platform",
+            "review_id",
+            "profile",
+            "text",
+            "author",
+            "created_at",
+            "updated_at",
+            "content_hash",
+            "first_seen_at",
+            "last_seen_at",
+        },
+        strict=True,
+    )
+    reviews.create_index(["platform", "profile"], index_name="reviews_profile")
+
+    db.table("cursors").create(
+        {"owner": str, "name": str, "value": str, "updated_at": float},
+        pk=("owner", "name"),
+        not_null={"owner", "name", "value", "updated_at"},
+        strict=True,
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "jobs, events, reviews and sync cursors", _create_initial_schema),
+)
+
+
+def migrate(
+    conn: sqlite3.Connection,
+    path: Path,
+    *,
+    now: float,
+    migrations: Sequence[Migration] = MIGRATIONS,
+) -> int:
+    """Apply the pending ``migrations`` to the journal and return its schema version.
+
+    Raises JournalError when the file is a database that is not a journal, or
+    when its schema version is above the last version in ``migrations``.
+    """
+    latest = _check_order(migrations)
+    with translated(path, "migrate"):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = _prepare(conn, path, latest)
+            pending = [migration for migration in migrations if migration.version > current]
+            for migration in pending:
+                _apply(conn, migration, now=now)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    for migration in pending:
+        log.info(
+            "journal.migrated",
+            extra={
+                "path": str(path),
+                "version": migration.version,
+                "description": migration.description,
+            },
+        )
+    return max(current, latest)
+
+
+def _check_order(migrations: Sequence[Migration]) -> int:
+    versions = [migration.version for migration in migrations]
+    if versions != list(range(1, len(versions) + 1)):
+        raise ValueError(f"migration versions must run 1, 2, 3, ... without gaps, got {versions}")
+
+    return len(versions)
+
+
+def require_journal(conn: sqlite3.Connection, path: Path) -> None:
+    """Raise JournalError when the database has tables but no ``schema_migrations``.
+
+    Call it before anything writes, so that a foreign database stays unchanged.
+    """
+    with translated(path, "read"):
+        tables = _table_names(conn)
+
+    if tables and "schema_migrations" not in tables:
+        names = ", ".join(sorted(tables))
+        raise JournalError(
+            f"the file {path} is a SQLite database but not a Plaudit journal (it has the tables "
+            f"{names} and no schema_migrations). Plaudit left it unchanged: set journal.path to "
+            "another file."
+        )
+
+
+def _table_names(conn: sqlite3.Connection) -> set[str]:
+    rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    return {str(row[0]) for row in rows}
+
+
+def _prepare(conn: sqlite3.Connection, path: Path, latest: int) -> int:
+    """Create ``schema_migrations`` in a new file and return the applied version."""
+    # Checked again inside the write transaction in case another process
+    # created tables since the first check.
+    require_journal(conn, path)
+    if not _table_names(conn):
+        conn.execute(
+            "CREATE TABLE schema_migrations ("
+            "version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at REAL NOT NULL"
+            ") STRICT"
+        )
+
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    current = int(row[0])
+    if current > latest:
+        raise JournalError(
+            f"the journal {path} has schema version {current}, but this Plaudit knows versions up "
+            f"to {latest}. A newer Plaudit wrote it: upgrade Plaudit, or restore a backup taken "
+            "before the upgrade."
+        )
+
+    return current
+
+
+def _apply(conn: sqlite3.Connection, migration: Migration, *, now: float) -> None:
+    if isinstance(migration.apply, str):
+        for statement in split_statements(migration.apply):
+            conn.execute(statement)
+    else:
+        db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
+        migration.apply(db)
+
+    conn.execute(
+        "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+        (migration.version, migration.description, now),
+    )
+
+
+def split_statements(script: str) -> Iterator[str]:
+    """Yield the complete SQL statements of ``script`` one by one.
+
+    ``executescript`` would commit the open transaction first, so a script
+    migration runs statement by statement instead.  Semicolons inside
+    strings and trigger bodies do not end a statement.
+    """
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\r\n;"):
+                yield pending.strip()
+            pending = ""
+
+    if pending.strip(" \t\r\n;"):
+        raise ValueError(
+            f"migration script ends inside an incomplete statement: {pending.strip()!r}"
+        )

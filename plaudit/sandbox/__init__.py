@@ -1,0 +1,40 @@
+"""Loopback stand-ins for the review platforms, used by the demo and the tests.
+
+- ``plaudit.sandbox.world``: the seeded world of locations, reviews and
+  scripted events, with its ground truth.
+- ``plaudit.sandbox.faults``: seeded fault injection (500s, 429s, latency,
+  malformed bodies, repeated reviews).
+- ``plaudit.sandbox.app``: the ASGI application with the platform routes and
+  the ``/_sandbox`` control routes.
+- ``plaudit.sandbox.server``: :func:`serve_sandbox` on loopback with
+  Hypercorn's Trio worker, and ``plaudit sandbox`` (:func:`sandbox_main`).
+- ``plaudit.sandbox.truth``: the truth document as Review records.
+"""
+
+from plaudit.sandbox.app import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, SANDBOX_REFRESH_TOKEN
+from plaudit.sandbox.faults import NO_FAULTS, FaultSettings
+from plaudit.sandbox.server import (
+    DEFAULT_PORT,
+    SandboxError,
+    SandboxOptions,
+    loopback_address,
+    sandbox_main,
+    serve_sandbox,
+)
+from plaudit.sandbox.world import GoogleWorld, WorldOptions
+
+__all__ = [
+    "DEFAULT_PORT",
+    "NO_FAULTS",
+    "SANDBOX_CLIENT_ID",
+    "SANDBOX_CLIENT_SECRET",
+    "SANDBOX_REFRESH_TOKEN",
+    "FaultSettings",
+    "GoogleWorld",
+    "SandboxError",
+    "SandboxOptions",
+    "WorldOptions",
+    "loopback_address",
+    "sandbox_main",
+    "serve_sandbox",
+]

@@ -1,0 +1,138 @@
+"""Seeded fault injection for the sandbox's platform API routes.
+
+Each API request calls :meth:`FaultInjector.decide` for its faults.  Queued
+statuses come first, in order, so a test can script an exact failure
+sequence.  After them, the seeded rates decide.  Faults never apply to the token
+endpoint or to the ``/_sandbox`` control routes.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+from typing import Annotated, Any, Final, Literal, final
+
+import msgspec
+
+Rate = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
+FaultStatus = Annotated[int, msgspec.Meta(ge=400, le=599)]
+FaultKind = Literal["error", "rate_limit", "status", "malformed", "duplicate", "latency"]
+FAULT_KINDS: Final[tuple[FaultKind, ...]] = (
+    "error",
+    "rate_limit",
+    "status",
+    "malformed",
+    "duplicate",
+    "latency",
+)
+
+
+class FaultSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Fault rates and delays; all zero means a well-behaved platform."""
+
+    # Share of API requests that get a 500 response.
+    error_rate: Rate = 0.0
+    # Share of API requests that get a 429 response with a Retry-After header.
+    rate_limit_rate: Rate = 0.0
+    # Seconds sent in Retry-After with every 429 (rounded up to whole seconds).
+    retry_after: NonNegative = 1.0
+    # Seconds added before every API response.
+    latency: NonNegative = 0.0
+    # Share of API responses whose JSON has a field of the wrong type.
+    malformed_rate: Rate = 0.0
+    # Share of review list pages that also carry a stale copy of one review.
+    duplicate_rate: Rate = 0.0
+    # Statuses for the next API requests, one each, before the rates apply.
+    next_statuses: tuple[FaultStatus, ...] = ()
+
+
+NO_FAULTS: Final = FaultSettings()
+
+
+def fault_settings_of(settings: FaultSettings) -> FaultSettings:
+    """Return just the FaultSettings fields of ``settings``, which may be a subclass."""
+    fields = {name: getattr(settings, name) for name in FaultSettings.__struct_fields__}
+    return FaultSettings(**fields)
+
+
+@final
+class Fault(msgspec.Struct, frozen=True, kw_only=True):
+    """The faults decided for one API request."""
+
+    latency: float = 0.0
+    # An error status to respond with instead of the real response.
+    status: int | None = None
+    retry_after: float | None = None
+    malformed: bool = False
+    duplicate: bool = False
+
+
+@final
+class FaultInjector:
+    """Decides the faults of each API request from the settings and a seeded RNG."""
+
+    def __init__(self, settings: FaultSettings = NO_FAULTS, *, seed: int = 1) -> None:
+        self._rng = random.Random(seed)
+        self._settings = fault_settings_of(settings)
+        self._queue: collections.deque[int] = collections.deque(settings.next_statuses)
+        self.counts: dict[FaultKind, int] = dict.fromkeys(FAULT_KINDS, 0)
+
+    def __repr__(self) -> str:
+        injected = sum(self.counts.values())
+        return f"<FaultInjector {self._settings!r} queued={len(self._queue)} injected={injected}>"
+
+    @property
+    def settings(self) -> FaultSettings:
+        """The settings in force."""
+        return self._settings
+
+    def update(self, changes: dict[str, Any]) -> FaultSettings:
+        """Change some settings and return the result; ``next_statuses`` replaces the queue.
+
+        Raises msgspec.ValidationError naming the field when a value is invalid
+        or unknown.
+        """
+        merged = msgspec.structs.asdict(self._settings) | changes
+        settings = msgspec.convert(merged, FaultSettings)
+        self._settings = settings
+        if "next_statuses" in changes:
+            self._queue = collections.deque(settings.next_statuses)
+
+        return settings
+
+    def statistics(self) -> dict[str, Any]:
+        """Return injected faults by kind and the statuses still queued."""
+        return {"injected": dict(self.counts), "queued_statuses": list(self._queue)}
+
+    def decide(self, *, listing: bool) -> Fault:
+        """Return the faults for the next API request; ``listing`` allows a duplicate."""
+        settings = self._settings
+        latency = settings.latency
+        if latency > 0:
+            self.counts["latency"] += 1
+
+        if self._queue:
+            status = self._queue.popleft()
+            self.counts["status"] += 1
+            retry_after = settings.retry_after if status == 429 else None
+            return Fault(latency=latency, status=status, retry_after=retry_after)
+
+        return self._decide_by_rate(settings, latency, listing=listing)
+
+    def _decide_by_rate(self, settings: FaultSettings, latency: float, *, listing: bool) -> Fault:
+        # One draw per rate in a fixed order keeps a seed's sequence stable.
+        draws = [self._rng.random() for _ in range(4)]
+        if draws[0] < settings.error_rate:
+            self.counts["error"] += 1
+            return Fault(latency=latency, status=500)
+
+        if draws[1] < settings.rate_limit_rate:
+            self.counts["rate_limit"] += 1
+            return Fault(latency=latency, status=429, retry_after=settings.retry_after)
+
+        malformed = draws[2] < settings.malformed_rate
+        duplicate = listing and draws[3] < settings.duplicate_rate
+        self.counts["malformed"] += malformed
+        self.counts["duplicate"] += duplicate
+        return Fault(latency=latency, malformed=malformed, duplicate=duplicate)

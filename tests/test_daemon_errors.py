@@ -1,0 +1,111 @@
+"""Operator mistakes at start-up: one clear paragraph, no traceback, nothing lost."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.support import DaemonDirs, open_daemon, plaudit_env, run_command, stop_daemon, wait_for
+
+pytestmark = pytest.mark.slow
+
+MINIMAL = """\
+[daemon]
+shutdown_timeout = 5.0
+
+[metrics]
+port = {port}
+"""
+
+
+def write_minimal(dirs: DaemonDirs, *, port: int = 0) -> None:
+    dirs.config.write_text(MINIMAL.format(port=port), encoding="utf-8")
+
+
+def run_to_exit(dirs: DaemonDirs) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        run_command(dirs),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=plaudit_env(),
+        check=False,
+    )
+
+
+def test_corrupt_journal_is_reported_and_kept(tmp_path: Path) -> None:
+    dirs = DaemonDirs(tmp_path)
+    write_minimal(dirs)
+    garbage = b"this is not a database\x00" * 200
+    dirs.journal.write_bytes(garbage)
+    result = run_to_exit(dirs)
+    assert result.returncode == 1
+    assert str(dirs.journal) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert dirs.journal.read_bytes() == garbage
+
+
+def test_invalid_config_names_key(tmp_path: Path) -> None:
+    dirs = DaemonDirs(tmp_path)
+    dirs.config.write_text("[daemon]\nshutdown_timout = 5\n", encoding="utf-8")
+    result = run_to_exit(dirs)
+    assert result.returncode == 1
+    assert "shutdown_timout" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_metrics_port_taken_is_reported(tmp_path: Path) -> None:
+    dirs = DaemonDirs(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        write_minimal(dirs, port=port)
+        result = run_to_exit(dirs)
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_second_daemon_on_same_state_dir_refused(tmp_path: Path) -> None:
+    dirs = DaemonDirs(tmp_path)
+    write_minimal(dirs)
+    first = await open_daemon(dirs)
+    await wait_for(dirs.socket.exists, timeout=30, what="the first daemon's control socket")
+    second = await trio.to_thread.run_sync(run_to_exit, dirs)
+    assert second.returncode == 1
+    assert "another plaudit daemon" in second.stderr
+    assert await stop_daemon(first) == 0
+
+
+async def test_control_socket_in_use_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    first_dirs = DaemonDirs(tmp_path / "a")
+    write_minimal(first_dirs)
+    first = await open_daemon(first_dirs)
+    await wait_for(first_dirs.socket.exists, timeout=30, what="the first daemon's control socket")
+
+    (tmp_path / "b").mkdir()
+    second_dirs = DaemonDirs(tmp_path / "b")
+    second_dirs.runtime = first_dirs.runtime
+    second_dirs.socket = first_dirs.socket
+    write_minimal(second_dirs)
+    second = await trio.to_thread.run_sync(run_to_exit, second_dirs)
+    assert second.returncode == 1
+    assert str(first_dirs.socket) in second.stderr
+    assert "Traceback" not in second.stderr
+    assert await stop_daemon(first) == 0
+
+
+def test_check_config_accepts_example() -> None:
+    example = Path(__file__).resolve().parents[1] / "config" / "plaudit.example.toml"
+    command = [sys.executable, "-m", "plaudit", "check-config", str(example)]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=60, env=plaudit_env(), check=False
+    )
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,58 @@
+"""``plaudit demo`` end to end: sandbox, daemon process, and the agreement check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import plaudit_env
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_json_agrees_with_truth(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "plaudit",
+        "demo",
+        "--seconds",
+        "15",
+        "--json",
+        "--state-dir",
+        str(tmp_path),
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env=plaudit_env(), check=False
+    )
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert summary["agrees_with_truth"] is True
+    assert summary["discrepancies"] == []
+    assert summary["reviews_synced"] > 0
+    assert summary["reviews_synced"] == summary["truth_reviews"]
+    assert summary["platforms"]["google"]["reviews"] == summary["reviews_synced"]
+    assert "reviews synced" in result.stderr
+
+
+def test_demo_rejects_too_short_run(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "plaudit",
+        "demo",
+        "--seconds",
+        "1",
+        "--state-dir",
+        str(tmp_path),
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=60, env=plaudit_env(), check=False
+    )
+    assert result.returncode == 1
+    assert "--seconds" in result.stderr
+    assert "Traceback" not in result.stderr
