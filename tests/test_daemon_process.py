@@ -38,6 +38,15 @@ async def fetch_truth(base_url: str) -> list[Review]:
     return truth_reviews(response.json())
 
 
+async def fetch_metrics(address: str) -> str:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        response = await client.get(f"http://{address}/metrics")
+    response.raise_for_status()
+    return response.text
+
+
 async def agrees(dirs: DaemonDirs, base_url: str) -> bool:
     if not dirs.journal.exists():
         return False
@@ -161,6 +170,19 @@ async def test_ctl_commands_against_daemon(tmp_path: Path) -> None:
             "housekeeping",
         }
         assert document["journal"]["totals"]["succeeded"] >= 2
+
+        address = document["daemon"]["metrics_address"]
+        # Job gauges refresh with housekeeping, every 2 s in this config.
+        with trio.fail_after(10):
+            while 'plaudit_jobs{kind="google.sync",state="succeeded"}' not in (
+                scrape := await fetch_metrics(address)
+            ):
+                await trio.sleep(0.2)
+        assert 'plaudit_actor_state{actor="google",state="running"} 1.0' in scrape
+        assert "plaudit_job_duration_seconds_bucket" in scrape
+        assert "plaudit_journal_commit_seconds_count" in scrape
+        assert "plaudit_ready 1.0" in scrape
+        assert "plaudit_config_last_reload_successful 1.0" in scrape
 
         table = await trio.to_thread.run_sync(ctl, dirs, "status")
         assert "google" in table.stdout

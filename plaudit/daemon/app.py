@@ -66,6 +66,8 @@ class Daemon:
         self.supervisor: Supervisor | None = None
         self.journal: AsyncJournal | None = None
         self._drain_requested = trio.Event()
+        # "host:port" of the metrics endpoint once it listens (the port may be 0 in config).
+        self.metrics_address: str | None = None
 
     def __repr__(self) -> str:
         return f"<Daemon {self.instance} state={self.state} actors={len(self.actors)}>"
@@ -286,7 +288,9 @@ class Daemon:
 
             async def metrics_server(ctx: ChildContext) -> None:
                 await serve_until_stopped(
-                    ctx, partial(serve_metrics, cfg.metrics.host, cfg.metrics.port)
+                    ctx,
+                    partial(serve_metrics, cfg.metrics.host, cfg.metrics.port),
+                    on_started=self._metrics_bound,
                 )
 
             children.append(
@@ -311,6 +315,10 @@ class Daemon:
                 )
             )
         return children
+
+    def _metrics_bound(self, address: tuple[str, int]) -> None:
+        host, port = address
+        self.metrics_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def healthy(self) -> bool:
         """Liveness for the systemd watchdog: the journal writer commits and nothing is wedged."""
@@ -346,13 +354,23 @@ class Daemon:
             "config_loaded_at": self.config_loaded_at,
             "instance": self.instance,
             "state_dir": str(self.paths.state_dir),
+            "metrics_address": self.metrics_address,
         }
 
 
-async def serve_until_stopped(ctx: ChildContext, serve: Callable[..., Awaitable[object]]) -> None:
-    """Run a server that reports readiness through ``task_status`` until asked to stop."""
+async def serve_until_stopped(
+    ctx: ChildContext,
+    serve: Callable[..., Awaitable[object]],
+    on_started: Callable[[Any], None] | None = None,
+) -> None:
+    """Run a server that reports readiness through ``task_status`` until asked to stop.
+
+    ``on_started`` receives the value the server passed to ``task_status.started``.
+    """
     async with trio.open_nursery() as nursery:
-        await nursery.start(serve)
+        value = await nursery.start(serve)
+        if on_started is not None:
+            on_started(value)
         ctx.started()
         await ctx.stop_requested.wait()
         nursery.cancel_scope.cancel()
