@@ -750,3 +750,21 @@ def test_repr_one_line(journal: Journal) -> None:
     assert "\n" not in text
     assert "instance='test-1'" in text
     assert text.startswith("<Journal open")
+
+
+def test_release_held_returns_only_own_jobs(tmp_path: Path) -> None:
+    """release_held hands back this instance's running jobs and no one else's."""
+    path = tmp_path / "journal.sqlite3"
+    other = Journal.open(path, instance="other")
+    other.enqueue(kind="k", owner="a", key="theirs", payload={})
+    [theirs] = other.claim("a")
+    other.close()
+
+    journal = Journal.open(path, instance="mine")
+    journal.enqueue(kind="k", owner="a", key="mine", payload={})
+    [mine] = journal.claim("a")
+    assert journal.release_held() == 1
+    assert journal.get(mine.id).state == JobState.READY
+    assert journal.get(mine.id).attempts == 0
+    assert journal.get(theirs.id).state == JobState.RUNNING
+    journal.close()

@@ -175,7 +175,11 @@ class Actor:
     async def _release_all(self, jobs: Sequence[Job]) -> None:
         with trio.CancelScope(shield=True):
             for job in jobs:
-                await self.journal.release(job.id)
+                try:
+                    await self.journal.release(job.id)
+                except LeaseLostError:
+                    # Its completion committed just before the cancellation.
+                    continue
                 self._released += 1
 
     async def _run_one(self, job: Job) -> None:

@@ -110,13 +110,7 @@ class Daemon:
 
     def _release_own_leases(self, journal: Journal) -> None:
         """Hand back every job this process still holds, so the next start need not wait."""
-        with journal.transaction() as tx:
-            released = tx.execute(
-                "UPDATE jobs SET state = 'ready', attempts = max(attempts - 1, 0),"
-                " lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
-                " WHERE state = 'running' AND lease_owner = ?",
-                (tx.now, self.instance),
-            ).rowcount
+        released = journal.release_held()
         if released:
             log.warning("journal.leases_released_at_exit", extra={"jobs": released})
 

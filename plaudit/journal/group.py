@@ -180,6 +180,11 @@ class AsyncJournal:
             for request in group:
                 request.settle(outcome.Error(_group_error(error)))
             return
+        except BaseException:
+            # Cancelled before the worker thread started, so nothing ran.
+            for request in group:
+                request.settle(outcome.Error(self._stopped_error()))
+            raise
 
         self._commits += 1
         self._operations += len(group)

@@ -34,6 +34,13 @@ class Migration:
 
 
 def _create_initial_schema(db: sqlite_utils.Database) -> None:
+    _create_jobs(db)
+    _create_events(db)
+    _create_reviews(db)
+    _create_cursors(db)
+
+
+def _create_jobs(db: sqlite_utils.Database) -> None:
     jobs = db.table("jobs")
     jobs.create(
         {
@@ -80,6 +87,8 @@ def _create_initial_schema(db: sqlite_utils.Database) -> None:
     # Operator listings and the per-kind, per-state counts behind the metrics.
     jobs.create_index(["kind", "state"], index_name="jobs_kind_state")
 
+
+def _create_events(db: sqlite_utils.Database) -> None:
     events = db.table("events")
     events.create(
         {
@@ -97,6 +106,8 @@ def _create_initial_schema(db: sqlite_utils.Database) -> None:
     )
     events.create_index(["key"], index_name="events_key", unique=True)
 
+
+def _create_reviews(db: sqlite_utils.Database) -> None:
     reviews = db.table("reviews")
     reviews.create(
         {
@@ -135,6 +146,8 @@ def _create_initial_schema(db: sqlite_utils.Database) -> None:
     )
     reviews.create_index(["platform", "profile"], index_name="reviews_profile")
 
+
+def _create_cursors(db: sqlite_utils.Database) -> None:
     db.table("cursors").create(
         {"owner": str, "name": str, "value": str, "updated_at": float},
         pk=("owner", "name"),

@@ -181,13 +181,19 @@ def fail(
         )
         return state
 
+    _schedule_retry(tx, job_id, message, attempts=attempts, retry_after=retry_after)
+    return state
+
+
+def _schedule_retry(
+    tx: Tx, job_id: int, message: str, *, attempts: int, retry_after: float | None
+) -> None:
     next_run_at = tx.now + retry_delay(attempts, tx.policy, retry_after=retry_after)
     tx.execute(
         "UPDATE jobs SET state = 'failed', last_error = ?, next_run_at = ?, lease_owner = NULL, "
         "lease_expires_at = NULL, updated_at = ? WHERE id = ?",
         (message, next_run_at, tx.now, job_id),
     )
-    return state
 
 
 def _mark_dead(tx: Tx, job_id: int, message: str) -> None:
@@ -207,6 +213,16 @@ def release(tx: Tx, job_id: int) -> None:
     )
     if updated.rowcount == 0:
         raise_not_owned(tx, job_id)
+
+
+def release_held(tx: Tx) -> int:
+    """Hand back every job this instance is running, as ``release`` does; return the count."""
+    released = tx.execute(
+        "UPDATE jobs SET state = 'ready', attempts = max(attempts - 1, 0), lease_owner = NULL, "
+        "lease_expires_at = NULL, updated_at = ? WHERE state = 'running' AND lease_owner = ?",
+        (tx.now, tx.policy.instance),
+    )
+    return released.rowcount
 
 
 def extend_lease(tx: Tx, job_id: int, lease_seconds: float | None) -> None:

@@ -101,7 +101,7 @@ class Journal:
             max_attempts=max_attempts,
             retry_initial=retry_initial,
             retry_max=retry_max,
-            rng=rng or random.Random(),
+            rng=rng if rng is not None else random.Random(),
         )
         absolute = Path(os.path.abspath(path))
         conn = connect(absolute)
@@ -315,6 +315,10 @@ class Journal:
     def release(self, job_id: int) -> None:
         """Return a running job to ready without counting the attempt."""
         self._write(lambda tx: operations.release(tx, job_id))
+
+    def release_held(self) -> int:
+        """Return every job this instance still runs to ready (the last step of a drain)."""
+        return self._write(operations.release_held)
 
     def extend_lease(self, job_id: int, lease_seconds: float | None = None) -> None:
         """Extend the lease of a running job to ``lease_seconds`` from now."""
