@@ -1,9 +1,9 @@
 """``plaudit demo``: the daemon against the sandbox, checked against its truth.
 
 The demo serves the sandbox in this process, writes a configuration that
-points at it, starts ``plaudit run`` as a child process, prints progress once a
-second, and stops when the sandbox's script is over and the journal agrees
-with the sandbox's ground truth (or when time runs out).  The final check
+points at it and starts ``plaudit run`` as a child process.  It prints
+progress once a second.  It stops when the sandbox's script is over and the
+journal agrees with the sandbox's ground truth, or when time runs out.  The final check
 reads the journal file directly, so it sees exactly what was made durable.
 """
 

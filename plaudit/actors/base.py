@@ -1,9 +1,9 @@
 """The Trio shell shared by every journal-driven actor.
 
-An actor claims its own jobs from the journal, hands each to ``handle`` and
-records the outcome: the effects returned by ``handle`` commit in the same
-transaction as the job's completion, so a crash at any instant either keeps
-both or neither.  Retryable platform errors go back to the journal with a
+An actor claims its own jobs from the journal, passes each to ``handle`` and
+records the outcome.  The effects that ``handle`` returns commit in the same
+transaction as the job's completion, so a crash at any instant keeps both or
+neither.  Retryable platform errors go back to the journal with a
 backoff; permanent ones make the job dead.
 
 Pausing stops claiming; a job already running finishes.  A stop request (the
@@ -33,7 +33,7 @@ Effects = Callable[[Tx], None]
 
 
 class ChildContext(Protocol):
-    """What the supervisor hands to a child it starts."""
+    """The handle a supervisor passes to each child it starts."""
 
     name: str
     stop_requested: trio.Event
@@ -129,15 +129,15 @@ class Actor:
         raise NotImplementedError
 
     async def start(self, ctx: ChildContext) -> None:
-        """Run the claim loop until the supervisor asks the actor to stop."""
+        """Run the claim loop until the supervisor requests a stop."""
         await self.on_start()
         ctx.started()
         while not ctx.stop_requested.is_set():
             if self.paused:
                 await self._wait_for(ctx, self._resumed, math.inf)
                 continue
-            # Shielded: a claim cancelled after its commit would leave jobs
-            # running with nobody working on them until their leases expire.
+            # Shielded, because a claim cancelled after its commit would leave
+            # jobs running, with no worker, until their leases expire.
             with trio.CancelScope(shield=True):
                 jobs = await self.journal.claim(
                     self.name,

@@ -63,7 +63,7 @@ class FetchPage(msgspec.Struct, frozen=True):
 
 
 class Finish(msgspec.Struct, frozen=True):
-    """Action: the listing is over; ``complete`` says whether it covered every page."""
+    """Action: end the listing; ``complete`` is true when it covered every page."""
 
     reviews: list[Review]
     complete: bool

@@ -1,9 +1,10 @@
 """``plaudit run``: the daemon process and its supervision tree.
 
-Lifetimes nest: the state-directory lock and the journal are opened first and
-closed last; the journal's group-commit writer outlives the supervisor, whose
-children (platform actors, housekeeping, control socket, metrics, watchdog)
-all stop before the writer does.  SIGTERM and SIGINT drain, SIGHUP reloads.
+Lifetimes nest.  The state-directory lock and the journal are opened first
+and closed last.  The journal's group-commit writer outlives the supervisor,
+so every child (platform actors, housekeeping, control socket, metrics,
+watchdog) stops before the writer does.  SIGTERM and SIGINT drain, and SIGHUP
+reloads the configuration.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import signal
 import time
@@ -37,6 +39,10 @@ from plaudit.errors import ConfigError
 from plaudit.journal import AsyncJournal, Journal
 
 log = logging.getLogger(__name__)
+
+# Housekeeping runs at least every 5 s; missing it for this long means the
+# event loop or the journal is stuck.
+HOUSEKEEPING_STALE_SECONDS = 30.0
 
 
 @final
@@ -68,6 +74,8 @@ class Daemon:
         self._drain_requested = trio.Event()
         # "host:port" of the metrics endpoint once it listens (the port may be 0 in config).
         self.metrics_address: str | None = None
+        # trio.current_time() of the last housekeeping pass; the watchdog checks it.
+        self._housekeeping_at = -math.inf
 
     def __repr__(self) -> str:
         return f"<Daemon {self.instance} state={self.state} actors={len(self.actors)}>"
@@ -224,7 +232,7 @@ class Daemon:
         self.actors = build_platform_actors(self.config, self.journal)
         # Children stop in reverse start order: the actors stop claiming and
         # hand back their jobs first, while the control socket and metrics
-        # still answer.
+        # still serve requests.
         children = self._service_children(policy, grace)
         children += [
             ChildSpec(name, actor.start, policy=policy, shutdown_grace=grace, signals_ready=True)
@@ -315,8 +323,18 @@ class Daemon:
         self.metrics_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def healthy(self) -> bool:
-        """Liveness for the systemd watchdog: the journal writer commits and nothing is wedged."""
-        return self.state in ("running", "draining")
+        """Tell the systemd watchdog whether the daemon still makes progress.
+
+        Housekeeping writes to and reads from the journal every few seconds, so
+        a recent pass shows that the event loop and the journal both respond.
+        A journal stuck on a hung disk stops the pings, and systemd restarts
+        the service.
+        """
+        if self.state not in ("running", "draining") or self.journal is None:
+            return False
+        if not self.journal.statistics().running:
+            return False
+        return trio.current_time() - self._housekeeping_at < HOUSEKEEPING_STALE_SECONDS
 
     async def _housekeeping(self, ctx: ChildContext) -> None:
         """Return expired leases to ready and refresh the journal gauges, periodically."""
@@ -327,6 +345,7 @@ class Daemon:
             if recovered:
                 log.warning("journal.leases_recovered", extra={"jobs": recovered})
             await self.refresh_job_gauges()
+            self._housekeeping_at = trio.current_time()
             with trio.move_on_after(interval):
                 await ctx.stop_requested.wait()
 

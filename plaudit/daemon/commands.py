@@ -1,4 +1,4 @@
-"""The commands the daemon answers on its control socket.
+"""The commands the daemon serves on its control socket.
 
 status, jobs, retry, pause, resume, drain and reload.
 """
