@@ -93,7 +93,8 @@ def test_example_config_check_passes() -> None:
     assert status == 0
     assert out.getvalue().splitlines() == [
         f"{EXAMPLE}: OK",
-        "1 platform enabled: google (2 locations)",
+        "4 platforms enabled: google (2 locations), facebook (1 Page), "
+        "trustpilot (1 business unit), yelp (1 business)",
     ]
     assert err.getvalue() == ""
 
@@ -170,8 +171,9 @@ def test_wrong_type_reports_path_and_line(tmp_path: Path) -> None:
     path = write_config(tmp_path, '[daemon]\n\nshutdown_timeout = "soon"\n')
 
     assert problems_of(path) == [
-        f"{path}:3:1: daemon.shutdown_timeout: expected a number greater than 0, "
-        'got string "soon"; set daemon.shutdown_timeout to a number greater than 0'
+        f"{path}:3:1: daemon.shutdown_timeout: expected a number greater than 0 and at most "
+        '31536000, got string "soon"; set daemon.shutdown_timeout to a number greater than 0 '
+        "and at most 31536000"
     ]
 
 
@@ -537,7 +539,7 @@ def test_resolve_paths_from_config() -> None:
         runtime_dir=Path("/run/plaudit"),
         journal_path=Path("/var/lib/plaudit/journal.sqlite3"),
         control_socket=Path("/run/plaudit/control.sock"),
-        lock_path=Path("/var/lib/plaudit/plaudit.lock"),
+        lock_path=Path("/var/lib/plaudit/journal.sqlite3.lock"),
     )
 
 
@@ -548,7 +550,7 @@ def test_resolve_paths_overrides_win(tmp_path: Path) -> None:
 
     assert paths.state_dir == tmp_path / "state"
     assert paths.journal_path == tmp_path / "state" / "journal.sqlite3"
-    assert paths.lock_path == tmp_path / "state" / "plaudit.lock"
+    assert paths.lock_path == tmp_path / "state" / "journal.sqlite3.lock"
     assert paths.runtime_dir == tmp_path / "run"
     assert paths.control_socket == tmp_path / "run" / "control.sock"
 

@@ -98,6 +98,9 @@ def _parse_toml(file: str, text: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, [_format_syntax_error(file, text, str(exc))]) from exc
+    except RecursionError as exc:
+        problem = f"{file}: arrays or tables nest too deeply to parse; flatten the value"
+        raise ConfigError(file, [problem]) from exc
 
 
 def _format_syntax_error(file: str, text: str, message: str) -> str:

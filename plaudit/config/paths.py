@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 
 # A secret file contains one token or key, so a larger file is the wrong file.
 MAX_SECRET_BYTES: Final = 64 * 1024
-LOCK_FILE_NAME: Final = "plaudit.lock"
+# Suffix of the lock file that sits beside the journal.
+LOCK_SUFFIX: Final = ".lock"
 
 
 @final
@@ -35,7 +36,9 @@ class Paths(msgspec.Struct, frozen=True, kw_only=True):
     journal_path: Path
     # In runtime_dir unless control.socket is absolute.
     control_socket: Path
-    # Held with an exclusive lock while a daemon runs on this state_dir.
+    # Held with an exclusive lock while a daemon uses the journal.  It sits
+    # beside the journal, so two daemons cannot share one journal even when
+    # journal.path is absolute and their state directories differ.
     lock_path: Path
 
 
@@ -50,12 +53,13 @@ def resolve_paths(
     """
     state = Path(state_dir if state_dir is not None else config.daemon.state_dir).absolute()
     runtime = Path(runtime_dir if runtime_dir is not None else config.daemon.runtime_dir).absolute()
+    journal = state / config.journal.path
     return Paths(
         state_dir=state,
         runtime_dir=runtime,
-        journal_path=state / config.journal.path,
+        journal_path=journal,
         control_socket=runtime / config.control.socket,
-        lock_path=state / LOCK_FILE_NAME,
+        lock_path=journal.with_name(journal.name + LOCK_SUFFIX),
     )
 
 

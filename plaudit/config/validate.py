@@ -266,6 +266,9 @@ def _describe_bounds(info: schema.IntType | schema.FloatType) -> str:
     ):
         if value is not None:
             bounds.append(f"{words} {_format_number(value)}")
+    if len(bounds) == 2:
+        # "greater than 0 and at most 10" reads better without the second "of".
+        bounds[1] = bounds[1].removeprefix("of ")
     return " " + " and ".join(bounds) if bounds else ""
 
 

@@ -187,6 +187,10 @@ def parse_request(line: bytes) -> ControlRequest:
     except msgspec.DecodeError as exc:
         message = f"request is not valid JSON ({exc}); send one JSON object per line"
         raise _BadRequestError(message) from exc
+    except RecursionError as exc:
+        # Deeply nested arrays exhaust the decoder's stack before the line limit.
+        message = "request nests too deeply; send a flat JSON object per line"
+        raise _BadRequestError(message) from exc
 
     if not isinstance(data, dict):
         raise _BadRequestError(
@@ -231,6 +235,8 @@ def decode_response(line: bytes, *, command: str) -> tuple[Any, bool | None]:
         data = _decoder.decode(line)
     except msgspec.DecodeError as exc:
         raise ControlError(f"the daemon sent an invalid response to {command!r}: {exc}") from exc
+    except RecursionError as exc:
+        raise ControlError(f"the response to {command!r} nests too deeply to decode") from exc
 
     if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
         raise ControlError(f'the daemon sent a response to {command!r} without an "ok" field')
@@ -448,6 +454,10 @@ class ControlServer:
             logger.debug("control.connection_lost", extra={"error": repr(group.exceptions[0])})
         except* trio.TooSlowError:
             logger.info("control.send_timed_out", extra={"timeout_seconds": self._idle_timeout})
+        except* Exception as group:
+            # One broken connection must never take the server (and every
+            # other operator's connection) down with it.
+            logger.error("control.connection_failed", exc_info=group)
         finally:
             self._connections_open -= 1
             self._slots.release()

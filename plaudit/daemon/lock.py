@@ -1,4 +1,4 @@
-"""The exclusive lock on a state directory: one daemon per journal.
+"""The exclusive lock beside the journal: one daemon per journal.
 
 Holding the lock proves that no other process works from the same journal,
 which lets the daemon return every lease left ``running`` by a previous
@@ -35,6 +35,7 @@ class StateLock:
     def __enter__(self) -> StateLock:
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o640)
         except OSError as error:
             raise StateLockError(
@@ -47,8 +48,9 @@ class StateLock:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise StateLockError(
-                f"another plaudit daemon (pid {holder}) is using state directory {self.state_dir}. "
-                "Stop it first, or give this one its own --state-dir."
+                f"another plaudit daemon (pid {holder}) is using the journal beside "
+                f"{self.lock_path}. Stop it first, or give this one its own --state-dir "
+                "or journal.path."
             ) from error
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

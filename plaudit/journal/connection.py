@@ -87,6 +87,7 @@ def connect(path: Path, *, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> sqlite
     """
     _check_sqlite_version()
     _check_location(path)
+    _check_read_only(path)
     _create_private(path)
 
     with translated(path, "open"):
@@ -101,6 +102,26 @@ def connect(path: Path, *, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> sqlite
         raise
 
     return conn
+
+
+def _check_read_only(path: Path) -> None:
+    """Reject a foreign database through a read-only connection before any write.
+
+    A read-write connection checkpoints the write-ahead log into the main file
+    when it closes.  If a ``-wal`` file left by another database sits beside a
+    journal, even a rejected open would copy it into the journal, so the first
+    look at an existing file never writes.
+    """
+    from plaudit.journal.migrations import require_journal
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with translated(path, "open"):
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        require_journal(conn, path)
+    finally:
+        conn.close()
 
 
 def configure(conn: sqlite3.Connection, path: Path | str, *, busy_timeout: float) -> None:
