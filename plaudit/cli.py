@@ -1,4 +1,4 @@
-"""The ``plaudit`` command: run, check-config, ctl, demo, sandbox."""
+"""The ``plaudit`` command: run, check-config, ctl, demo, sandbox, inspect."""
 
 from __future__ import annotations
 
@@ -55,6 +55,22 @@ def _sandbox(args: argparse.Namespace) -> int:
     from plaudit.sandbox import sandbox_main
 
     return sandbox_main(args.rest)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from plaudit.messaging.deliverability.inspect import inspect_main
+
+    if args.report_type == "platform-json":
+        from plaudit.connectors.platform_json import inspect_platform_json
+
+        return inspect_platform_json(args.platform, args.path)
+
+    if args.report_type in ("storefront", "notification"):
+        from plaudit.connectors.marketplace.inspect import inspect_main as inspect_marketplace
+
+        return inspect_marketplace(args.report_type, args.path, platform=args.platform)
+
+    return inspect_main(args.report_type, args.path)
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
@@ -115,6 +131,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sandbox.add_argument("rest", nargs=argparse.REMAINDER)
     sandbox.set_defaults(func=_sandbox)
+
+    inspect = commands.add_parser(
+        "inspect", help="parse a bounce, complaint or DMARC report file and print JSON"
+    )
+    inspect.add_argument(
+        "report_type",
+        choices=["bounce", "arf", "dmarc", "storefront", "notification", "platform-json"],
+        help="which parser reads the file",
+    )
+    inspect.add_argument(
+        "path",
+        help="the file: a raw email, DMARC XML, gzip, zip or JSON, or a saved marketplace page",
+    )
+    inspect.add_argument(
+        "--platform",
+        help="marketplace of a storefront page (for example hitched), or for platform-json "
+        "one of google, facebook, trustpilot, yelp",
+    )
+    inspect.set_defaults(func=_inspect)
     return parser
 
 

@@ -27,6 +27,8 @@ from plaudit.errors import ControlError, PlauditError
 from plaudit.reviews.model import Review
 from plaudit.reviews.store import load_reviews
 from plaudit.sandbox import SandboxOptions, serve_sandbox
+from plaudit.sandbox.receiver import DemoWebhooks, serve_receiver
+from plaudit.sandbox.standin import stand_ins_truth_reviews
 from plaudit.sandbox.truth import truth_reviews
 
 # Fields compared between the journal and the sandbox's truth.  Deletion is
@@ -49,7 +51,7 @@ class DemoError(PlauditError):
 
 
 def demo_config(base_url: str, *, sync_interval: float) -> str:
-    """Return a configuration that syncs the sandbox's two Google locations."""
+    """Return a configuration that syncs every platform of the sandbox."""
     return f"""\
 [daemon]
 shutdown_timeout = 10.0
@@ -86,6 +88,45 @@ name = "Willow & Vine Photography"
 account = "accounts/1001"
 location = "locations/2002"
 name = "Willow & Vine Photography (Studio)"
+
+[platforms.facebook]
+api_base = "{base_url}/facebook/v19.0"
+sync_interval = {sync_interval}
+request_timeout = 5.0
+
+[[platforms.facebook.pages]]
+page_id = "301001"
+access_token = "sandbox-facebook-page-token"
+
+[[platforms.facebook.pages]]
+page_id = "301002"
+access_token = "sandbox-facebook-page-token"
+
+[platforms.trustpilot]
+api_base = "{base_url}/trustpilot/v1"
+token_url = "{base_url}/trustpilot/v1/oauth/oauth-business-users-for-applications/accesstoken"
+api_key = "sandbox-trustpilot-key"
+api_secret = "sandbox-trustpilot-secret"
+sync_interval = {sync_interval}
+request_timeout = 5.0
+
+[[platforms.trustpilot.business_units]]
+business_unit_id = "5e1f00000000000000000001"
+
+[[platforms.trustpilot.business_units]]
+business_unit_id = "5e1f00000000000000000002"
+
+[platforms.yelp]
+api_base = "{base_url}/yelp/v3"
+api_key = "sandbox-yelp-key"
+sync_interval = {sync_interval}
+request_timeout = 5.0
+
+[[platforms.yelp.businesses]]
+business_id = "blush-and-bloom-florist"
+
+[[platforms.yelp.businesses]]
+business_id = "harbour-view-venue"
 """
 
 
@@ -101,9 +142,12 @@ def compare(journal_reviews: list[Review], truth: list[Review]) -> list[Discrepa
     """Return every difference between the journal's reviews and the truth's."""
     ours = {(review.platform, review.review_id): review for review in journal_reviews}
     theirs = {(review.platform, review.review_id): review for review in truth}
+    # A review created and deleted between two syncs was never visible to
+    # the daemon, so its absence from the journal is correct.
     problems = [
         Discrepancy(platform, review_id, "missing from the journal")
         for platform, review_id in theirs.keys() - ours.keys()
+        if theirs[platform, review_id].deleted_at is None
     ]
     problems += [
         Discrepancy(platform, review_id, "in the journal but not on the platform")
@@ -161,6 +205,7 @@ class Demo:
         self.socket_path = runtime_dir / "control.sock"
         self.base_url = ""
         self.script_ends_at = 0.0
+        self.webhooks = DemoWebhooks()
 
     def say(self, line: str) -> None:
         # With --json the summary must be the last line; progress goes to stderr.
@@ -175,8 +220,11 @@ class Demo:
             self.base_url = await nursery.start(serve_sandbox, options)
             self.script_ends_at = time.monotonic() + script_seconds
             self.say(f"sandbox: {self.base_url} (script of events for {script_seconds:.0f} s)")
+            receiver_url = await nursery.start(serve_receiver, self.webhooks.receiver)
+            self.say(f"webhook receiver: {receiver_url}")
             self.config_path.write_text(
-                demo_config(self.base_url, sync_interval=2.0), encoding="utf-8"
+                demo_config(self.base_url, sync_interval=2.0) + self.webhooks.config(receiver_url),
+                encoding="utf-8",
             )
             summary = await self._run_daemon()
             nursery.cancel_scope.cancel()
@@ -235,13 +283,16 @@ class Demo:
             f"{elapsed:5.1f}s  reviews synced: {live:4d}  "
             f"differences from truth: {differences:4d}  jobs: {jobs}"
         )
-        return line, differences == 0
+        missing = self.webhooks.missing(self.journal_path)
+        line += f"  webhooks not yet delivered: {missing}"
+        return line, differences == 0 and missing == 0
 
     async def _truth(self) -> list[Review]:
         async with httpx.AsyncClient(timeout=5.0) as client:
             response = await client.get(f"{self.base_url}/_sandbox/truth")
             response.raise_for_status()
-        return truth_reviews(response.json())
+        document = response.json()
+        return truth_reviews(document) + stand_ins_truth_reviews(document)
 
     async def _stop(self, process: trio.Process) -> int:
         """SIGTERM the daemon and wait for its drain; SIGKILL after 30 s."""
@@ -278,6 +329,7 @@ class Demo:
             "daemon_exit_code": exit_code,
             "journal": str(self.journal_path),
             "daemon_log": str(log_path),
+            **self.webhooks.summary(self.journal_path),
         }
 
 
@@ -297,11 +349,20 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(f"journal agrees with the sandbox's truth: {verdict}")
     for item in summary["discrepancies"][:10]:
         print(f"  {item['platform']} {item['review_id']}: {item['problem']}")
+    print(
+        f"webhooks:          {summary['webhooks_delivered']} delivered, "
+        f"{summary['webhooks_failed']} failed attempts, "
+        f"{summary['webhooks_missing']} review.created events not delivered"
+    )
     print(f"journal: {summary['journal']}")
 
 
 def demo_main(*, seconds: float, state_dir: str | None, as_json: bool) -> int:
-    """Run the demo; exit status 0 only when the journal agrees with the truth."""
+    """Run the demo; exit status 0 only when the journal agrees with the truth.
+
+    Every review.created event must also have reached the demo's webhook
+    receiver with a valid signature.
+    """
     if seconds < 5:
         raise DemoError(f"--seconds {seconds:g} is too short; the demo needs at least 5 seconds")
     state = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="plaudit-demo-"))
@@ -314,4 +375,5 @@ def demo_main(*, seconds: float, state_dir: str | None, as_json: bool) -> int:
         print(json.dumps(summary))
     else:
         print_summary(summary)
-    return 0 if summary["agrees_with_truth"] else 1
+    delivered = summary["webhooks_missing"] == 0
+    return 0 if summary["agrees_with_truth"] and delivered else 1

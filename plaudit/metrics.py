@@ -91,3 +91,63 @@ REVIEWS_CHANGED = Counter(
     ["platform", "change"],
     registry=REGISTRY,
 )
+BREAKER_STATE = Gauge(
+    "plaudit_circuit_breaker_state",
+    "1 for the state each circuit breaker is in (closed, open, half-open), 0 for the others.",
+    ["breaker", "state"],
+    registry=REGISTRY,
+)
+RATE_LIMIT_WAIT = Counter(
+    "plaudit_rate_limit_wait_seconds_total",
+    "Seconds requests waited for a rate-limit token, by limiter.",
+    ["limiter"],
+    registry=REGISTRY,
+)
+PLATFORM_STATE = Gauge(
+    "plaudit_platform_state",
+    "1 for the health state each platform is in "
+    "(healthy, degraded, down, paused, reconnect-required), 0 for the others.",
+    ["platform", "state"],
+    registry=REGISTRY,
+)
+PLATFORM_UPTIME = Gauge(
+    "plaudit_platform_uptime_ratio",
+    "Time-weighted share of observed time a platform was up, over a window (1h, 24h, 30d).",
+    ["platform", "window"],
+    registry=REGISTRY,
+)
+PLATFORM_INCIDENTS = Counter(
+    "plaudit_platform_incidents_total",
+    "Platform incidents opened, by the state that opened them.",
+    ["platform", "state"],
+    registry=REGISTRY,
+)
+WEBHOOK_DELIVERIES = Counter(
+    "plaudit_webhook_deliveries_total",
+    "Webhook delivery outcomes (delivered, retry, dead, disabled, skipped).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+WEBHOOK_ATTEMPT = Histogram(
+    "plaudit_webhook_attempt_seconds",
+    "Duration of one webhook delivery attempt, up to its timeout.",
+    buckets=REQUEST_BUCKETS,
+    registry=REGISTRY,
+)
+WEBHOOK_ENDPOINTS_DISABLED = Gauge(
+    "plaudit_webhook_endpoints_disabled",
+    "Webhook endpoints disabled after 410 Gone or continuous failure.",
+    registry=REGISTRY,
+)
+MESSAGE_EVENTS = Counter(
+    "plaudit_message_events_total",
+    "Deliverability events recorded (delivered, bounces by kind, complaints, ...).",
+    ["provider", "kind"],
+    registry=REGISTRY,
+)
+SUPPRESSIONS = Counter(
+    "plaudit_suppressions_total",
+    "Addresses added to the suppression list, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)

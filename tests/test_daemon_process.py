@@ -15,6 +15,7 @@ import trio
 
 from plaudit.demo import compare, read_journal
 from plaudit.reviews.model import Review
+from plaudit.sandbox.standin import stand_ins_truth_reviews
 from plaudit.sandbox.truth import truth_reviews
 from tests.support import (
     DaemonDirs,
@@ -35,7 +36,8 @@ async def fetch_truth(base_url: str) -> list[Review]:
 
     async with httpx.AsyncClient(timeout=5.0) as client:
         response = await client.get(f"{base_url}/_sandbox/truth")
-    return truth_reviews(response.json())
+    document = response.json()
+    return truth_reviews(document) + stand_ins_truth_reviews(document)
 
 
 async def fetch_metrics(address: str) -> str:
@@ -232,5 +234,11 @@ async def test_reload_rejects_invalid_config(tmp_path: Path) -> None:
         accepted = await trio.to_thread.run_sync(ctl, dirs, "--json", "reload")
         assert accepted.returncode == 0, accepted.stderr
         assert json.loads(accepted.stdout)["reloaded"] is True
+        assert json.loads(accepted.stdout)["restart_required"] == []
+
+        dirs.config.write_text(good.replace("lease_seconds = 15.0", "lease_seconds = 20.0"))
+        pending = await trio.to_thread.run_sync(ctl, dirs, "reload")
+        assert pending.returncode == 0, pending.stderr
+        assert "[journal]" in pending.stdout
         assert await stop_daemon(process) == 0
         nursery.cancel_scope.cancel()

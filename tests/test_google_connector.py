@@ -11,19 +11,18 @@ import httpx
 import pytest
 import trio
 
-from plaudit.config.model import GoogleConfig
+from plaudit.config.model import GoogleConfig, RetryConfig
 from plaudit.connectors.base import Capability, Connector, IngestionMode
 from plaudit.connectors.google import (
     GoogleClient,
-    RetryPolicy,
     deduplicate_reviews,
-    parse_retry_after,
     parse_review,
     parse_review_list,
     profile_name,
 )
 from plaudit.errors import PlatformError, ReconnectRequiredError
 from plaudit.metrics import REGISTRY
+from plaudit.reliability.retry import parse_retry_after
 from plaudit.reviews.model import Review
 from plaudit.sandbox import (
     SANDBOX_CLIENT_ID,
@@ -588,7 +587,7 @@ async def test_custom_retry_policy_applies(base_url: str, autojump_clock: trio.a
         config_for(base_url),
         client_secret=SANDBOX_CLIENT_SECRET,
         refresh_token=SANDBOX_REFRESH_TOKEN,
-        retry=RetryPolicy(max_attempts=2),
+        retry=RetryConfig(max_attempts=2),
     )
     async with client:
         with pytest.raises(PlatformError, match="HTTP 500"):

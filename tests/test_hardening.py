@@ -265,9 +265,6 @@ async def run_until_synced(actor: Any, journal: AsyncJournal, *, count: int) -> 
         ctx.stop_requested.set()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="GoogleActor.start closes its HTTP client, and a restart reuses it"
-)
 async def test_google_actor_syncs_after_restart(tmp_path: Path) -> None:
     """The supervisor restarts an actor by calling start again; the restarted actor syncs."""
     journal = Journal.open(tmp_path / "journal.sqlite3")

@@ -12,7 +12,7 @@ import pytest
 
 from plaudit import metrics
 from plaudit.errors import IllegalTransitionError, JobNotFoundError, JournalError
-from plaudit.journal import Job, JobPolicy, JobState, Journal, LeaseLostError, Tx
+from plaudit.journal import MIGRATIONS, Job, JobPolicy, JobState, Journal, LeaseLostError, Tx
 from plaudit.journal.policy import retry_delay
 
 START = 1_700_000_000.0
@@ -732,7 +732,7 @@ def test_statistics_count_commits(journal: Journal) -> None:
     assert after.commits == before.commits + 1
     assert after.rollbacks == before.rollbacks + 1
     assert after.instance == "test-1"
-    assert after.schema_version == 1
+    assert after.schema_version == len(MIGRATIONS)
 
 
 def test_commit_metrics_observed(journal: Journal) -> None:

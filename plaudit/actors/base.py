@@ -10,6 +10,13 @@ Pausing stops claiming; a job already running finishes.  A stop request (the
 supervisor's graceful shutdown) also stops claiming; claimed jobs that have
 not started are released, and a job cut off by the hard deadline is released
 too, so nothing waits for its lease to expire.
+
+With a circuit breaker, jobs wait while the breaker is open: the actor claims
+nothing, so waiting never uses an attempt.  When the open interval ends, one
+job runs at once as the probe (a failed job due later is brought forward for
+it), and after a successful probe every failed job waiting for its retry time
+runs now.  A job whose credentials were revoked stops all claiming until a
+configuration reload supplies new ones.
 """
 
 from __future__ import annotations
@@ -26,10 +33,20 @@ import trio
 from plaudit import metrics
 from plaudit.errors import PlatformError, ReconnectRequiredError
 from plaudit.journal import AsyncJournal, Job, LeaseLostError, Tx
+from plaudit.reliability.breaker import BreakerState, CircuitBreaker
+from plaudit.reliability.monitor import PlatformHealthMonitor
 
 log = logging.getLogger(__name__)
 
 Effects = Callable[[Tx], None]
+
+# Failed jobs of one owner, earliest retry first, that are not yet due.
+_BRING_FORWARD = """
+UPDATE jobs SET next_run_at = ?, updated_at = ? WHERE id IN (
+    SELECT id FROM jobs WHERE owner = ? AND state = 'failed' AND next_run_at > ?
+    ORDER BY next_run_at, id LIMIT ?
+)
+"""
 
 
 class ChildContext(Protocol):
@@ -67,6 +84,8 @@ class Actor:
         lease_seconds: float,
         poll_interval: float = 1.0,
         batch: int = 4,
+        breaker: CircuitBreaker | None = None,
+        monitor: PlatformHealthMonitor | None = None,
     ) -> None:
         self.name = name
         self.journal = journal
@@ -83,6 +102,13 @@ class Actor:
         self._released = 0
         self._last_error: str | None = None
         self._last_success_at: float | None = None
+        self.breaker = breaker
+        self.monitor = monitor
+        # Set by a ReconnectRequiredError; only new credentials clear it.
+        self.reconnect_required = False
+        self._reconnected = trio.Event()
+        if monitor is not None:
+            monitor.register(name)
 
     def __repr__(self) -> str:
         return (
@@ -106,17 +132,42 @@ class Actor:
         """Stop claiming new jobs until ``resume``; the job in hand finishes."""
         self.paused = True
         self._resumed = trio.Event()
+        if self.monitor is not None:
+            self.monitor.observe_pause(self.name, paused=True)
         log.info("actor.paused", extra={"actor": self.name})
 
     def resume(self) -> None:
         self.paused = False
         self._resumed.set()
+        if self.monitor is not None:
+            self.monitor.observe_pause(self.name, paused=False)
         self.wake()
         log.info("actor.resumed", extra={"actor": self.name})
 
     def wake(self) -> None:
         """Claim again now rather than at the next poll (new work was queued)."""
         self._wakeup.set()
+
+    def credentials_replaced(self) -> None:
+        """Claim again after a reconnect-required stop: new credentials were loaded."""
+        if not self.reconnect_required:
+            return
+
+        self.reconnect_required = False
+        self._reconnected.set()
+        if self.monitor is not None:
+            self.monitor.observe_reconnect(self.name, required=False)
+        log.info("actor.credentials_replaced", extra={"actor": self.name})
+        self.wake()
+
+    def breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
+        """Pass breaker transitions on to the health monitor (a breaker's ``on_change``)."""
+        if self.monitor is not None:
+            self.monitor.observe_breaker(self.name, tripped=new is not BreakerState.CLOSED)
+
+    def profile_of(self, job: Job) -> str:
+        """Return the platform profile ``job`` works on, or "" when it has none."""
+        return ""
 
     async def on_start(self) -> None:
         """Prepare before the first claim (for example, schedule periodic jobs)."""
@@ -136,20 +187,54 @@ class Actor:
             if self.paused:
                 await self._wait_for(ctx, self._resumed, math.inf)
                 continue
-            # Shielded, because a claim cancelled after its commit would leave
-            # jobs running, with no worker, until their leases expire.
-            with trio.CancelScope(shield=True):
-                jobs = await self.journal.claim(
-                    self.name,
-                    kinds=self.kinds or None,
-                    limit=self.batch,
-                    lease_seconds=self.lease_seconds,
-                )
+            if self.reconnect_required:
+                await self._wait_for(ctx, self._reconnected, math.inf)
+                continue
+            open_for = self.breaker.open_remaining() if self.breaker is not None else 0.0
+            if open_for > 0:
+                # No on_idle() here: scheduling more work for a platform that is
+                # down would only pile up jobs to run after it recovers.
+                await self._wait_for(ctx, self._wakeup, open_for)
+                continue
+            jobs = await self._claim()
             if not jobs:
                 await self.on_idle()
                 await self._wait_for(ctx, self._wakeup, self.poll_interval)
                 continue
             await self._run_claimed(ctx, jobs)
+
+    async def _claim(self) -> list[Job]:
+        """Claim a batch, or when the breaker is half-open a single probe job."""
+        probing = self.breaker is not None and self.breaker.state is BreakerState.HALF_OPEN
+        limit = 1 if probing else self.batch
+        jobs = await self._claim_up_to(limit)
+        if probing and not jobs and await self._bring_forward(1):
+            jobs = await self._claim_up_to(1)
+        return jobs
+
+    async def _claim_up_to(self, limit: int) -> list[Job]:
+        # Shielded, because a claim cancelled after its commit would leave
+        # jobs running, with no worker, until their leases expire.
+        with trio.CancelScope(shield=True):
+            jobs = await self.journal.claim(
+                self.name,
+                kinds=self.kinds or None,
+                limit=limit,
+                lease_seconds=self.lease_seconds,
+            )
+        return jobs
+
+    async def _bring_forward(self, limit: int) -> int:
+        """Make up to ``limit`` (-1: all) failed jobs due now; return how many."""
+
+        def update(tx: Tx) -> int:
+            cursor = tx.execute(_BRING_FORWARD, (tx.now, tx.now, self.name, tx.now, limit))
+            return cursor.rowcount
+
+        count = await self.journal.transaction(update)
+        if count:
+            log.info("actor.retries_brought_forward", extra={"actor": self.name, "jobs": count})
+        return count
 
     async def _wait_for(self, ctx: ChildContext, event: trio.Event, seconds: float) -> None:
         """Sleep until ``event``, a stop request or ``seconds`` pass, whichever is first."""
@@ -167,7 +252,11 @@ class Actor:
 
     async def _run_claimed(self, ctx: ChildContext, jobs: list[Job]) -> None:
         for index, job in enumerate(jobs):
-            if ctx.stop_requested.is_set() or self.paused:
+            if ctx.stop_requested.is_set() or self.paused or self.reconnect_required:
+                await self._release_all(jobs[index:])
+                return
+            if self.breaker is not None and not self.breaker.allow():
+                # The breaker opened during the batch: the rest wait, unattempted.
                 await self._release_all(jobs[index:])
                 return
             await self._run_one(job)
@@ -192,21 +281,43 @@ class Actor:
             if not finished:
                 # Cut off by cancellation (hard shutdown deadline): hand the
                 # job back now instead of waiting for its lease to expire.
+                if self.breaker is not None:
+                    self.breaker.release_probe()
                 await self._release_all([job])
-        metrics.JOB_DURATION.labels(job.kind, outcome).observe(trio.current_time() - began)
+        seconds = trio.current_time() - began
+        metrics.JOB_DURATION.labels(job.kind, outcome).observe(seconds)
+        if self.monitor is not None and outcome != "lease_lost":
+            error = None if outcome == "succeeded" else self._last_error
+            self.monitor.observe_job(
+                self.name, self.profile_of(job), ok=error is None, seconds=seconds, error=error
+            )
 
     async def _attempt(self, job: Job) -> str:
         """Run one job and record its outcome; returns the outcome label."""
+        probe = self.breaker is not None and self.breaker.state is BreakerState.HALF_OPEN
         try:
             effects = await self.handle(job)
         except ReconnectRequiredError as error:
             self.health = "reconnect-required"
+            if self.breaker is not None:
+                self.breaker.release_probe()
+            self._stop_for_reconnect(error)
             return await self._record_failure(job, error, permanent=True)
         except PlatformError as error:
             self.health = "degraded"
+            self._record_breaker_failure(error)
             return await self._record_failure(
                 job, error, permanent=not error.retryable, retry_after=error.retry_after
             )
+        except BaseException:
+            if self.breaker is not None:
+                self.breaker.release_probe()
+            raise
+        if self.breaker is not None:
+            self.breaker.record_success()
+        if probe:
+            # The platform is back, so failed jobs need not sit out their backoff.
+            await self._bring_forward(-1)
         try:
             await self.journal.complete(job.id, effects)
         except LeaseLostError:
@@ -218,6 +329,27 @@ class Actor:
         self._last_success_at = time.time()
         self.health = "healthy"
         return "succeeded"
+
+    def _record_breaker_failure(self, error: PlatformError) -> None:
+        if self.breaker is None:
+            return
+
+        if error.retryable:
+            self.breaker.record_failure()
+        else:
+            # The platform responded, so it is up: the request itself was wrong.
+            self.breaker.record_success()
+
+    def _stop_for_reconnect(self, error: ReconnectRequiredError) -> None:
+        self.reconnect_required = True
+        self._reconnected = trio.Event()
+        if self.monitor is not None:
+            self.monitor.observe_reconnect(self.name, required=True, error=str(error))
+        # The operator must act: new credentials in the config, then `plaudit ctl reload`.
+        log.error(
+            "actor.reconnect_required",
+            extra={"actor": self.name, "error": str(error), "action": "reconnect, then reload"},
+        )
 
     async def _record_failure(
         self, job: Job, error: PlatformError, *, permanent: bool, retry_after: float | None = None

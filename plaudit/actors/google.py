@@ -16,15 +16,18 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, final
 
 import msgspec
+import trio
 
 from plaudit.actors.base import Actor, ChildContext, Effects
 from plaudit.config.model import GoogleConfig, GoogleLocation
 from plaudit.connectors.google import GoogleClient, ReviewPage
 from plaudit.journal import AsyncJournal, Job, Tx
+from plaudit.reliability.breaker import CircuitBreaker
+from plaudit.reliability.monitor import PlatformHealthMonitor
 from plaudit.reviews.model import Review
 from plaudit.reviews.store import apply_snapshot
 
@@ -112,30 +115,68 @@ class GoogleActor(Actor):
         self,
         journal: AsyncJournal,
         config: GoogleConfig,
-        client: GoogleClient,
+        client_factory: Callable[[GoogleConfig], GoogleClient],
         *,
         lease_seconds: float,
         poll_interval: float = 1.0,
+        monitor: PlatformHealthMonitor | None = None,
     ) -> None:
+        breaker = CircuitBreaker(
+            "google", config.breaker, clock=trio.current_time, on_change=self.breaker_changed
+        )
         super().__init__(
-            "google", journal, lease_seconds=lease_seconds, poll_interval=poll_interval
+            "google",
+            journal,
+            lease_seconds=lease_seconds,
+            poll_interval=poll_interval,
+            breaker=breaker,
+            monitor=monitor,
         )
         self.config = config
-        self.client = client
+        self._client_factory = client_factory
+        # Created at each start and closed at each stop: the supervisor
+        # restarts an actor by calling start() again on the same object.
+        self.client: GoogleClient | None = None
+        self._client_stale = False
         self._scheduled_slot = -1
+        if monitor is not None:
+            monitor.register("google", [profile_of(location) for location in config.locations])
 
-    def reconfigure(self, config: GoogleConfig, client: GoogleClient) -> None:
-        """Use a reloaded configuration from the next job on."""
+    def reconfigure(self, config: GoogleConfig) -> None:
+        """Use a reloaded configuration, and a client built from it, from the next job on."""
         self.config = config
-        self.client = client
+        self._client_stale = True
         self._scheduled_slot = -1
+        if self.breaker is not None:
+            self.breaker.config = config.breaker
+        if self.monitor is not None:
+            self.monitor.register("google", [profile_of(location) for location in config.locations])
+        # A reload may carry the new refresh token that a reconnect needs.
+        self.credentials_replaced()
         self.wake()
 
     async def start(self, ctx: ChildContext) -> None:
+        self.client = self._client_factory(self.config)
+        self._client_stale = False
         try:
             await super().start(ctx)
         finally:
-            await self.client.aclose()
+            client, self.client = self.client, None
+            with trio.CancelScope(shield=True):
+                await client.aclose()
+
+    async def _current_client(self) -> GoogleClient:
+        """Return the client, rebuilt first when a reload replaced the configuration.
+
+        Jobs run one at a time, so the old client is idle when it is closed here.
+        """
+        if self.client is None:
+            raise RuntimeError("the Google actor has no client outside start(); call start first")
+        if self._client_stale:
+            old, self.client = self.client, self._client_factory(self.config)
+            self._client_stale = False
+            await old.aclose()
+        return self.client
 
     async def on_start(self) -> None:
         await self._schedule_current_slot()
@@ -153,6 +194,9 @@ class GoogleActor(Actor):
                 **sync_job(location, slot=slot, interval=self.config.sync_interval)
             )
         self._scheduled_slot = slot
+
+    def profile_of(self, job: Job) -> str:
+        return f"{job.payload.get('account', '')}/{job.payload.get('location', '')}"
 
     async def handle(self, job: Job) -> Effects | None:
         account = str(job.payload["account"])
@@ -178,10 +222,11 @@ class GoogleActor(Actor):
         return record
 
     async def _list(self, account: str, location: str) -> Finish:
+        client = await self._current_client()
         state, first = begin(f"{account}/{location}")
         action: FetchPage | Finish = first
         while isinstance(action, FetchPage):
-            page = await self.client.list_reviews_page(
+            page = await client.list_reviews_page(
                 account, location, page_token=action.token, page_size=self.config.page_size
             )
             state, action = decide(state, PageArrived(page))

@@ -35,6 +35,14 @@ def check_config(path: str, *, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+# The field, singular and plural of each platform's profiles, where not "locations".
+_PROFILES = {
+    "facebook": ("pages", "Page", "Pages"),
+    "trustpilot": ("business_units", "business unit", "business units"),
+    "yelp": ("businesses", "business", "businesses"),
+}
+
+
 def summarize_config(config: Config) -> str:
     """Describe in one line which platforms are enabled and how many locations each syncs."""
     enabled: list[str] = []
@@ -47,8 +55,9 @@ def summarize_config(config: Config) -> str:
             disabled.append(name)
             continue
 
-        count = len(getattr(platform, "locations", ()))
-        enabled.append(f"{name} ({count} location{'' if count == 1 else 's'})")
+        field, singular, plural = _PROFILES.get(name, ("locations", "location", "locations"))
+        count = len(getattr(platform, field, ()))
+        enabled.append(f"{name} ({count} {singular if count == 1 else plural})")
 
     summary = f"{len(enabled)} platform{'' if len(enabled) == 1 else 's'} enabled"
     if enabled:

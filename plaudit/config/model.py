@@ -11,9 +11,12 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
-Seconds = Annotated[float, msgspec.Meta(gt=0)]
-NonNegativeSeconds = Annotated[float, msgspec.Meta(ge=0)]
-PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+# Upper bounds keep values finite and within what SQLite's 64-bit integers and
+# Trio's clock handle; a year is far beyond any sensible interval.
+YEAR_SECONDS = 365 * 24 * 3600.0
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=YEAR_SECONDS)]
+NonNegativeSeconds = Annotated[float, msgspec.Meta(ge=0, le=YEAR_SECONDS)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 PosixId = Annotated[int, msgspec.Meta(ge=0)]
 
@@ -63,7 +66,8 @@ class JournalConfig(Strict, kw_only=True, frozen=True):
     retry_max: Seconds = 3600.0
     # Group commit: claims and completions arriving within this window share
     # one fsync.  Zero commits each operation on its own.
-    group_commit_window: NonNegativeSeconds = 0.002
+    # At most one second: every durable write waits up to this long.
+    group_commit_window: Annotated[float, msgspec.Meta(ge=0, le=1.0)] = 0.002
     group_commit_max: PositiveInt = 256
 
 
@@ -111,6 +115,50 @@ class GoogleLocation(Strict, kw_only=True, frozen=True):
     name: str = ""
 
 
+class RetryConfig(Strict, kw_only=True, frozen=True):
+    """In-call retries of one platform request; the journal's job retries come after these."""
+
+    # Attempts of one call, the first included.
+    max_attempts: PositiveInt = 3
+    # Seconds one attempt may take in all, a token refresh included.
+    attempt_timeout: Seconds = 60.0
+    # Seconds all attempts and the waits between them may take together.
+    deadline: Seconds = 90.0
+    # Full jitter: the wait before attempt n+1 is uniform(0, min(backoff_max,
+    # backoff_initial * 2**(n-1))) seconds.
+    backoff_initial: Seconds = 0.5
+    backoff_max: Seconds = 8.0
+    # A Retry-After longer than this ends the call at once, and the job-level
+    # retry waits for it instead.
+    retry_after_max: NonNegativeSeconds = 30.0
+
+
+class BreakerConfig(Strict, kw_only=True, frozen=True):
+    """A circuit breaker: when to stop calling a failing platform, and for how long."""
+
+    # Consecutive failed calls that open the breaker.
+    failure_threshold: PositiveInt = 5
+    # Share of failed calls within window_seconds that opens the breaker, once
+    # the window holds at least minimum_calls calls.
+    failure_ratio: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
+    window_seconds: Seconds = 60.0
+    minimum_calls: PositiveInt = 10
+    # Seconds the breaker stays open before one probe call; doubles after each
+    # failed probe, up to open_max.
+    open_initial: Seconds = 30.0
+    open_max: Seconds = 600.0
+
+
+class RateLimitConfig(Strict, kw_only=True, frozen=True):
+    """Token-bucket limits that keep requests within a platform's published quotas."""
+
+    # Requests a minute for the whole platform account (Google: 300 a minute
+    # per Cloud project).
+    requests_per_minute: PositiveInt = 300
+    # Edits (replies) a minute per profile (Google: 10 a minute per location).
+    edits_per_minute: PositiveInt = 10
+
+
 class GoogleConfig(Strict, kw_only=True, frozen=True):
     """The ``[platforms.google]`` table: Google Business Profile API v4."""
 
@@ -132,12 +180,149 @@ class GoogleConfig(Strict, kw_only=True, frozen=True):
     page_size: Annotated[int, msgspec.Meta(ge=1, le=50)] = 50
     request_timeout: Seconds = 30.0
     locations: list[GoogleLocation] = msgspec.field(default_factory=list)
+    retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
+    breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
+    limits: RateLimitConfig = msgspec.field(default_factory=RateLimitConfig)
+
+
+class FacebookPage(Strict, kw_only=True, frozen=True):
+    """One Facebook Page whose ratings are synced."""
+
+    # The numeric Page id.
+    page_id: str
+    name: str = ""
+    # Exactly one of: the Page access token itself, or a file that contains it.
+    access_token: str = ""
+    access_token_file: str = ""
+
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"access_token"})
+
+
+class FacebookConfig(Strict, kw_only=True, frozen=True):
+    """The ``[platforms.facebook]`` table: the Graph API ``/{page-id}/ratings`` edge."""
+
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"app_secret", "verify_token"})
+
+    enabled: bool = True
+    # Graph API base URL including the version, such as ".../v19.0".
+    api_base: str
+    # Checks X-Hub-Signature-256 on Page webhooks; one of the pair, or neither
+    # when webhooks are not used.
+    app_secret: str = ""
+    app_secret_file: str = ""
+    # The token the webhook subscription handshake must echo.
+    verify_token: str = ""
+    sync_interval: Seconds = 300.0
+    page_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 25
+    request_timeout: Seconds = 30.0
+    pages: list[FacebookPage] = msgspec.field(default_factory=list)
+    retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
+    breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
+
+
+class TrustpilotBusinessUnit(Strict, kw_only=True, frozen=True):
+    """One Trustpilot business unit whose service reviews are synced."""
+
+    business_unit_id: str
+    name: str = ""
+
+
+class TrustpilotConfig(Strict, kw_only=True, frozen=True):
+    """The ``[platforms.trustpilot]`` table: service and private reviews, and replies."""
+
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"api_secret"})
+
+    enabled: bool = True
+    api_base: str
+    # OAuth 2.0 client-credentials token endpoint.
+    token_url: str
+    api_key: str
+    # Exactly one of the pair.
+    api_secret: str = ""
+    api_secret_file: str = ""
+    sync_interval: Seconds = 300.0
+    page_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 100
+    request_timeout: Seconds = 30.0
+    business_units: list[TrustpilotBusinessUnit] = msgspec.field(default_factory=list)
+    retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
+    breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
+
+
+class YelpBusiness(Strict, kw_only=True, frozen=True):
+    """One Yelp business whose review excerpts are monitored."""
+
+    # The Yelp business id or alias.
+    business_id: str
+    name: str = ""
+
+
+class YelpConfig(Strict, kw_only=True, frozen=True):
+    """The ``[platforms.yelp]`` table: monitoring only, because Yelp forbids asking for reviews."""
+
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"api_key"})
+
+    enabled: bool = True
+    api_base: str
+    # Exactly one of the pair: the Fusion API key, sent as a Bearer token.
+    api_key: str = ""
+    api_key_file: str = ""
+    sync_interval: Seconds = 3600.0
+    request_timeout: Seconds = 30.0
+    businesses: list[YelpBusiness] = msgspec.field(default_factory=list)
+    retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
+    breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
 
 
 class PlatformsConfig(Strict, kw_only=True, frozen=True):
     """The ``[platforms]`` table: one sub-table per review platform."""
 
     google: GoogleConfig | None = None
+    facebook: FacebookConfig | None = None
+    trustpilot: TrustpilotConfig | None = None
+    yelp: YelpConfig | None = None
+
+
+# Seconds to wait after each failed attempt: 5 s, 5 min, 30 min, 2 h, 5 h,
+# 10 h, 10 h.  The first attempt is at once, so a delivery gets 8 attempts
+# spread over about 27.6 hours.
+DEFAULT_WEBHOOK_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+class WebhookEndpoint(Strict, kw_only=True, frozen=True):
+    """One ``[[webhooks.endpoints]]`` table: a receiver of signed event deliveries."""
+
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"secrets"})
+
+    # Appears in webhook ids, logs, metrics labels and ctl; keep it short and stable.
+    name: str
+    url: str
+    # "whsec_<base64>" keys; every one signs each delivery, so during a
+    # rotation list the new secret beside the old one until receivers switch.
+    secrets: list[str]
+    # Event types delivered, such as "review.created"; "review.*" matches a
+    # prefix and "*" every event.
+    events: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    enabled: bool = True
+    retry_schedule: list[Seconds] = msgspec.field(
+        default_factory=lambda: list(DEFAULT_WEBHOOK_SCHEDULE)
+    )
+    timeout: Seconds = 15.0
+    # An endpoint whose deliveries fail for this long without one success is disabled.
+    disable_after: Seconds = 432000.0
+    # Allow private, loopback and link-local targets (tests, the demo, an
+    # on-premises receiver).  Cloud metadata addresses stay refused.
+    allow_private: bool = False
+    # Attempts to this endpoint in flight at once.  With 1, first attempts
+    # arrive in the commit order of their events; more trades order for speed.
+    max_in_flight: PositiveInt = 1
+
+
+class WebhooksConfig(Strict, kw_only=True, frozen=True):
+    """The ``[webhooks]`` table: outbound event deliveries."""
+
+    # Deliveries in flight at once, across all endpoints.
+    concurrency: PositiveInt = 16
+    endpoints: list[WebhookEndpoint] = msgspec.field(default_factory=list)
 
 
 class Config(Strict, kw_only=True, frozen=True):
@@ -149,3 +334,4 @@ class Config(Strict, kw_only=True, frozen=True):
     control: ControlConfig = msgspec.field(default_factory=ControlConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     platforms: PlatformsConfig = msgspec.field(default_factory=PlatformsConfig)
+    webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)

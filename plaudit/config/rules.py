@@ -279,6 +279,22 @@ def _google_keys(*names: str) -> tuple[KeyPath, ...]:
     return tuple((*_GOOGLE, name) for name in names)
 
 
+def _check_webhooks(config: Config) -> Iterator[Problem]:
+    # Imported here because the webhooks package imports this package's model.
+    from plaudit.webhooks.endpoints import check_endpoints
+
+    for path, message in check_endpoints(config.webhooks):
+        yield Problem(("webhooks", *path), message)
+
+
+def _check_api_platforms(config: Config) -> Iterator[Problem]:
+    # Imported here because that module reads _url_problem from this one.
+    from plaudit.config.api_platforms import check_api_platforms
+
+    for path, message in check_api_platforms(config):
+        yield Problem(path, message)
+
+
 # Each rule with the key paths it reads.
 _RULES: Final[tuple[tuple[tuple[KeyPath, ...], Rule], ...]] = (
     ((("daemon", "state_dir"), ("daemon", "runtime_dir")), _check_directories),
@@ -295,4 +311,8 @@ _RULES: Final[tuple[tuple[tuple[KeyPath, ...], Rule], ...]] = (
     (_google_keys("refresh_token", "refresh_token_file"), _check_google_refresh_token),
     # Problems of single entries are dropped when the entry is invalid.
     (_google_keys("enabled"), _check_google_locations),
+    # Each endpoint problem names its own key, so an invalid entry is dropped alone.
+    ((), _check_webhooks),
+    # Facebook, Trustpilot and Yelp tables, and Yelp links anywhere.
+    ((), _check_api_platforms),
 )

@@ -3,15 +3,14 @@
 Parsing is pure (:func:`parse_review_list`, :func:`parse_review`) so recorded
 responses can be checked without a network.  :class:`GoogleClient` adds the
 I/O.  It gets an access token from the refresh-token grant and caches it until
-shortly before it expires.  Every request has a timeout.  Connect errors,
-timeouts, 408, 429 and 5xx get a few in-call retries with exponential backoff
-and full jitter.  Longer waits belong to the journal's job retries.
+shortly before it expires.  Every request follows the shared retry policy
+of :mod:`plaudit.reliability.retry`: a few in-call attempts with exponential
+backoff and full jitter.  Longer waits belong to the journal's job retries.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import email.utils
 import functools
 import logging
 import random
@@ -25,10 +24,12 @@ import httpx
 import msgspec
 import trio
 
-from plaudit.config.model import GoogleConfig
+from plaudit.config.model import GoogleConfig, RetryConfig
 from plaudit.connectors.base import Capability, IngestionMode
 from plaudit.errors import PlatformError, ReconnectRequiredError
 from plaudit.metrics import PLATFORM_REQUEST_DURATION, PLATFORM_REQUESTS
+from plaudit.reliability.limiter import TokenBucket, parse_usage_headers
+from plaudit.reliability.retry import Verdict, call_with_retry, classify_status, parse_retry_after
 from plaudit.reviews.model import Review, normalize_timestamp
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,6 @@ _ID = r"[A-Za-z0-9_-]+"
 _ACCOUNT = re.compile(rf"accounts/{_ID}")
 _LOCATION = re.compile(rf"locations/{_ID}")
 _REVIEW_ID = re.compile(_ID)
-_RETRYABLE_STATUS: Final = frozenset({408, 429})
 
 _T = TypeVar("_T")
 
@@ -158,19 +158,6 @@ class PostedReply(msgspec.Struct, frozen=True, kw_only=True):
 
     text: str
     updated_at: str | None
-
-
-@final
-class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """In-call retries of one request; the journal's job retries come after these."""
-
-    max_attempts: int = 3
-    # Full jitter: attempt n waits uniform(0, min(backoff_max, backoff_initial * 2**(n-1))) s.
-    backoff_initial: float = 0.5
-    backoff_max: float = 8.0
-    # A Retry-After longer than this many seconds ends the call at once, so
-    # the job-level retry waits instead of holding the caller.
-    retry_after_max: float = 30.0
 
 
 @final
@@ -296,27 +283,6 @@ def parse_reply(data: bytes | dict[str, Any]) -> PostedReply:
     return PostedReply(text=body.comment, updated_at=updated_at)
 
 
-def parse_retry_after(value: str | None, *, now: float) -> float | None:
-    """Return the delay a Retry-After header requests, in seconds, or None if absent or invalid.
-
-    The header contains either delay-seconds or an HTTP-date.  ``now`` is the
-    current Unix time, used for the HTTP-date form.
-    """
-    if value is None:
-        return None
-
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-
-    try:
-        moment = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-
-    return max(0.0, moment.timestamp() - now)
-
-
 def _error_message(response: httpx.Response) -> str:
     """Return the API's own error message, or the start of the body without one."""
     try:
@@ -359,7 +325,7 @@ class GoogleClient:
         client_secret: str,
         refresh_token: str,
         transport: httpx.AsyncBaseTransport | None = None,
-        retry: RetryPolicy | None = None,
+        retry: RetryConfig | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = trio.sleep,
         clock: Callable[[], float] = trio.current_time,
@@ -368,7 +334,7 @@ class GoogleClient:
         self._config = config
         self._client_secret = client_secret
         self._refresh_token = refresh_token
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or config.retry
         self._rng = rng or random.Random()
         self._sleep = sleep
         self._clock = clock
@@ -382,6 +348,12 @@ class GoogleClient:
         self._token: str | None = None
         self._token_refresh_at = 0.0
         self._token_lock = trio.Lock()
+        # Google's quotas: requests a minute per Cloud project, and edits a
+        # minute per location.
+        self._request_bucket = TokenBucket.per_minute(
+            PLATFORM, config.limits.requests_per_minute, clock=clock
+        )
+        self._edit_buckets: dict[str, TokenBucket] = {}
         self._requests = 0
         self._retries = 0
         self._token_refreshes = 0
@@ -496,6 +468,7 @@ class GoogleClient:
         _check_review_id(review_id)
         _check_reply_text(text)
         path = f"{profile}/reviews/{review_id}/reply"
+        await self._edit_bucket(profile).acquire()
         return await self._call_api("PUT", path, parse_reply, json={"comment": text})
 
     # Requests, retries and tokens.
@@ -515,27 +488,26 @@ class GoogleClient:
         policy's attempts.
         """
         call = _Call(method, f"{self._api_base}/{path}", f"{method} {path}", params, json)
-        attempt = 1
-        while True:
-            try:
-                response = await self._send_refreshing(call)
-                _raise_for_status(response, call.what, now=self._wall_clock())
-                result = parse(response.content)
-            except PlatformError as error:
-                delay = self._retry_delay(error, attempt)
-                if delay is None:
-                    raise
 
-                self._log_retry(call.what, error, attempt, delay)
-                await self._sleep(delay)
-                attempt += 1
-            else:
-                return result
+        async def attempt() -> _T:
+            response = await self._send_refreshing(call)
+            _raise_for_status(response, call.what, now=self._wall_clock())
+            return parse(response.content)
+
+        return await call_with_retry(
+            attempt,
+            policy=self._retry,
+            what=call.what,
+            rng=self._rng,
+            sleep=self._sleep,
+            clock=self._clock,
+            on_retry=self._count_retry,
+        )
 
     async def _send_refreshing(self, call: _Call) -> httpx.Response:
         """Send the call once; on its first 401, refresh the token and send it again."""
         response = await self._send_authorized(call)
-        if response.status_code == 401 and not call.refreshed:
+        if classify_status(response.status_code) is Verdict.REFRESH and not call.refreshed:
             # An access token can be revoked before it expires: refresh once
             # per call and repeat the request.
             call.refreshed = True
@@ -551,40 +523,30 @@ class GoogleClient:
 
         return response
 
-    def _retry_delay(self, error: PlatformError, attempt: int) -> float | None:
-        """Return the seconds to wait before the next attempt, or None to give up."""
-        policy = self._retry
-        if not error.retryable or attempt >= policy.max_attempts:
-            return None
+    def _edit_bucket(self, profile: str) -> TokenBucket:
+        bucket = self._edit_buckets.get(profile)
+        if bucket is None:
+            # Named by platform, not profile, to keep the metric's labels few.
+            bucket = TokenBucket.per_minute(
+                f"{PLATFORM}.edits", self._config.limits.edits_per_minute, clock=self._clock
+            )
+            self._edit_buckets[profile] = bucket
+        return bucket
 
-        if error.retry_after is not None:
-            if error.retry_after > policy.retry_after_max:
-                return None
-
-            return error.retry_after
-
-        ceiling = min(policy.backoff_max, policy.backoff_initial * 2 ** (attempt - 1))
-        return self._rng.uniform(0.0, ceiling)
-
-    def _log_retry(self, what: str, error: PlatformError, attempt: int, delay: float) -> None:
+    def _count_retry(self, error: PlatformError, attempt: int, delay: float) -> None:
         self._retries += 1
-        log.warning(
-            "google.request_retry",
-            extra={
-                "request": what,
-                "attempt": attempt,
-                "status": error.status,
-                "delay_seconds": round(delay, 3),
-                "error": str(error),
-            },
-        )
 
     async def _send_authorized(self, call: _Call) -> httpx.Response:
         token = await self._access_token()
         headers = {"Authorization": f"Bearer {token}"}
-        return await self._send(
+        await self._request_bucket.acquire()
+        response = await self._send(
             call.method, call.url, headers=headers, params=call.params, json=call.json
         )
+        usage = parse_usage_headers(response.headers)
+        if usage is not None and usage.remaining is not None:
+            self._request_bucket.observe_remaining(usage.remaining, usage.reset_seconds)
+        return response
 
     async def _send(
         self,
@@ -698,13 +660,11 @@ def _check_reply_text(text: str) -> None:
 
 
 def _outcome_of(status: int) -> str:
-    if 200 <= status < 300:
+    verdict = classify_status(status)
+    if verdict is Verdict.SUCCESS:
         return "ok"
 
-    if status in _RETRYABLE_STATUS or status >= 500:
-        return "retryable"
-
-    return "error"
+    return "retryable" if verdict is Verdict.RETRY else "error"
 
 
 def _outcome_of_error(error: httpx.HTTPError) -> str:
@@ -742,11 +702,12 @@ def _translate_http_error(
 def _raise_for_status(response: httpx.Response, what: str, *, now: float) -> None:
     """Raise PlatformError unless the response is 2xx."""
     status = response.status_code
-    if 200 <= status < 300:
+    verdict = classify_status(status)
+    if verdict is Verdict.SUCCESS:
         return
 
     message = _error_message(response)
-    if status in _RETRYABLE_STATUS or status >= 500:
+    if verdict is Verdict.RETRY:
         raise PlatformError(
             f"{what} failed with HTTP {status}: {message}; the call will be retried",
             retryable=True,

@@ -26,17 +26,24 @@ import trio
 import plaudit
 from plaudit import metrics
 from plaudit.actors.base import Actor
+from plaudit.actors.webhooks import WebhookActor
 from plaudit.config import Config, Paths, load_config, resolve_paths
 from plaudit.daemon.commands import CommandHandler
 from plaudit.daemon.control import serve_control
 from plaudit.daemon.lock import StateLock
 from plaudit.daemon.metrics_http import serve_metrics
 from plaudit.daemon.notify import SdNotifier, watchdog_interval, watchdog_loop
-from plaudit.daemon.platforms import build_platform_actors, reconfigure_platform_actors
+from plaudit.daemon.platforms import (
+    build_platform_actors,
+    check_platform_secrets,
+    reconfigure_platform_actors,
+)
 from plaudit.daemon.preflight import check_control_socket, check_metrics_port
 from plaudit.daemon.supervisor import ChildContext, ChildSpec, ChildState, RestartPolicy, Supervisor
 from plaudit.errors import ConfigError
 from plaudit.journal import AsyncJournal, Journal
+from plaudit.reliability.monitor import PlatformHealthMonitor
+from plaudit.webhooks.service import reconfigure_webhooks, start_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,9 @@ class Daemon:
     ) -> None:
         self.config_path = config_path
         self.config = config
+        # The settings the process started with; some apply only at start.
+        self._started_config = config
+        self.restart_pending: list[str] = []
         self.paths = paths
         self.notifier = notifier or SdNotifier.from_env()
         self._overrides = (state_dir_override, runtime_dir_override)
@@ -74,6 +84,8 @@ class Daemon:
         self._drain_requested = trio.Event()
         # "host:port" of the metrics endpoint once it listens (the port may be 0 in config).
         self.metrics_address: str | None = None
+        # Health states, uptime and incidents of every platform; built with the supervisor.
+        self.health: PlatformHealthMonitor | None = None
         # trio.current_time() of the last housekeeping pass; the watchdog checks it.
         self._housekeeping_at = -math.inf
 
@@ -138,10 +150,17 @@ class Daemon:
         """Run the supervisor until a drain is requested, then stop it within the deadline."""
         self.supervisor = self._build_supervisor()
         async with trio.open_nursery() as nursery:
-            await nursery.start(self.supervisor.run)
-            self._mark_ready()
+            # Start in the background: a drain requested while a child is
+            # still starting must not wait for that start to finish.
+            nursery.start_soon(
+                partial(self.supervisor.run, task_status=_ReadyCallback(self._tree_started))
+            )
             await self._drain_requested.wait()
             await self._drain(nursery)
+
+    def _tree_started(self) -> None:
+        if not self._drain_requested.is_set():
+            self._mark_ready()
 
     def _mark_ready(self) -> None:
         self.state = "running"
@@ -191,6 +210,7 @@ class Daemon:
             config = load_config(self.config_path)
             paths = resolve_paths(config, state_dir=state_dir, runtime_dir=runtime_dir)
             self._check_reloadable(config, paths)
+            check_platform_secrets(config)
         except ConfigError as error:
             metrics.CONFIG_RELOAD_OK.set(0)
             log.error(  # noqa: TRY400 - the problems say it all; a traceback adds nothing
@@ -200,6 +220,12 @@ class Daemon:
             self.notifier.ready()
             raise
         await reconfigure_platform_actors(self, config)
+        webhooks = self.actors.get("webhooks")
+        if isinstance(webhooks, WebhookActor):
+            reconfigure_webhooks(self.webhook_router, webhooks, config)
+        self.restart_pending = self._restart_pending(config)
+        if self.restart_pending:
+            log.warning("config.restart_required", extra={"tables": self.restart_pending})
         self.config = config
         self.config_loaded_at = time.time()
         metrics.CONFIG_RELOAD_OK.set(1)
@@ -207,6 +233,22 @@ class Daemon:
         logging.getLogger().setLevel(config.daemon.log_level.upper())
         self.notifier.ready()
         log.info("config.reloaded", extra={"path": self.config_path})
+
+    def _restart_pending(self, config: Config) -> list[str]:
+        """Name the tables whose changes take effect only at the next start.
+
+        The journal's policy, the supervisor's budgets and the control socket's
+        peers are fixed when the process starts.  Every difference from the
+        settings the process started with is listed, so a reload never claims
+        to have applied them.
+        """
+        started = self._started_config
+        pending = [
+            name
+            for name in ("journal", "supervisor", "control")
+            if getattr(started, name) != getattr(config, name)
+        ]
+        return pending
 
     def _check_reloadable(self, config: Config, paths: Paths) -> None:
         """Reject changes that only a restart can apply, naming each one."""
@@ -229,7 +271,10 @@ class Daemon:
         policy = RestartPolicy.from_config(self.config.supervisor)
         grace = self.config.supervisor.shutdown_grace
         assert self.journal is not None
-        self.actors = build_platform_actors(self.config, self.journal)
+        self.health = PlatformHealthMonitor(self.journal)
+        self.actors = build_platform_actors(self.config, self.journal, monitor=self.health)
+        # Installs the emit hook too, so events from here on fan out to endpoints.
+        self.webhook_router, self.actors["webhooks"] = start_webhooks(self.config, self.journal)
         # Children stop in reverse start order: the actors stop claiming and
         # hand back their jobs first, while the control socket and metrics
         # still serve requests.
@@ -276,6 +321,17 @@ class Daemon:
             ctx.started()
             await self._housekeeping(ctx)
 
+        async def health(ctx: ChildContext) -> None:
+            monitor = self.health
+            if monitor is None:
+                raise RuntimeError("the health monitor is built with the supervisor")
+            try:
+                await serve_until_stopped(ctx, monitor.run)
+            finally:
+                # The last state changes and heartbeat, so uptime counts up to the stop.
+                with trio.CancelScope(shield=True), trio.move_on_after(grace):
+                    await monitor.flush()
+
         children = [
             ChildSpec("control", control, policy=policy, shutdown_grace=grace, signals_ready=True),
             ChildSpec(
@@ -285,6 +341,7 @@ class Daemon:
                 shutdown_grace=grace,
                 signals_ready=True,
             ),
+            ChildSpec("health", health, policy=policy, shutdown_grace=grace, signals_ready=True),
         ]
         if cfg.metrics.enabled:
 
@@ -369,6 +426,17 @@ class Daemon:
             "state_dir": str(self.paths.state_dir),
             "metrics_address": self.metrics_address,
         }
+
+
+@final
+class _ReadyCallback:
+    """A ``task_status`` that calls back when the task reports it has started."""
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self._callback = callback
+
+    def started(self, value: object = None) -> None:
+        self._callback()
 
 
 async def serve_until_stopped(

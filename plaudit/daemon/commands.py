@@ -1,11 +1,12 @@
 """The commands the daemon serves on its control socket.
 
-status, jobs, retry, pause, resume, drain and reload.
+status, jobs, retry, pause, resume, drain and reload, plus health and watch
+(a stream of health state changes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, final
 
 import msgspec
@@ -13,11 +14,16 @@ import msgspec
 from plaudit.daemon.control import InvalidArgument, UnknownCommand
 from plaudit.errors import ConfigError, ControlError, JobNotFoundError
 from plaudit.journal import Job, JobState
+from plaudit.reliability.monitor import PlatformHealthMonitor
+from plaudit.reviews.import_commands import import_commands
+from plaudit.webhooks.control import webhook_commands
 
 if TYPE_CHECKING:
     from plaudit.daemon.app import Daemon
 
 JOB_STATES = [state.value for state in JobState]
+# SQLite stores integers in 64 bits; larger ids cannot exist.
+SQLITE_MAX_INTEGER = 2**63 - 1
 
 
 def job_view(job: Job) -> dict[str, Any]:
@@ -29,6 +35,10 @@ def _int_arg(args: dict[str, Any], name: str, *, default: int | None = None) -> 
     value = args.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgument(f"argument {name!r} must be an integer, got {value!r}")
+    if not 0 <= value <= SQLITE_MAX_INTEGER:
+        raise InvalidArgument(
+            f"argument {name!r} must be between 0 and {SQLITE_MAX_INTEGER}, got {value}"
+        )
     return value
 
 
@@ -55,7 +65,11 @@ class CommandHandler:
             "resume": self.resume,
             "drain": self.drain,
             "reload": self.reload,
+            "health": self.health,
+            "watch": self.watch,
         }
+        self._commands.update(webhook_commands(daemon))
+        self._commands.update(import_commands(daemon))
 
     async def __call__(self, command: str, args: dict[str, Any]) -> Any:
         try:
@@ -169,4 +183,27 @@ class CommandHandler:
             await self.daemon.reload()
         except ConfigError as error:
             raise ControlError(str(error)) from error
-        return {"reloaded": True, "config_path": self.daemon.config_path}
+        return {
+            "reloaded": True,
+            "config_path": self.daemon.config_path,
+            "restart_required": self.daemon.restart_pending,
+        }
+
+    def _monitor(self) -> PlatformHealthMonitor:
+        if self.daemon.health is None:
+            raise ControlError("the health monitor is not running yet; try again in a moment")
+        return self.daemon.health
+
+    async def health(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Health states, uptime, breakers and incidents of every platform and profile."""
+        report = await self._monitor().report()
+        report["breakers"] = [
+            msgspec.to_builtins(actor.breaker.statistics())
+            for actor in self.daemon.actors.values()
+            if actor.breaker is not None
+        ]
+        return report
+
+    async def watch(self, args: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Stream the current health states, then each state change as it happens."""
+        return self._monitor().watch()

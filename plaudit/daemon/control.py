@@ -457,7 +457,7 @@ class ControlServer:
         except* Exception as group:
             # One broken connection must never take the server (and every
             # other operator's connection) down with it.
-            logger.error("control.connection_failed", exc_info=group)
+            logger.exception("control.connection_failed")
         finally:
             self._connections_open -= 1
             self._slots.release()

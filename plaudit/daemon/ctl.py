@@ -16,8 +16,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from plaudit.daemon.control import request_sync
+import trio
+
+from plaudit.daemon.control import request_stream, request_sync
 from plaudit.errors import ControlError
+from plaudit.reviews import import_ctl
+from plaudit.webhooks import ctl as webhook_ctl
 
 DEFAULT_SOCKET = Path("/run/plaudit/control.sock")
 JOB_STATES = ("ready", "running", "succeeded", "failed", "dead")
@@ -74,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("actor", metavar="ACTOR")
     commands.add_parser("drain", help="stop claiming work and shut down gracefully")
     commands.add_parser("reload", help="re-read the configuration file")
+    commands.add_parser("health", help="platform health, uptime, breakers and incidents")
+    webhook_ctl.add_parsers(commands)
+    import_ctl.add_parsers(commands)
+    commands.add_parser(
+        "watch", help="print health state changes as they happen, until interrupted"
+    )
     return parser
 
 
@@ -87,6 +97,10 @@ def request_args(options: argparse.Namespace) -> dict[str, Any]:
         return {"job": options.job}
     if options.command in ("pause", "resume"):
         return {"actor": options.actor}
+    if options.command in webhook_ctl.COMMANDS:
+        return webhook_ctl.request_args(options)
+    if options.command in import_ctl.COMMANDS:
+        return import_ctl.request_args(options)
     return {}
 
 
@@ -100,6 +114,9 @@ def ctl_main(argv: Sequence[str]) -> int:
         return exc.code if isinstance(exc.code, int) else 2
 
     socket_path = options.socket or default_socket_path()
+    if options.command == "watch":
+        return watch_main(socket_path, as_json=options.json, timeout=options.timeout)
+
     try:
         result = request_sync(
             socket_path, options.command, request_args(options), timeout=options.timeout
@@ -146,6 +163,9 @@ def render(command: str, result: Any) -> str:
         "resume": render_pause,
         "drain": render_drain,
         "reload": render_reload,
+        "health": render_health,
+        **webhook_ctl.renderers(),
+        **import_ctl.renderers(),
     }
     renderer = renderers.get(command)
     return renderer(result) if renderer is not None else render_json(result)
@@ -250,8 +270,104 @@ def render_drain(result: dict[str, Any]) -> str:
     return "daemon is draining\n" if result.get("draining") else "daemon is not draining\n"
 
 
+def watch_main(socket_path: Path, *, as_json: bool, timeout: float) -> int:
+    """Print each item of the daemon's ``watch`` stream until it ends or Ctrl-C."""
+
+    async def stream() -> None:
+        async for item in request_stream(socket_path, "watch", {}, timeout=timeout):
+            line = json.dumps(item) if as_json else render_watch_item(_dict(item))
+            print(line, flush=True)
+
+    try:
+        trio.run(stream)
+    except ControlError as exc:
+        print(f"plaudit ctl: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def render_watch_item(item: dict[str, Any]) -> str:
+    subject = _subject(item)
+    when = _time(item.get("at") or item.get("since"))
+    if item.get("type") == "current":
+        return f"{when}  {subject}  {_cell(item.get('state'))}  ({_cell(item.get('cause'))})"
+    return (
+        f"{when}  {subject}  {_cell(item.get('old'))} -> {_cell(item.get('state'))}  "
+        f"({_cell(item.get('cause'))})"
+    )
+
+
+def _subject(row: dict[str, Any]) -> str:
+    profile = row.get("profile")
+    return f"{_cell(row.get('platform'))} {profile}" if profile else _cell(row.get("platform"))
+
+
+def render_health(result: dict[str, Any]) -> str:
+    rows = []
+    for row in map(_dict, _list(result.get("subjects"))):
+        uptime = _dict(row.get("uptime"))
+        latency = _dict(row.get("latency_seconds"))
+        rows.append(
+            [
+                _subject(row),
+                _cell(row.get("state")),
+                _time(row.get("since")),
+                _time(row.get("last_success_at")),
+                _percent(row.get("error_rate")),
+                _cell(latency.get("p95")),
+                *(_percent(uptime.get(window)) for window in ("1h", "24h", "30d")),
+                _cell(row.get("cause")),
+            ]
+        )
+    headers = ["SUBJECT", "STATE", "SINCE", "LAST SUCCESS", "ERRORS", "P95 S"]
+    headers += ["UP 1H", "UP 24H", "UP 30D", "CAUSE"]
+    text = format_table(headers, rows) if rows else "no platforms\n"
+    breakers = [
+        [
+            _cell(breaker.get("name")),
+            _cell(breaker.get("state")),
+            _cell(breaker.get("consecutive_failures")),
+            _cell(round(float(breaker.get("open_remaining") or 0), 1)),
+            _cell(breaker.get("times_opened")),
+        ]
+        for breaker in map(_dict, _list(result.get("breakers")))
+    ]
+    if breakers:
+        headers = ["BREAKER", "STATE", "FAILURES IN A ROW", "OPEN FOR S", "TIMES OPENED"]
+        text += "\n" + format_table(headers, breakers)
+    incidents = [
+        [
+            _cell(incident.get("id")),
+            _subject(incident),
+            _cell(incident.get("state")),
+            _time(incident.get("opened_at")),
+            _time(incident.get("resolved_at")),
+            _duration(incident.get("duration_seconds")),
+            _cell(incident.get("cause")),
+        ]
+        for incident in map(_dict, _list(result.get("incidents")))
+    ]
+    if incidents:
+        headers = ["INCIDENT", "SUBJECT", "STATE", "OPENED", "RESOLVED", "DURATION", "CAUSE"]
+        text += "\n" + format_table(headers, incidents)
+    return text
+
+
+def _percent(value: Any) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "-"
+    return f"{value * 100:.2f}%"
+
+
 def render_reload(result: dict[str, Any]) -> str:
-    return f"configuration reloaded from {_cell(result.get('config_path'))}\n"
+    text = f"configuration reloaded from {_cell(result.get('config_path'))}\n"
+    pending = result.get("restart_required") or []
+    if pending:
+        tables = ", ".join(f"[{name}]" for name in pending)
+        text += f"changes to {tables} take effect after a restart of the daemon\n"
+    return text
 
 
 def format_table(headers: Sequence[str] | None, rows: Sequence[Sequence[str]]) -> str:

@@ -158,6 +158,96 @@ def _create_cursors(db: sqlite_utils.Database) -> None:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "jobs, events, reviews and sync cursors", _create_initial_schema),
+    Migration(
+        2,
+        "webhook endpoint states and the delivery attempt log",
+        """
+        CREATE TABLE webhook_endpoints (
+            name TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            disabled_reason TEXT,
+            disabled_at REAL,
+            failing_since REAL,
+            last_success_at REAL,
+            updated_at REAL NOT NULL
+        ) STRICT;
+        CREATE TABLE webhook_attempts (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER NOT NULL,
+            endpoint TEXT NOT NULL,
+            event_key TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            status_code INTEGER,
+            latency_ms REAL,
+            error TEXT,
+            outcome TEXT NOT NULL,
+            attempted_at REAL NOT NULL
+        ) STRICT;
+        CREATE INDEX webhook_attempts_endpoint ON webhook_attempts (endpoint, attempted_at);
+        CREATE INDEX webhook_attempts_job ON webhook_attempts (job_id);
+        """,
+    ),
+    Migration(
+        3,
+        "platform health intervals and incidents",
+        """
+        CREATE TABLE health_intervals (
+            id INTEGER PRIMARY KEY,
+            platform TEXT NOT NULL,
+            -- '' for the platform as a whole.
+            profile TEXT NOT NULL,
+            state TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            -- Extended by a heartbeat while current, so a crash loses little observed time.
+            ended_at REAL NOT NULL
+        ) STRICT;
+        CREATE INDEX health_intervals_ended ON health_intervals (ended_at);
+        CREATE TABLE incidents (
+            id INTEGER PRIMARY KEY,
+            platform TEXT NOT NULL,
+            profile TEXT NOT NULL,
+            state TEXT NOT NULL,
+            cause TEXT NOT NULL,
+            opened_at REAL NOT NULL,
+            resolved_at REAL,
+            duration REAL
+        ) STRICT;
+        CREATE INDEX incidents_open ON incidents (platform, profile) WHERE resolved_at IS NULL;
+        """,
+    ),
+    Migration(
+        4,
+        "message deliverability events and the suppression list",
+        """
+        CREATE TABLE message_events (
+            id INTEGER PRIMARY KEY,
+            -- Lower-cased recipient address and its domain.
+            address TEXT NOT NULL,
+            domain TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            status TEXT,
+            provider TEXT NOT NULL,
+            -- The provider's own id for the event; repeats of it are ignored.
+            provider_event_id TEXT,
+            message_id TEXT,
+            occurred_at REAL NOT NULL,
+            recorded_at REAL NOT NULL
+        ) STRICT;
+        CREATE INDEX message_events_address ON message_events (address, occurred_at);
+        CREATE INDEX message_events_occurred ON message_events (occurred_at);
+        CREATE UNIQUE INDEX message_events_provider_id
+            ON message_events (provider, provider_event_id) WHERE provider_event_id IS NOT NULL;
+        CREATE TABLE suppressions (
+            address TEXT PRIMARY KEY,
+            reason TEXT NOT NULL,
+            status TEXT,
+            message_id TEXT,
+            event_id INTEGER,
+            created_at REAL NOT NULL
+        ) STRICT;
+        """,
+    ),
 )
 
 
@@ -220,7 +310,7 @@ def require_journal(conn: sqlite3.Connection, path: Path) -> None:
         raise JournalError(
             f"the file {path} is a SQLite database but not a Plaudit journal (it has the tables "
             f"{names} and no schema_migrations). Plaudit left it unchanged: set journal.path to "
-            "another file."
+            "another file, or move away a stale -wal file of another database beside it."
         )
 
 

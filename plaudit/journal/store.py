@@ -30,7 +30,7 @@ from plaudit.journal.migrations import migrate, require_journal
 from plaudit.journal.models import Event, Job, JobState, JournalStatistics
 from plaudit.journal.operations import EVENT_COLUMNS, JOB_COLUMNS, Effects
 from plaudit.journal.policy import JobPolicy
-from plaudit.journal.tx import Tx
+from plaudit.journal.tx import EmitHook, Tx
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,8 @@ class Journal:
         self._commits = 0
         self._operations = 0
         self._rollbacks = 0
+        # Set with set_emit_hooks; read when each transaction begins.
+        self._emit_hooks: tuple[EmitHook, ...] = ()
 
     @classmethod
     def open(
@@ -155,6 +157,14 @@ class Journal:
             self._conn.close()
         self._conn = None
 
+    def set_emit_hooks(self, hooks: Sequence[EmitHook]) -> None:
+        """Run ``hooks`` on every event emitted from the next transaction on.
+
+        Replacing the tuple is atomic, so the daemon may call this from the
+        Trio thread while the worker thread writes.
+        """
+        self._emit_hooks = tuple(hooks)
+
     # Transactions
 
     def transaction(self) -> contextlib.AbstractContextManager[Tx]:
@@ -177,7 +187,13 @@ class Journal:
         with translated(self.path, "begin a transaction on"):
             conn.execute("BEGIN IMMEDIATE")
 
-        tx = Tx(conn, path=self.path, now=self._clock(), policy=self.policy)
+        tx = Tx(
+            conn,
+            path=self.path,
+            now=self._clock(),
+            policy=self.policy,
+            emit_hooks=self._emit_hooks,
+        )
         try:
             yield tx
         except BaseException:
@@ -386,6 +402,10 @@ class Journal:
         """Return the connection's journal_mode, synchronous (2 is FULL) and busy_timeout (ms)."""
         names = ("journal_mode", "synchronous", "busy_timeout")
         return {name: self._read(f"PRAGMA {name}", ())[0][0] for name in names}
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Run one read-only statement and return its rows (for listings of other tables)."""
+        return self._read(sql, params)
 
     def _read(self, sql: str, params: Sequence[Any]) -> list[Any]:
         conn = self._connection()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, final
 
@@ -12,10 +12,13 @@ import msgspec
 
 from plaudit.errors import JournalError
 from plaudit.journal.connection import journal_error
-from plaudit.journal.models import JobState
+from plaudit.journal.models import Event, JobState
 from plaudit.journal.policy import JobPolicy, require_max_attempts
 
 Params = Sequence[Any] | Mapping[str, Any]
+# Called inside the transaction for each newly emitted event, so the work it
+# enqueues (webhook deliveries, for example) commits together with the event.
+EmitHook = Callable[["Tx", Event], None]
 
 _ENQUEUE = """
 INSERT INTO jobs (kind, owner, key, payload, state, attempts, max_attempts,
@@ -46,12 +49,19 @@ class Tx:
     JournalError.
     """
 
-    __slots__ = ("_conn", "_open", "now", "path", "policy")
+    __slots__ = ("_conn", "_emit_hooks", "_open", "now", "path", "policy")
 
     def __init__(
-        self, conn: sqlite3.Connection, *, path: Path, now: float, policy: JobPolicy
+        self,
+        conn: sqlite3.Connection,
+        *,
+        path: Path,
+        now: float,
+        policy: JobPolicy,
+        emit_hooks: Sequence[EmitHook] = (),
     ) -> None:
         self._conn = conn
+        self._emit_hooks = tuple(emit_hooks)
         self._open = True
         # Unix seconds, read once when the transaction began.
         self.now = now
@@ -120,14 +130,31 @@ class Tx:
     def emit(
         self, *, type: str, key: str, platform: str, subject: str, payload: dict[str, Any]
     ) -> bool:
-        """Append a fact to the outbox; return False when ``key`` was emitted already."""
+        """Append a fact to the outbox; return False when ``key`` was emitted already.
+
+        A new event is passed to every emit hook inside this transaction.
+        """
         _require_name("type", type)
         _require_name("key", key)
 
         row = self.execute(
             _EMIT, (key, type, platform, subject, encode_payload(key, payload), self.now)
         ).fetchone()
-        return row is not None
+        if row is None:
+            return False
+
+        event = Event(
+            id=int(row[0]),
+            key=key,
+            type=type,
+            platform=platform,
+            subject=subject,
+            payload=payload,
+            created_at=self.now,
+        )
+        for hook in self._emit_hooks:
+            hook(self, event)
+        return True
 
     def get_cursor(self, owner: str, name: str) -> str | None:
         """Return the stored sync cursor ``name`` of ``owner``, or None when there is none."""

@@ -9,6 +9,9 @@
 - ``plaudit.sandbox.server``: :func:`serve_sandbox` on loopback with
   Hypercorn's Trio worker, and ``plaudit sandbox`` (:func:`sandbox_main`).
 - ``plaudit.sandbox.truth``: the truth document as Review records.
+- ``plaudit.sandbox.facebook``, ``.trustpilot``, ``.yelp``: the API
+  platform stand-ins, mounted by the app, on the seeded worlds of
+  ``plaudit.sandbox.standin``.
 """
 
 from plaudit.sandbox.app import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, SANDBOX_REFRESH_TOKEN

@@ -130,6 +130,27 @@ class SandboxApp:
             ("POST", re.compile(r"^/_sandbox/faults$"), "faults", self._set_faults),
             ("POST", re.compile(r"^/_sandbox/auth$"), "auth", self._change_auth),
         ]
+        # Imported here because the stand-ins build on this module's Request and Response.
+        from plaudit.sandbox.standin import build_stand_ins
+
+        # The Facebook, Trustpilot and Yelp stand-ins: own worlds, faults and routes.
+        self.stand_ins = build_stand_ins(
+            seed=world.options.seed,
+            elapsed=self.elapsed,
+            script_seconds=world.options.script_seconds,
+        )
+        # Storefront and listing pages in the WeddingWire family's markup.
+        from plaudit.sandbox.marketplace import MarketplaceStandIn
+
+        self.stand_ins.append(
+            MarketplaceStandIn(
+                seed=world.options.seed,
+                elapsed=self.elapsed,
+                script_seconds=world.options.script_seconds,
+            )
+        )
+        for stand_in in self.stand_ins:
+            self._routes.extend(stand_in.routes())
 
     def __repr__(self) -> str:
         return (
@@ -150,6 +171,7 @@ class SandboxApp:
             "faults": self.faults.statistics(),
             "tokens_issued": self._tokens_issued,
             "world": self.world.statistics(),
+            "stand_ins": {stand_in.name: stand_in.statistics() for stand_in in self.stand_ins},
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -296,7 +318,10 @@ class SandboxApp:
     # Control routes.
 
     async def _truth(self, request: Request, match: re.Match[str]) -> Response:
-        return json_response(200, self.world.truth())
+        truth = self.world.truth()
+        for stand_in in self.stand_ins:
+            truth[stand_in.name] = stand_in.truth()
+        return json_response(200, truth)
 
     async def _advance(self, request: Request, match: re.Match[str]) -> Response:
         try:

@@ -17,3 +17,22 @@ def corpus_dir() -> Path:
         pytest.skip(f"corpus folder {CORPUS} is absent; conformance tests need a checkout with it")
 
     return CORPUS
+
+
+# Conformance tests add lines here under a heading; they are printed at the
+# end of the run whether or not output capture is on.
+SUMMARY_KEY = pytest.StashKey[dict[str, list[str]]]()
+
+
+@pytest.fixture
+def conformance_summary(request: pytest.FixtureRequest) -> dict[str, list[str]]:
+    """Return the run-wide mapping of summary heading to lines."""
+    return request.config.stash.setdefault(SUMMARY_KEY, {})
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    summary = terminalreporter.config.stash.get(SUMMARY_KEY, {})
+    for heading, lines in summary.items():
+        terminalreporter.section(heading)
+        for line in lines:
+            terminalreporter.write_line(line)

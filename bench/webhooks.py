@@ -1,0 +1,222 @@
+"""Benchmark outbound webhook delivery through the journal against bare httpx posts.
+
+Run from the repository root:
+
+    python bench/webhooks.py [--json] [--deliveries N] [--seconds N]
+
+Both sides post the same signed bodies to the same loopback receiver in the
+same run.  The bare loop posts one at a time over a keep-alive connection.
+The journal side fans the events out in their transaction, claims, signs,
+and records every attempt durably (WAL, synchronous=FULL), with IN_FLIGHT
+attempts to the endpoint at once.  The receiver runs in the same process,
+so its work counts against both sides.  Each side stops after N
+deliveries or the time limit, whichever comes first.  With --json the last
+line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import functools
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from plaudit.actors.webhooks import WebhookActor  # noqa: E402
+from plaudit.config.model import DEFAULT_WEBHOOK_SCHEDULE  # noqa: E402
+from plaudit.journal import AsyncJournal, Event, Journal, Tx  # noqa: E402
+from plaudit.sandbox.receiver import Receiver, serve_receiver  # noqa: E402
+from plaudit.webhooks.delivery import delivery_body  # noqa: E402
+from plaudit.webhooks.endpoints import Endpoint  # noqa: E402
+from plaudit.webhooks.router import Router, delivery_job, webhook_id  # noqa: E402
+from plaudit.webhooks.signing import Secret, sign_headers  # noqa: E402
+
+TARGET_PER_S = 500.0
+TARGET_RATIO = 0.40
+# Attempts in flight to the benchmark endpoint; order is not measured here.
+IN_FLIGHT = 8
+SECRET = Secret.parse("whsec_" + base64.b64encode(bytes(range(32))).decode())
+
+
+class Stop:
+    """The stop condition of one side: a delivery count or a deadline."""
+
+    def __init__(self, count: int, seconds: float) -> None:
+        self.count = count
+        self.deadline = time.perf_counter() + seconds
+
+
+class Context:
+    """The handle the actor expects from its supervisor."""
+
+    def __init__(self) -> None:
+        self.name = "webhooks"
+        self.stop_requested = trio.Event()
+
+    def started(self) -> None:
+        pass
+
+
+def endpoint(url: str) -> Endpoint:
+    return Endpoint(
+        name="bench",
+        url=f"{url}/hook",
+        secrets=(SECRET,),
+        events=("*",),
+        enabled=True,
+        retry_schedule=DEFAULT_WEBHOOK_SCHEDULE,
+        timeout=15.0,
+        disable_after=432000.0,
+        allow_private=True,
+        max_in_flight=IN_FLIGHT,
+    )
+
+
+def event_payload(number: int) -> dict[str, Any]:
+    return {
+        "change": "created",
+        "review": {
+            "platform": "google",
+            "review_id": f"review-{number:06d}",
+            "stars": 5,
+            "text": "Beautiful photos and a calm, kind photographer. " * 3,
+            "author": "Couple",
+        },
+    }
+
+
+async def run_journal(url: str, directory: Path, stop: Stop) -> dict[str, float]:
+    """Fan out N events, deliver them through the actor, return the rate."""
+    target = endpoint(url)
+    journal = Journal.open(directory / "journal.sqlite3")
+    journal.set_emit_hooks([Router([target])])
+    async_journal = AsyncJournal(journal)
+    delivered = 0
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(async_journal.run)
+            await _emit_events(async_journal, stop.count)
+            actor = WebhookActor(
+                async_journal, [target], lease_seconds=120.0, batch=256, poll_interval=0.05
+            )
+            context = Context()
+            began = time.perf_counter()
+            nursery.start_soon(actor.start, context)
+            while time.perf_counter() < stop.deadline:
+                delivered = actor.webhook_statistics().delivered
+                if delivered >= stop.count:
+                    break
+                await trio.sleep(0.01)
+            elapsed = time.perf_counter() - began
+            context.stop_requested.set()
+            actor.wake()
+            nursery.cancel_scope.cancel()
+    finally:
+        journal.close()
+    return {"deliveries": delivered, "seconds": elapsed, "per_s": delivered / elapsed}
+
+
+async def _emit_events(journal: AsyncJournal, count: int) -> None:
+    def emit(tx: Tx, first: int, last: int) -> None:
+        for number in range(first, last):
+            tx.emit(
+                type="review.created",
+                key=f"review.created:google:review-{number:06d}",
+                platform="google",
+                subject=f"review-{number:06d}",
+                payload=event_payload(number),
+            )
+
+    for first in range(0, count, 500):
+        last = min(first + 500, count)
+        await journal.transaction(functools.partial(emit, first=first, last=last))
+
+
+async def run_bare(url: str, stop: Stop) -> dict[str, float]:
+    """Post the same signed bodies with a bare httpx loop, one at a time."""
+    target = endpoint(url)
+    posted = 0
+    async with httpx.AsyncClient(follow_redirects=False) as client:
+        began = time.perf_counter()
+        for number in range(stop.count):
+            if time.perf_counter() >= stop.deadline:
+                break
+            key = f"review.created:google:review-{number:06d}"
+            job = delivery_job(target, _event(key, number))
+            body = delivery_body(job["payload"])
+            headers = sign_headers(
+                [SECRET], webhook_id=webhook_id("bench", key), timestamp=int(time.time()), body=body
+            )
+            headers["content-type"] = "application/json"
+            response = await client.post(target.url, content=body, headers=headers, timeout=15.0)
+            if 200 <= response.status_code < 300:
+                posted += 1
+        elapsed = time.perf_counter() - began
+    return {"deliveries": posted, "seconds": elapsed, "per_s": posted / elapsed}
+
+
+def _event(key: str, number: int) -> Event:
+    return Event(
+        id=number + 1,
+        key=key,
+        type="review.created",
+        platform="google",
+        subject=f"review-{number:06d}",
+        payload=event_payload(number),
+        created_at=time.time(),
+    )
+
+
+async def bench(count: int, seconds: float) -> dict[str, Any]:
+    receiver = Receiver(secrets=[SECRET])
+    with tempfile.TemporaryDirectory(prefix="plaudit-bench-webhooks-") as directory:
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(serve_receiver, receiver)
+            bare = await run_bare(url, Stop(count, seconds))
+            journal = await run_journal(url, Path(directory), Stop(count, seconds))
+            nursery.cancel_scope.cancel()
+    bad = receiver.statistics()["bad_signatures"]
+    return {
+        "deliveries_per_s": round(journal["per_s"], 1),
+        "bare_posts_per_s": round(bare["per_s"], 1),
+        "ratio": round(journal["per_s"] / bare["per_s"], 3),
+        "deliveries": journal["deliveries"],
+        "bare_posts": bare["deliveries"],
+        "bad_signatures": bad,
+        "target_per_s": TARGET_PER_S,
+        "target_ratio": TARGET_RATIO,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument(
+        "--deliveries", type=int, default=3000, help="deliveries per side (default 3000)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=60.0, help="time limit per side in seconds (default 60)"
+    )
+    options = parser.parse_args()
+    result = trio.run(bench, options.deliveries, options.seconds)
+    if options.json:
+        print(json.dumps(result))
+    else:
+        for name, value in result.items():
+            print(f"{name:18} {value}")
+    meets = result["deliveries_per_s"] >= TARGET_PER_S and result["ratio"] >= TARGET_RATIO
+    return 0 if meets and result["bad_signatures"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""One actor for the listing platforms: Facebook Pages, Trustpilot and Yelp.
+
+Each profile (a Page, a business unit, a business) has one ``<platform>.sync``
+job per schedule slot (``sync_interval`` seconds wide), keyed by the slot as
+the Google actor does, so a restart never doubles the work.  A sync lists the
+profile through a :class:`ListingSource` and commits the review changes, their
+events, the job's completion and the next slot's job in one transaction.
+
+:func:`decide` is the pure step: the outcome of one listing attempt and the
+configured profiles in, the next state and the journal actions out.
+
+When Facebook responds that the Graph version no longer offers the ratings
+edge, the actor's health becomes ``unsupported-api-version`` and it stops
+scheduling syncs until a configuration reload: another attempt cannot succeed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import Any, Final, Protocol, final
+
+import msgspec
+import trio
+
+from plaudit.actors.base import Actor, ChildContext, Effects
+from plaudit.config.model import BreakerConfig
+from plaudit.connectors.facebook import ApiVersionUnsupportedError
+from plaudit.journal import AsyncJournal, Job, Tx
+from plaudit.reliability.breaker import CircuitBreaker
+from plaudit.reliability.monitor import PlatformHealthMonitor
+from plaudit.reviews.model import Review
+from plaudit.reviews.store import apply_snapshot
+
+log = logging.getLogger(__name__)
+
+UNSUPPORTED: Final = "unsupported-api-version"
+
+
+@final
+class Listing(msgspec.Struct, frozen=True, kw_only=True):
+    """A profile's reviews as one sync saw them."""
+
+    reviews: list[Review]
+    # False when the listing may miss reviews, so none are taken as deleted.
+    complete: bool
+
+
+class ListingSource(Protocol):
+    """A platform connector seen by the actor: its profiles and how to list one."""
+
+    @property
+    def platform(self) -> str: ...
+
+    def profiles(self) -> list[str]: ...
+
+    async def list_profile(self, profile: str) -> Listing: ...
+
+    async def aclose(self) -> None: ...
+
+
+@final
+class Synced(msgspec.Struct, frozen=True, kw_only=True):
+    """Event: a profile was listed."""
+
+    profile: str
+    listing: Listing
+
+
+@final
+class Unsupported(msgspec.Struct, frozen=True, kw_only=True):
+    """Event: the platform's API version no longer serves the listing."""
+
+    error: str
+
+
+@final
+class Record(msgspec.Struct, frozen=True, kw_only=True):
+    """Action: store the listing and, when the profile is still configured, queue the next sync."""
+
+    profile: str
+    listing: Listing
+    next_job: dict[str, Any] | None
+
+
+@final
+class Stop(msgspec.Struct, frozen=True, kw_only=True):
+    """Action: fail the job without retry and stop scheduling."""
+
+    error: str
+
+
+def sync_kind(platform: str) -> str:
+    return f"{platform}.sync"
+
+
+def sync_job(platform: str, profile: str, *, slot: int, interval: float) -> dict[str, Any]:
+    """Return the enqueue arguments of one profile's sync job for one slot."""
+    kind = sync_kind(platform)
+    return {
+        "kind": kind,
+        "owner": platform,
+        "key": f"{kind}:{profile}:{slot}",
+        "payload": {"profile": profile, "slot": slot},
+        "run_at": slot * interval,
+    }
+
+
+def current_slot(now: float, interval: float) -> int:
+    return math.floor(now / interval)
+
+
+def decide(
+    platform: str,
+    profiles: Sequence[str],
+    event: Synced | Unsupported,
+    *,
+    now: float,
+    interval: float,
+) -> Record | Stop:
+    """Choose what to do with the outcome of one sync attempt."""
+    if isinstance(event, Unsupported):
+        return Stop(error=event.error)
+
+    next_job = None
+    if event.profile in profiles:
+        slot = current_slot(now, interval) + 1
+        next_job = sync_job(platform, event.profile, slot=slot, interval=interval)
+    return Record(profile=event.profile, listing=event.listing, next_job=next_job)
+
+
+class ListingActor(Actor):
+    """Syncs every profile of one listing platform into the journal."""
+
+    def __init__(
+        self,
+        journal: AsyncJournal,
+        source: ListingSource,
+        *,
+        sync_interval: float,
+        breaker: BreakerConfig,
+        lease_seconds: float,
+        poll_interval: float = 1.0,
+        monitor: PlatformHealthMonitor | None = None,
+    ) -> None:
+        self.unsupported: str | None = None
+        platform = source.platform
+        circuit = CircuitBreaker(
+            platform, breaker, clock=trio.current_time, on_change=self.breaker_changed
+        )
+        super().__init__(
+            platform,
+            journal,
+            lease_seconds=lease_seconds,
+            poll_interval=poll_interval,
+            breaker=circuit,
+            monitor=monitor,
+        )
+        self.kinds = (sync_kind(platform),)
+        self.source = source
+        self.sync_interval = sync_interval
+        self._scheduled_slot = -1
+        if monitor is not None:
+            monitor.register(platform, source.profiles())
+
+    @property
+    def health(self) -> str:
+        """The base health, unless the platform's API version is unsupported."""
+        return UNSUPPORTED if self.unsupported else self._health
+
+    @health.setter
+    def health(self, value: str) -> None:
+        self._health = value
+
+    def reconfigure(self, source: ListingSource, *, sync_interval: float) -> None:
+        """Use reloaded settings from the next job on; a reload also retries an unsupported API."""
+        self.source = source
+        self.sync_interval = sync_interval
+        self.unsupported = None
+        self._scheduled_slot = -1
+        if self.monitor is not None:
+            self.monitor.register(self.name, source.profiles())
+        self.credentials_replaced()
+        self.wake()
+
+    async def start(self, ctx: ChildContext) -> None:
+        try:
+            await super().start(ctx)
+        finally:
+            await self.source.aclose()
+
+    async def on_start(self) -> None:
+        await self._schedule_current_slot()
+
+    async def on_idle(self) -> None:
+        await self._schedule_current_slot()
+
+    async def _schedule_current_slot(self) -> None:
+        if self.unsupported:
+            return
+
+        slot = current_slot(time.time(), self.sync_interval)
+        if slot == self._scheduled_slot:
+            return
+        for profile in self.source.profiles():
+            job = sync_job(self.name, profile, slot=slot, interval=self.sync_interval)
+            await self.journal.enqueue(**job)
+        self._scheduled_slot = slot
+
+    def profile_of(self, job: Job) -> str:
+        return str(job.payload.get("profile", ""))
+
+    async def handle(self, job: Job) -> Effects | None:
+        profile = str(job.payload["profile"])
+        event: Synced | Unsupported
+        try:
+            event = Synced(profile=profile, listing=await self.source.list_profile(profile))
+        except ApiVersionUnsupportedError as error:
+            event = Unsupported(error=str(error))
+
+        action = decide(
+            self.name,
+            self.source.profiles(),
+            event,
+            now=time.time(),
+            interval=self.sync_interval,
+        )
+        if isinstance(action, Stop):
+            self.unsupported = action.error
+            log.error("platform.api_unsupported", extra={"actor": self.name, "error": action.error})
+            raise ApiVersionUnsupportedError(action.error)
+
+        return self._record(action)
+
+    def _record(self, action: Record) -> Effects:
+        platform = self.name
+
+        def record(tx: Tx) -> None:
+            outcome = apply_snapshot(
+                tx,
+                platform=platform,
+                profile=action.profile,
+                reviews=action.listing.reviews,
+                complete=action.listing.complete,
+            )
+            log.info(
+                "listing.synced",
+                extra={
+                    "platform": platform,
+                    "profile": action.profile,
+                    "outcome": msgspec.to_builtins(outcome),
+                },
+            )
+            if action.next_job is not None:
+                tx.enqueue(**action.next_job)
+
+        return record

@@ -1,0 +1,76 @@
+"""``plaudit inspect storefront|notification``: parse one saved file and print one JSON object."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+import msgspec
+
+from plaudit.connectors.marketplace.listing import CARD, vendor_cards
+from plaudit.connectors.marketplace.notification import MAX_MESSAGE_BYTES, parse_notification
+from plaudit.connectors.marketplace.page import check_not_blocked, parse_html
+from plaudit.connectors.marketplace.sites import get_site
+from plaudit.connectors.marketplace.storefront import parse_storefront
+from plaudit.errors import PlauditError
+
+# Saved pages of the family run to about 1 MB; this leaves room for more.
+MAX_PAGE_BYTES: Final = 20 * 1024 * 1024
+
+
+def inspect_storefront(path: str, platform: str) -> dict[str, Any]:
+    """Parse a saved listing or storefront page of ``platform``.
+
+    A page with more than one vendor card is a listing and yields
+    ``{"vendors": [...]}``; any other page yields ``{"vendor": ..., "reviews": [...]}``.
+    """
+    try:
+        site = get_site(platform)
+    except ValueError as error:
+        raise PlauditError(str(error)) from error
+
+    html = _read(path, MAX_PAGE_BYTES).decode("utf-8", errors="replace")
+    tree = parse_html(html)
+    check_not_blocked(tree, html, site=site, profile=path)
+    if len(tree.css(CARD)) > 1:
+        cards = vendor_cards(tree, site=site, profile=path)
+        return {"platform": site.name, "vendors": msgspec.to_builtins(cards)}
+
+    page = parse_storefront(html, site=site, profile=path)
+    result: dict[str, Any] = msgspec.to_builtins(page)
+    return {"platform": site.name, **result}
+
+
+def inspect_notification(path: str) -> dict[str, Any]:
+    """Parse a saved notification e-mail into the review it announces."""
+    notice = parse_notification(_read(path, MAX_MESSAGE_BYTES), source=path)
+    result: dict[str, Any] = msgspec.to_builtins(notice)
+    return result
+
+
+def inspect_main(kind: str, path: str, *, platform: str | None, out: TextIO = sys.stdout) -> int:
+    """Run the parser named by ``kind`` on ``path`` and print its result as JSON."""
+    if kind == "storefront":
+        if platform is None:
+            raise PlauditError("inspect storefront needs --platform NAME, for example hitched")
+        result = inspect_storefront(path, platform)
+    else:
+        result = inspect_notification(path)
+
+    out.write(msgspec.json.encode(result).decode("utf-8") + "\n")
+    return 0
+
+
+def _read(path: str, limit: int) -> bytes:
+    try:
+        with Path(path).open("rb") as stream:
+            data = stream.read(limit + 1)
+    except OSError as error:
+        reason = error.strerror or error.__class__.__name__
+        raise PlauditError(f"cannot read {path}: {reason}") from error
+
+    if len(data) > limit:
+        raise PlauditError(f"{path} is larger than {limit} bytes; pass a single page or e-mail")
+
+    return data

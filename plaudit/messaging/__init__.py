@@ -1,0 +1,1 @@
+"""Outbound messaging: review requests by email, SMS and web push, and deliverability."""

@@ -1,0 +1,257 @@
+"""The sandbox's Facebook Graph API stand-in: Page ratings and comment replies.
+
+Routes, under the sandbox's base URL (``{v}`` is a Graph version such as v19.0):
+
+- ``GET /facebook/{v}/{page-id}/ratings``: ratings newest first, cursor
+  paging with ``limit`` and ``after``.  From v22.0 on, the edge returns Graph
+  error code 12, as Facebook does since the edge was deprecated.
+- ``POST /facebook/{v}/{story-id}/comments``: the Page's reply (form field
+  ``message``).
+- ``GET|POST /_sandbox/facebook/faults``: read or change this stand-in's
+  faults; ``cursor_loop`` (bool) makes every page return the same cursor.
+
+Every API route takes the Page token as ``Authorization: Bearer``.  Ratings
+with an odd serial also carry the legacy 1 to 5 ``rating``.
+
+NOTE: the cursors are offsets, so a rating deleted between two page requests
+shifts the next page and one rating is skipped.  The listing then counts as
+complete, and the skipped rating is marked deleted until the next sync
+restores it.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import re
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import Any, Final, final
+
+import msgspec
+import trio
+
+from plaudit.sandbox.app import Handler, Request, Response, json_response
+from plaudit.sandbox.faults import Fault, FaultInjector
+from plaudit.sandbox.standin import StandInReview, StandInWorld
+
+SANDBOX_PAGE_TOKEN: Final = "sandbox-facebook-page-token"
+SANDBOX_APP_SECRET: Final = "sandbox-facebook-app-secret"
+PAGE_IDS: Final = ("301001", "301002")
+# The first Graph version that no longer serves /{page-id}/ratings.
+DEPRECATED_FROM: Final = (22, 0)
+_VERSION = r"v(\d+)\.(\d+)"
+
+
+def graph_error(status: int, code: int, message: str, kind: str = "OAuthException") -> Response:
+    """Return an error in the Graph API's shape."""
+    body = {"error": {"message": message, "type": kind, "code": code, "fbtrace_id": "Sandbox"}}
+    return json_response(status, body)
+
+
+def graph_time(moment: float) -> str:
+    """Format Unix seconds as Graph does: ``2025-06-01T12:00:00+0000``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(moment))
+
+
+def story_id(page_id: str, review: StandInReview) -> str:
+    """Return the open_graph_story id of a rating, which is its review id."""
+    return f"{page_id}_{review.review_id[2:]}"
+
+
+def _legacy(review: StandInReview) -> bool:
+    return int(review.review_id[2:]) % 2 == 1
+
+
+def _recommendation(review: StandInReview) -> str:
+    return "positive" if review.stars >= 3 else "negative"
+
+
+@final
+class FacebookStandIn:
+    """Serves the Graph ratings routes from a seeded world."""
+
+    name: Final = "facebook"
+
+    def __init__(
+        self, *, seed: int, elapsed: Callable[[], float], script_seconds: float = 20.0
+    ) -> None:
+        self.world = StandInWorld(
+            "facebook", list(PAGE_IDS), seed=seed, script_seconds=script_seconds
+        )
+        self.faults = FaultInjector(seed=seed)
+        # Reviews the API has served at least once.
+        self.listed: set[str] = set()
+        self.cursor_loop = False
+        self._elapsed = elapsed
+
+    def __repr__(self) -> str:
+        return f"<FacebookStandIn {self.world!r} faults={self.faults!r}>"
+
+    def statistics(self) -> dict[str, Any]:
+        """Return the world's counts and the faults injected."""
+        return {"world": self.world.statistics(), "faults": self.faults.statistics()}
+
+    def routes(self) -> list[tuple[str, re.Pattern[str], str, Handler]]:
+        """Return the routes to mount in the sandbox application."""
+        return [
+            (
+                "GET",
+                re.compile(rf"^/facebook/{_VERSION}/(\d+)/ratings$"),
+                "fb.ratings",
+                self._ratings,
+            ),
+            (
+                "POST",
+                re.compile(rf"^/facebook/{_VERSION}/(\w+)/comments$"),
+                "fb.comment",
+                self._comment,
+            ),
+            ("GET", re.compile(r"^/_sandbox/facebook/faults$"), "fb.faults", self._get_faults),
+            ("POST", re.compile(r"^/_sandbox/facebook/faults$"), "fb.faults", self._set_faults),
+        ]
+
+    def truth(self) -> dict[str, Any]:
+        """Return every rating in the truth shape, with the ids and values the connector reports."""
+        self.world.advance_to(self._elapsed())
+        profiles = []
+        for page_id, reviews in self.world.profiles.items():
+            entries = []
+            for review in reviews:
+                entry = review.truth()
+                entry["review_id"] = story_id(page_id, review)
+                entry["stars"] = review.stars if _legacy(review) else None
+                entry["recommendation"] = _recommendation(review)
+                # A review deleted before any listing served it is unknowable.
+                entry["listed"] = review.deleted is None or review.review_id in self.listed
+                entries.append(entry)
+            profiles.append({"profile": page_id, "reviews": entries})
+        return {"profiles": profiles}
+
+    async def _preamble(self, request: Request, *, listing: bool) -> tuple[Fault, Response | None]:
+        self.world.advance_to(self._elapsed())
+        fault = self.faults.decide(listing=listing)
+        if fault.latency > 0:
+            await trio.sleep(fault.latency)
+
+        if request.headers.get("authorization") != f"Bearer {SANDBOX_PAGE_TOKEN}":
+            return fault, graph_error(
+                400, 190, "Error validating access token: Session has expired."
+            )
+
+        if fault.status == 429:
+            return fault, dataclasses.replace(
+                graph_error(400, 32, "Page request limit reached"),
+                headers=(("Retry-After", str(-int(-(fault.retry_after or 0.0) // 1))),),
+            )
+        if fault.status is not None:
+            return fault, graph_error(fault.status, 2, "Service temporarily unavailable")
+
+        return fault, None
+
+    async def _ratings(self, request: Request, match: re.Match[str]) -> Response:
+        if (int(match[1]), int(match[2])) >= DEPRECATED_FROM:
+            return graph_error(
+                400,
+                12,
+                "(#12) ratings is deprecated for versions v22.0 and higher",
+                "OAuthException",
+            )
+
+        fault, early = await self._preamble(request, listing=True)
+        if early is not None:
+            return early
+
+        page_id = match[3]
+        if page_id not in self.world.profiles:
+            return graph_error(
+                404, 100, f"Unsupported get request. Object with ID '{page_id}' does not exist"
+            )
+
+        try:
+            limit = max(1, min(100, int(request.query.get("limit", "25"))))
+            offset = _decode_cursor(request.query.get("after"))
+        except ValueError as error:
+            return graph_error(400, 100, f"Invalid parameter: {error}")
+
+        live = self.world.live(page_id)
+        chunk = live[offset : offset + limit]
+        self.listed.update(review.review_id for review in chunk)
+        body: dict[str, Any] = {"data": [self._rating(page_id, review) for review in chunk]}
+        end = offset + len(chunk)
+        if chunk:
+            after = _encode_cursor(offset if self.cursor_loop else end)
+            body["paging"] = {"cursors": {"before": _encode_cursor(offset), "after": after}}
+            if end < len(live) or self.cursor_loop:
+                body["paging"]["next"] = f"/facebook/{page_id}/ratings?after={after}"
+        if fault.malformed:
+            body["data"] = "unavailable"
+        return json_response(200, body)
+
+    def _rating(self, page_id: str, review: StandInReview) -> dict[str, Any]:
+        story: dict[str, Any] = {
+            "id": story_id(page_id, review),
+            "updated_time": graph_time(review.updated),
+        }
+        if review.reply is not None and review.reply_time is not None:
+            comment = {
+                "id": f"{story['id']}_c1",
+                "from": {"id": page_id, "name": f"Page {page_id}"},
+                "message": review.reply,
+                "created_time": graph_time(review.reply_time),
+            }
+            story["comments"] = {"data": [comment]}
+        rating: dict[str, Any] = {
+            "created_time": graph_time(review.created),
+            "recommendation_type": _recommendation(review),
+            "review_text": review.text,
+            "reviewer": {"id": f"9{review.review_id[2:]}", "name": review.author},
+            "open_graph_story": story,
+        }
+        if _legacy(review):
+            rating["rating"] = review.stars
+        return rating
+
+    async def _comment(self, request: Request, match: re.Match[str]) -> Response:
+        _, early = await self._preamble(request, listing=False)
+        if early is not None:
+            return early
+
+        form = urllib.parse.parse_qs(request.body.decode("utf-8", "replace"))
+        message = form.get("message", [""])[0]
+        if not message:
+            return graph_error(400, 100, "(#100) Missing message")
+
+        page_id, _, serial = match[3].partition("_")
+        review = self.world.post_reply(page_id, f"fa{serial}", message)
+        if review is None:
+            return graph_error(404, 100, f"Object with ID '{match[3]}' does not exist")
+        return json_response(200, {"id": f"{match[3]}_c1"})
+
+    async def _get_faults(self, request: Request, match: re.Match[str]) -> Response:
+        settings = msgspec.to_builtins(self.faults.settings)
+        return json_response(200, {**settings, "cursor_loop": self.cursor_loop})
+
+    async def _set_faults(self, request: Request, match: re.Match[str]) -> Response:
+        try:
+            changes = msgspec.json.decode(request.body, type=dict[str, Any])
+            self.cursor_loop = bool(changes.pop("cursor_loop", self.cursor_loop))
+            self.faults.update(changes)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            return json_response(400, {"error": f"invalid fault settings: {error}"})
+        return await self._get_faults(request, match)
+
+
+def _encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        return int(text.removeprefix("offset:"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"invalid after cursor {cursor!r}") from error

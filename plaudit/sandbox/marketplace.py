@@ -1,0 +1,311 @@
+"""The sandbox's marketplace stand-in: storefront pages in the WeddingWire family's markup.
+
+Routes, under the sandbox's base URL:
+
+- ``GET /robots.txt``: allows the storefronts, disallows ``/marketplace/private/``.
+- ``GET /marketplace/{site}/search``: a listing page with one card per profile.
+- ``GET /marketplace/{site}/{profile}.htm``: a storefront page.  ETag and
+  Last-Modified are set, and a matching conditional request gets 304.
+
+Each profile shows one page variant, so every parser path has a page.  The
+variants are ``willow-barn`` (JSON-LD), ``finca-olivos`` (markup only,
+Spanish month names), ``renamed-class`` (the review element's class
+renamed), ``challenge`` (a bot-challenge page with status 403) and ``moved``
+(a redirect to the listing page).
+
+:func:`write_notifications` writes "new review" e-mails for reviews of the
+world into a Maildir, for tests and demos of the mailbox ingestion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import mailbox
+import re
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, parsedate_to_datetime
+from pathlib import Path
+from typing import Any, Final, final
+
+from plaudit.sandbox.app import Handler, Request, Response
+from plaudit.sandbox.standin import StandInReview, StandInWorld
+
+PROFILES: Final = ("willow-barn", "finca-olivos", "renamed-class", "challenge", "moved")
+NAMES: Final = {
+    "willow-barn": "Willow Barn",
+    "finca-olivos": "Finca Los Olivos",
+    "renamed-class": "Lumen Photo Studio",
+    "challenge": "Harbour View Venue",
+    "moved": "Old Mill House",
+}
+_SPANISH_MONTHS: Final = (
+    "enero", "febrero", "marzo", "abril", "mayo", "junio",
+    "julio", "agosto", "septiembre", "octubre", "noviembre", "diciembre",
+)  # fmt: skip
+_ROBOTS: Final = b"User-agent: *\nDisallow: /marketplace/private/\n"
+_CHALLENGE: Final = (
+    "<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>"
+    '<div id="challenge-running">Checking your browser.</div>'
+    '<script src="https://challenges.cloudflare.com/turnstile/v0/api.js"></script>'
+    "</body></html>"
+)
+
+
+def _html_response(status: int, body: str, *headers: tuple[str, str]) -> Response:
+    return Response(status, body.encode("utf-8"), (("Content-Type", "text/html"), *headers))
+
+
+@final
+class MarketplaceStandIn:
+    """Serves storefront and listing pages of one seeded world."""
+
+    name: Final = "marketplace"
+
+    def __init__(
+        self, *, seed: int, elapsed: Callable[[], float], script_seconds: float = 20.0
+    ) -> None:
+        self.world = StandInWorld(
+            "hitched",
+            list(PROFILES),
+            seed=seed,
+            reviews_per_profile=6,
+            script_seconds=script_seconds,
+        )
+        self._elapsed = elapsed
+        self._pages = 0
+        self._not_modified = 0
+
+    def __repr__(self) -> str:
+        return f"<MarketplaceStandIn {self.world!r} pages={self._pages}>"
+
+    def statistics(self) -> dict[str, Any]:
+        """Return the world's counts, pages served and 304 responses."""
+        return {
+            "world": self.world.statistics(),
+            "pages": self._pages,
+            "not_modified": self._not_modified,
+        }
+
+    def routes(self) -> list[tuple[str, re.Pattern[str], str, Handler]]:
+        """Return the routes to mount in the sandbox application."""
+        return [
+            ("GET", re.compile(r"^/robots\.txt$"), "robots", self._robots),
+            ("GET", re.compile(r"^/marketplace/(\w+)/search$"), "marketplace.search", self._search),
+            (
+                "GET",
+                re.compile(r"^/marketplace/(\w+)/([\w-]+)\.htm$"),
+                "marketplace.storefront",
+                self._storefront,
+            ),
+        ]
+
+    def truth(self) -> dict[str, Any]:
+        """Return every profile's reviews in the platform-neutral truth shape."""
+        self.world.advance_to(self._elapsed())
+        return self.world.truth()
+
+    async def _robots(self, request: Request, match: re.Match[str]) -> Response:
+        return Response(200, _ROBOTS, (("Content-Type", "text/plain"),))
+
+    async def _search(self, request: Request, match: re.Match[str]) -> Response:
+        self.world.advance_to(self._elapsed())
+        self._pages += 1
+        return _html_response(200, self._listing(match[1]))
+
+    async def _storefront(self, request: Request, match: re.Match[str]) -> Response:
+        self.world.advance_to(self._elapsed())
+        site, profile = match[1], match[2]
+        if profile not in self.world.profiles:
+            return _html_response(404, "<html><body><h1>Page not found</h1></body></html>")
+
+        if profile == "challenge":
+            return _html_response(403, _CHALLENGE)
+
+        if profile == "moved":
+            return Response(302, b"", (("Location", f"/marketplace/{site}/search"),))
+
+        body = self._storefront_page(site, profile)
+        etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:20] + '"'
+        modified = self._last_modified(profile)
+        if request.headers.get("if-none-match") == etag or _not_modified_since(
+            request.headers.get("if-modified-since"), modified
+        ):
+            self._not_modified += 1
+            return Response(304, b"", (("ETag", etag),))
+
+        self._pages += 1
+        last_modified = format_datetime(modified, usegmt=True)
+        return _html_response(200, body, ("ETag", etag), ("Last-Modified", last_modified))
+
+    def _last_modified(self, profile: str) -> datetime:
+        reviews = self.world.profiles[profile]
+        latest = max((max(r.updated, r.deleted or 0.0) for r in reviews), default=self.world.epoch)
+        return datetime.fromtimestamp(int(latest), tz=UTC)
+
+    def _storefront_page(self, site: str, profile: str) -> str:
+        live = self.world.live(profile)
+        name = NAMES[profile]
+        average = sum(review.stars for review in live) / len(live) if live else 0.0
+        canonical = f"/marketplace/{site}/{profile}.htm"
+        head = f'<title>{html.escape(name)}</title><link rel="canonical" href="{canonical}">'
+        if profile == "willow-barn":
+            head += _json_ld(name, canonical, average, live)
+        tile = "reviewCard" if profile == "renamed-class" else "storefrontReviewsTile"
+        spanish = profile == "finca-olivos"
+        items = "".join(_review_markup(review, tile, spanish=spanish) for review in live)
+        return (
+            f"<!DOCTYPE html><html><head>{head}</head><body>"
+            f'<h1 class="storefrontHeading__title">{html.escape(name)}</h1>'
+            f'<div class="storefrontHeading__rating">{average:.1f}</div>'
+            f'<div class="storefrontHeading__reviewCount">({len(live)})</div>'
+            f"<ul>{items}</ul></body></html>"
+        )
+
+    def _listing(self, site: str) -> str:
+        cards = []
+        for position, profile in enumerate(PROFILES, start=1):
+            live = self.world.live(profile)
+            average = sum(review.stars for review in live) / len(live) if live else 0.0
+            name = html.escape(NAMES[profile])
+            cards.append(
+                f'<li class="vendorTile app-vendor-tile" data-overall-position="{position}">'
+                f'<div class="vendorTile__content"><h2><a class="vendorTile__title" '
+                f'href="/marketplace/{site}/{profile}.htm">{name}</a></h2>'
+                f'<div class="vendorTile__contentRating"><span class="vendorTile__rating">'
+                f"{average:.1f}</span>({len(live)})</div></div></li>"
+            )
+        return (
+            "<!DOCTYPE html><html><head><title>Wedding venues</title></head><body>"
+            f"<ul>{''.join(cards)}</ul></body></html>"
+        )
+
+
+def _json_ld(name: str, url: str, average: float, reviews: list[StandInReview]) -> str:
+    document = {
+        "@context": "https://schema.org",
+        "@type": "LocalBusiness",
+        "name": name,
+        "url": url,
+        "aggregateRating": {
+            "@type": "AggregateRating",
+            "ratingValue": f"{average:.1f}",
+            "reviewCount": len(reviews),
+        },
+        "review": [
+            {
+                "@type": "Review",
+                "@id": review.review_id,
+                "author": {"@type": "Person", "name": review.author},
+                "datePublished": _day(review.created).isoformat(),
+                "reviewBody": review.text,
+                "reviewRating": {"@type": "Rating", "ratingValue": str(review.stars)},
+            }
+            for review in reviews
+        ],
+    }
+    # "</" must not end the script element early.
+    text = json.dumps(document).replace("</", "<\\/")
+    return f'<script type="application/ld+json">{text}</script>'
+
+
+def _review_markup(review: StandInReview, tile: str, *, spanish: bool) -> str:
+    day = _day(review.created)
+    if spanish:
+        written = f"{day.day} de {_SPANISH_MONTHS[day.month - 1]} de {day.year}"
+    else:
+        written = day.strftime("%d %B %Y")
+    reply = (
+        f'<div class="storefrontReviewsTile__reply">{html.escape(review.reply)}</div>'
+        if review.reply
+        else ""
+    )
+    return (
+        f'<li class="{tile}" data-review-id="{review.review_id}">'
+        f'<div class="storefrontReviewsTile__author">{html.escape(review.author)}</div>'
+        f'<div class="storefrontReviewsTile__date">{written}</div>'
+        f'<div class="storefrontReviewsTile__rating" data-rating="{review.stars}">'
+        f"{review.stars}</div>"
+        f'<div class="storefrontReviewsTile__description">{html.escape(review.text)}</div>'
+        f"{reply}</li>"
+    )
+
+
+def _day(moment: float) -> datetime:
+    return datetime.fromtimestamp(moment, tz=UTC)
+
+
+def _not_modified_since(header: str | None, modified: datetime) -> bool:
+    if not header:
+        return False
+
+    try:
+        since = parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return False
+    return since.tzinfo is not None and modified <= since
+
+
+def write_notifications(
+    maildir: Path, reviews: Sequence[StandInReview], *, vendor: str, domain: str
+) -> int:
+    """Write one "new review" e-mail per review into ``maildir``'s ``new/``; return the count.
+
+    The styles rotate through plain text, HTML-only and forwarded by the
+    vendor, so a mailbox pass meets each.  ``domain`` is the marketplace's,
+    for the review links.
+    """
+    box = mailbox.Maildir(str(maildir), create=True)
+    styles = (_plain_notice, _html_notice, _forwarded_notice)
+    for index, review in enumerate(reviews):
+        message = styles[index % len(styles)](review, vendor=vendor, domain=domain)
+        box.add(message.as_bytes())
+    return len(reviews)
+
+
+def _notice_body(review: StandInReview, *, vendor: str, domain: str) -> str:
+    day = _day(review.created)
+    return (
+        f"Hello {vendor},\n\n{review.author} left you a new review.\n\n"
+        f"Rating: {review.stars}/5\n\nReview:\n{review.text}\n\n"
+        f"Reviewed on: {day.strftime('%d %B %Y')}\n\n"
+        f"Read it here: https://{domain}/reviews?reviewId={review.review_id}\n"
+    )
+
+
+def _headers(message: EmailMessage, review: StandInReview, subject: str) -> EmailMessage:
+    message["From"] = "Marketplace Reviews <reviews@example.com>"
+    message["To"] = "vendor@example.com"
+    message["Subject"] = subject
+    message["Date"] = format_datetime(_day(review.created), usegmt=True)
+    message["Message-ID"] = f"<{review.review_id}@example.com>"
+    return message
+
+
+def _plain_notice(review: StandInReview, *, vendor: str, domain: str) -> EmailMessage:
+    message = _headers(EmailMessage(), review, "You have a new review")
+    message.set_content(_notice_body(review, vendor=vendor, domain=domain))
+    return message
+
+
+def _html_notice(review: StandInReview, *, vendor: str, domain: str) -> EmailMessage:
+    message = _headers(EmailMessage(), review, "You have a new review")
+    lines = _notice_body(review, vendor=vendor, domain=domain).split("\n")
+    paragraphs = "".join(f"<p>{html.escape(line)}</p>" for line in lines if line)
+    message.set_content(f"<html><body>{paragraphs}</body></html>", subtype="html")
+    return message
+
+
+def _forwarded_notice(review: StandInReview, *, vendor: str, domain: str) -> EmailMessage:
+    message = _headers(EmailMessage(), review, "Fwd: You have a new review")
+    message.replace_header("From", "Vendor Staff <staff@example.com>")
+    original = format_datetime(_day(review.created), usegmt=True)
+    message.set_content(
+        "Forwarding this one.\n\n---------- Forwarded message ---------\n"
+        f"From: Marketplace Reviews <reviews@example.com>\nDate: {original}\n"
+        "Subject: You have a new review\n\n" + _notice_body(review, vendor=vendor, domain=domain)
+    )
+    return message

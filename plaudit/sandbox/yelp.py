@@ -1,0 +1,155 @@
+"""The sandbox's Yelp Fusion stand-in: three review excerpts per business.
+
+Routes, under the sandbox's base URL:
+
+- ``GET /yelp/v3/businesses/{id}/reviews``: the three newest reviews, with
+  ``Authorization: Bearer`` and the API key.
+- ``GET|POST /_sandbox/yelp/faults``: this stand-in's faults.
+
+The truth lists every review of the world, but only the three newest live
+ones are visible through the API, and ``visible`` marks those.  ``listed``
+also marks the reviews the API served at some earlier time, so a comparison
+with a journal uses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Callable
+from typing import Any, Final, final
+
+import msgspec
+import trio
+
+from plaudit.sandbox.app import Handler, Request, Response, json_response
+from plaudit.sandbox.faults import FaultInjector
+from plaudit.sandbox.standin import StandInReview, StandInWorld
+
+SANDBOX_API_KEY: Final = "sandbox-yelp-key"
+BUSINESS_IDS: Final = ("blush-and-bloom-florist", "harbour-view-venue")
+EXCERPTS: Final = 3
+
+
+def _error(status: int, code: str, description: str) -> Response:
+    return json_response(status, {"error": {"code": code, "description": description}})
+
+
+def _local_time(moment: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(moment))
+
+
+@final
+class YelpStandIn:
+    """Serves the Yelp reviews route from a seeded world."""
+
+    name: Final = "yelp"
+
+    def __init__(
+        self, *, seed: int, elapsed: Callable[[], float], script_seconds: float = 20.0
+    ) -> None:
+        self.world = StandInWorld(
+            "yelp",
+            list(BUSINESS_IDS),
+            seed=seed,
+            reviews_per_profile=8,
+            script_seconds=script_seconds,
+            # Only arrivals: excerpts show neither edits of older reviews nor deletions.
+            event_kinds=("create",),
+        )
+        # Reviews the API has listed at least once.
+        self.listed: set[str] = set()
+        self.faults = FaultInjector(seed=seed)
+        self._elapsed = elapsed
+
+    def __repr__(self) -> str:
+        return f"<YelpStandIn {self.world!r}>"
+
+    def statistics(self) -> dict[str, Any]:
+        """Return the world's counts and the faults injected."""
+        return {"world": self.world.statistics(), "faults": self.faults.statistics()}
+
+    def routes(self) -> list[tuple[str, re.Pattern[str], str, Handler]]:
+        """Return the routes to mount in the sandbox application."""
+        return [
+            (
+                "GET",
+                re.compile(r"^/yelp/v3/businesses/([\w-]+)/reviews$"),
+                "yelp.reviews",
+                self._reviews,
+            ),
+            ("GET", re.compile(r"^/_sandbox/yelp/faults$"), "yelp.faults", self._get_faults),
+            ("POST", re.compile(r"^/_sandbox/yelp/faults$"), "yelp.faults", self._set_faults),
+        ]
+
+    def truth(self) -> dict[str, Any]:
+        """Return every review, each marked ``visible`` when the API lists it."""
+        self.world.advance_to(self._elapsed())
+        profiles = []
+        for business, reviews in self.world.profiles.items():
+            visible = {review.review_id for review in self.world.live(business)[:EXCERPTS]}
+            entries = []
+            for review in reviews:
+                entry = review.truth()
+                # Excerpts are cut to 160 characters and carry no edit time or reply.
+                entry["text"] = review.text[:160]
+                entry["updated_at"] = entry["created_at"]
+                entry["reply_text"] = entry["reply_updated_at"] = None
+                entry["visible"] = review.review_id in visible
+                entry["listed"] = review.review_id in visible | self.listed
+                entries.append(entry)
+            profiles.append({"profile": business, "reviews": entries})
+        return {"profiles": profiles}
+
+    async def _reviews(self, request: Request, match: re.Match[str]) -> Response:
+        self.world.advance_to(self._elapsed())
+        fault = self.faults.decide(listing=True)
+        if fault.latency > 0:
+            await trio.sleep(fault.latency)
+
+        if request.headers.get("authorization") != f"Bearer {SANDBOX_API_KEY}":
+            return _error(401, "TOKEN_INVALID", "Invalid access token or authorization header.")
+
+        if fault.status is not None:
+            if fault.status == 429:
+                retry_after = str(-int(-(fault.retry_after or 0.0) // 1))
+                response = _error(429, "TOO_MANY_REQUESTS_PER_SECOND", "Too many requests.")
+                return dataclasses.replace(response, headers=(("Retry-After", retry_after),))
+            return _error(fault.status, "INTERNAL_ERROR", "Something went wrong.")
+
+        business = match[1]
+        if business not in self.world.profiles:
+            return _error(404, "BUSINESS_NOT_FOUND", "The requested business could not be found.")
+
+        live = self.world.live(business)
+        self.listed.update(review.review_id for review in live[:EXCERPTS])
+        body: dict[str, Any] = {
+            "reviews": [_api_review(business, review) for review in live[:EXCERPTS]],
+            "total": len(live),
+            "possible_languages": ["en"],
+        }
+        if fault.malformed and body["reviews"]:
+            del body["reviews"][0]["rating"]
+        return json_response(200, body)
+
+    async def _get_faults(self, request: Request, match: re.Match[str]) -> Response:
+        return json_response(200, msgspec.to_builtins(self.faults.settings))
+
+    async def _set_faults(self, request: Request, match: re.Match[str]) -> Response:
+        try:
+            self.faults.update(msgspec.json.decode(request.body, type=dict[str, Any]))
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            return json_response(400, {"error": f"invalid fault settings: {error}"})
+        return await self._get_faults(request, match)
+
+
+def _api_review(business: str, review: StandInReview) -> dict[str, Any]:
+    return {
+        "id": review.review_id,
+        "url": f"https://www.yelp.com/biz/{business}?hrid={review.review_id}",
+        "text": review.text[:160],
+        "rating": review.stars,
+        "time_created": _local_time(review.created),
+        "user": {"id": "u" + review.review_id, "name": review.author},
+    }

@@ -1,0 +1,114 @@
+"""``plaudit ctl import reviews FILE`` through a real control socket into a real journal."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+import trio
+
+from plaudit.daemon.commands import CommandHandler
+from plaudit.daemon.control import InvalidArgument, serve_control
+from plaudit.daemon.ctl import ctl_main
+from plaudit.journal import AsyncJournal, Journal
+
+CSV = (
+    "venue,text,rating,author\nWillow Barn,Magical day,5,Ana P.\nWillow Barn,Magical day,5,Ana P.\n"
+)
+
+
+@pytest.fixture
+def sock_path() -> Iterator[Path]:
+    # pytest's tmp_path can exceed the 107-byte limit of AF_UNIX paths.
+    directory = Path(tempfile.mkdtemp(prefix="ctl-", dir="/tmp"))
+    yield directory / "control.sock"
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+async def run_ctl(journal: Journal, sock_path: Path, *argv: str) -> int:
+    facade = AsyncJournal(journal)
+    handler = CommandHandler(cast(Any, SimpleNamespace(journal=facade, actors={})))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(facade.run)
+
+        async def serve(task_status: Any) -> None:
+            await serve_control(sock_path, handler, task_status=task_status)
+
+        await nursery.start(serve)
+        code = await trio.to_thread.run_sync(ctl_main, ["--socket", str(sock_path), *argv])
+        nursery.cancel_scope.cancel()
+    return code
+
+
+async def test_ctl_import_reports_counts(
+    tmp_path: Path, sock_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_text(CSV, encoding="utf-8")
+    journal = Journal.open(tmp_path / "journal.sqlite3")
+    try:
+        code = await run_ctl(
+            journal, sock_path, "--json", "import", "reviews", str(path), "--platform", "hitched"
+        )
+        stored = journal.query("SELECT platform, profile, author FROM reviews")
+    finally:
+        journal.close()
+
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["rows"], result["accepted"], result["created"]) == (2, 1, 1)
+    assert result["duplicates"] == [{"location": "line 3", "first": "line 2"}]
+    assert stored == [("hitched", "Willow Barn", "Ana P.")]
+
+
+async def test_ctl_import_text_output(
+    tmp_path: Path, sock_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_text(CSV + "Willow Barn,,9,Bo\n", encoding="utf-8")
+    journal = Journal.open(tmp_path / "journal.sqlite3")
+    try:
+        code = await run_ctl(
+            journal, sock_path, "import", "reviews", str(path), "--platform", "hitched"
+        )
+    finally:
+        journal.close()
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "rows 3, accepted 1, duplicates 1, errors 1" in out
+    assert "error line 4: invalid rating '9'" in out
+
+
+async def test_ctl_import_missing_file_fails(
+    tmp_path: Path, sock_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = Journal.open(tmp_path / "journal.sqlite3")
+    try:
+        code = await run_ctl(
+            journal, sock_path, "import", "reviews", str(tmp_path / "absent.csv"), "--platform", "x"
+        )
+    finally:
+        journal.close()
+
+    assert code == 1
+    assert "cannot read" in capsys.readouterr().err
+
+
+async def test_import_rejects_relative_path(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "journal.sqlite3")
+    facade = AsyncJournal(journal)
+    handler = CommandHandler(cast(Any, SimpleNamespace(journal=facade, actors={})))
+    try:
+        with pytest.raises(InvalidArgument, match="absolute file path"):
+            await handler("import", {"kind": "reviews", "path": "r.csv", "platform": "hitched"})
+        with pytest.raises(InvalidArgument, match="unknown import kind"):
+            await handler("import", {"kind": "vendors", "path": "/r.csv", "platform": "hitched"})
+    finally:
+        journal.close()

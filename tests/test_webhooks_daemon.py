@@ -1,0 +1,172 @@
+"""A real ``plaudit run`` syncs reviews from the sandbox and delivers them as signed webhooks.
+
+Real time, real processes: conditions are awaited with the limit stated at
+each call.  The receiver runs in the test process and verifies every
+signature with the endpoint's secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+import trio
+
+from plaudit.sandbox.receiver import Fault, FaultKind, Receiver, serve_receiver
+from plaudit.webhooks.router import webhook_id
+from plaudit.webhooks.signing import Secret
+from tests.support import DaemonDirs, ctl, open_daemon, query, start_sandbox, stop_daemon, wait_for
+
+pytestmark = pytest.mark.slow
+
+OLD_SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()
+NEW_SECRET = "whsec_" + base64.b64encode(bytes(range(50, 82))).decode()
+
+
+def endpoint_config(url: str, *, name: str = "crm", schedule: str = "[0.5, 1.0]") -> str:
+    return f"""
+[[webhooks.endpoints]]
+name = "{name}"
+url = "{url}/hooks/plaudit"
+secrets = ["{OLD_SECRET}", "{NEW_SECRET}"]
+events = ["review.*"]
+retry_schedule = {schedule}
+timeout = 2.0
+allow_private = true
+"""
+
+
+def created_keys(dirs: DaemonDirs) -> set[str]:
+    rows = query(dirs.journal, "SELECT key FROM events WHERE type = 'review.created'")
+    return {str(row[0]) for row in rows}
+
+
+def delivered(receiver: Receiver, dirs: DaemonDirs) -> bool:
+    keys = created_keys(dirs)
+    wanted = {webhook_id("crm", key) for key in keys}
+    return bool(keys) and wanted <= receiver.accepted_ids()
+
+
+async def test_reviews_reach_receiver_signed(tmp_path: Path) -> None:
+    dirs = DaemonDirs(tmp_path)
+    # The new secret alone must verify: during a rotation both secrets sign.
+    receiver = Receiver(secrets=[Secret.parse(NEW_SECRET)])
+    receiver.add_faults([Fault(FaultKind.STATUS, status=500), Fault(FaultKind.SLOW, seconds=0.5)])
+    async with trio.open_nursery() as nursery:
+        base_url = await start_sandbox(nursery, seed=5, script_seconds=3.0)
+        receiver_url = await nursery.start(serve_receiver, receiver)
+        dirs.write_config(base_url, sync_interval=1.0, extra=endpoint_config(receiver_url))
+        process = await open_daemon(dirs)
+        try:
+            await wait_for(
+                lambda: delivered(receiver, dirs),
+                timeout=60,
+                interval=0.2,
+                what="every review.created delivered",
+            )
+            overview = ctl(dirs, "--json", "webhooks")
+            attempts = ctl(dirs, "--json", "deliveries", "--endpoint", "crm", "--limit", "1000")
+        finally:
+            exit_code = await stop_daemon(process)
+        nursery.cancel_scope.cancel()
+
+    assert exit_code == 0
+    assert all(item.verify_error is None for item in receiver.received)
+    bodies = [json.loads(item.body) for item in receiver.received]
+    assert {body["type"] for body in bodies} <= {
+        "review.created",
+        "review.updated",
+        "review.replied",
+        "review.deleted",
+    }
+    assert overview.returncode == 0, overview.stderr
+    [row] = json.loads(overview.stdout)["endpoints"]
+    assert row["name"] == "crm"
+    assert row["state"] == "enabled"
+    log = json.loads(attempts.stdout)["attempts"]
+    outcomes = {entry["outcome"] for entry in log}
+    # The scripted 500 produced one retry; everything else was delivered.
+    assert "retry" in outcomes
+    assert "delivered" in outcomes
+
+
+async def test_gone_then_replay(tmp_path: Path) -> None:
+    dirs = DaemonDirs(tmp_path)
+    receiver = Receiver(secrets=[Secret.parse(OLD_SECRET)])
+    receiver.add_faults([Fault(FaultKind.STATUS, status=410)])
+    async with trio.open_nursery() as nursery:
+        base_url = await start_sandbox(nursery, seed=5, script_seconds=2.0)
+        receiver_url = await nursery.start(serve_receiver, receiver)
+        dirs.write_config(base_url, sync_interval=1.0, extra=endpoint_config(receiver_url))
+        process = await open_daemon(dirs)
+        try:
+            await wait_for(
+                lambda: '"disabled"' in ctl(dirs, "--json", "webhooks").stdout,
+                timeout=60,
+                interval=0.3,
+                what="the endpoint disabled by 410 Gone",
+            )
+            refused = ctl(dirs, "replay", "--endpoint", "crm", "--since", "2000-01-01T00:00:00Z")
+            enabled = ctl(dirs, "webhooks", "--enable", "crm")
+            replayed = ctl(
+                dirs, "--json", "replay", "--endpoint", "crm", "--since", "2000-01-01T00:00:00Z"
+            )
+            await wait_for(
+                lambda: delivered(receiver, dirs),
+                timeout=60,
+                interval=0.2,
+                what="every review.created delivered after the replay",
+            )
+            text = ctl(dirs, "deliveries", "--state", "disabled")
+        finally:
+            exit_code = await stop_daemon(process)
+        nursery.cancel_scope.cancel()
+
+    assert exit_code == 0
+    assert refused.returncode == 1
+    assert "enable it first" in refused.stderr
+    assert enabled.returncode == 0, enabled.stderr
+    assert "crm" in enabled.stdout
+    assert replayed.returncode == 0, replayed.stderr
+    assert json.loads(replayed.stdout)["replayed"]
+    assert "410" in text.stdout
+
+
+async def test_reload_adds_endpoint(tmp_path: Path) -> None:
+    dirs = DaemonDirs(tmp_path)
+    first = Receiver(secrets=[Secret.parse(OLD_SECRET)])
+    second = Receiver(secrets=[Secret.parse(OLD_SECRET)])
+    async with trio.open_nursery() as nursery:
+        # Scripted reviews keep arriving for 10 s, after the reload too.
+        base_url = await start_sandbox(nursery, seed=9, script_seconds=10.0)
+        first_url = await nursery.start(serve_receiver, first)
+        second_url = await nursery.start(serve_receiver, second)
+        dirs.write_config(base_url, sync_interval=1.0, extra=endpoint_config(first_url))
+        process = await open_daemon(dirs)
+        try:
+            await wait_for(first.accepted_ids, timeout=60, interval=0.1, what="a first delivery")
+            dirs.write_config(
+                base_url,
+                sync_interval=1.0,
+                extra=endpoint_config(first_url) + endpoint_config(second_url, name="sheet"),
+            )
+            reloaded = ctl(dirs, "reload")
+            await wait_for(
+                second.accepted_ids,
+                timeout=60,
+                interval=0.1,
+                what="a delivery to the endpoint added by the reload",
+            )
+            table = ctl(dirs, "webhooks")
+        finally:
+            exit_code = await stop_daemon(process)
+        nursery.cancel_scope.cancel()
+
+    assert exit_code == 0
+    assert reloaded.returncode == 0, reloaded.stderr
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.startswith("ENDPOINT")
+    assert "sheet" in table.stdout
+    assert all(item.verify_error is None for item in second.received)
