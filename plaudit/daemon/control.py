@@ -454,7 +454,7 @@ class ControlServer:
             logger.debug("control.connection_lost", extra={"error": repr(group.exceptions[0])})
         except* trio.TooSlowError:
             logger.info("control.send_timed_out", extra={"timeout_seconds": self._idle_timeout})
-        except* Exception as group:
+        except* Exception:
             # One broken connection must never take the server (and every
             # other operator's connection) down with it.
             logger.exception("control.connection_failed")
