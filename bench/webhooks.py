@@ -32,6 +32,9 @@ import trio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+# The inbound half: signed provider events accepted durably by the listener.
+from inbound_webhooks import measure_inbound  # noqa: E402
+
 from plaudit.actors.webhooks import WebhookActor  # noqa: E402
 from plaudit.config.model import DEFAULT_WEBHOOK_SCHEDULE  # noqa: E402
 from plaudit.journal import AsyncJournal, Event, Journal, Tx  # noqa: E402
@@ -185,6 +188,7 @@ async def bench(count: int, seconds: float) -> dict[str, Any]:
             bare = await run_bare(url, Stop(count, seconds))
             journal = await run_journal(url, Path(directory), Stop(count, seconds))
             nursery.cancel_scope.cancel()
+    inbound = await measure_inbound(count, seconds)
     bad = receiver.statistics()["bad_signatures"]
     return {
         "deliveries_per_s": round(journal["per_s"], 1),
@@ -195,6 +199,7 @@ async def bench(count: int, seconds: float) -> dict[str, Any]:
         "bad_signatures": bad,
         "target_per_s": TARGET_PER_S,
         "target_ratio": TARGET_RATIO,
+        **inbound,
     }
 
 

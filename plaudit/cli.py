@@ -1,4 +1,4 @@
-"""The ``plaudit`` command: run, check-config, ctl, demo, sandbox, inspect."""
+"""The ``plaudit`` command: run, check-config, ctl, demo, sandbox, inspect, check-sender."""
 
 from __future__ import annotations
 
@@ -48,6 +48,13 @@ def _ctl(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from plaudit.demo import demo_main
 
+    if args.chaos:
+        from plaudit.chaos import chaos_main
+
+        return chaos_main(
+            seconds=args.seconds, seed=args.seed, state_dir=args.state_dir, as_json=args.json
+        )
+
     return demo_main(seconds=args.seconds, state_dir=args.state_dir, as_json=args.json)
 
 
@@ -60,6 +67,11 @@ def _sandbox(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     from plaudit.messaging.deliverability.inspect import inspect_main
 
+    if args.report_type == "webhook":
+        from plaudit.inbound.inspect import inspect_webhook
+
+        return inspect_webhook(args.provider, args.path)
+
     if args.report_type == "platform-json":
         from plaudit.connectors.platform_json import inspect_platform_json
 
@@ -71,6 +83,24 @@ def _inspect(args: argparse.Namespace) -> int:
         return inspect_marketplace(args.report_type, args.path, platform=args.platform)
 
     return inspect_main(args.report_type, args.path)
+
+
+def _check_sender(args: argparse.Namespace) -> int:
+    from plaudit.messaging.deliverability.sender import check_sender_main
+
+    resolver = args.resolver
+    if resolver is None and args.config is not None:
+        from plaudit.config import load_config
+
+        resolver = load_config(args.config).deliverability.resolver or None
+    return check_sender_main(
+        args.domain,
+        resolver=resolver,
+        system_resolver=args.system_resolver,
+        selectors=args.selector,
+        as_json=args.json,
+        out=sys.stdout,
+    )
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
@@ -124,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir", help="keep the demo's journal in this directory (default: a temporary one)"
     )
     demo.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    demo.add_argument(
+        "--chaos",
+        action="store_true",
+        help="inject platform faults and SIGKILL the daemon; exit 1 when a target is missed",
+    )
+    demo.add_argument(
+        "--seed", type=int, default=1, help="seed of the --chaos fault and kill schedule"
+    )
     demo.set_defaults(func=_demo)
 
     sandbox = commands.add_parser(
@@ -137,7 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument(
         "report_type",
-        choices=["bounce", "arf", "dmarc", "storefront", "notification", "platform-json"],
+        choices=[
+            "bounce",
+            "arf",
+            "dmarc",
+            "storefront",
+            "notification",
+            "platform-json",
+            "webhook",
+        ],
         help="which parser reads the file",
     )
     inspect.add_argument(
@@ -149,7 +195,48 @@ def build_parser() -> argparse.ArgumentParser:
         help="marketplace of a storefront page (for example hitched), or for platform-json "
         "one of google, facebook, trustpilot, yelp",
     )
+    inspect.add_argument(
+        "--provider",
+        choices=[
+            "sendgrid",
+            "mailgun",
+            "postmark",
+            "ses",
+            "twilio",
+            "resend",
+            "facebook",
+            "google",
+            "brevo",
+        ],
+        help="for webhook: the provider that sent the saved request body",
+    )
     inspect.set_defaults(func=_inspect)
+
+    sender = commands.add_parser(
+        "check-sender",
+        help="check a sending domain's SPF, DKIM and DMARC records (exit 0 ready, 3 not ready)",
+    )
+    sender.add_argument("domain", help="the sending domain, such as example.com")
+    sender.add_argument(
+        "--resolver", metavar="IP[:PORT]", help="DNS resolver to query (default port 53)"
+    )
+    sender.add_argument(
+        "--system-resolver",
+        action="store_true",
+        help="query the resolvers of /etc/resolv.conf instead of --resolver",
+    )
+    sender.add_argument(
+        "--config", help="read the resolver from [deliverability] resolver of this file"
+    )
+    sender.add_argument(
+        "--selector",
+        action="append",
+        default=[],
+        metavar="S",
+        help="DKIM selector to check; repeat for each selector",
+    )
+    sender.add_argument("--json", action="store_true", help="print one JSON object")
+    sender.set_defaults(func=_check_sender)
     return parser
 
 

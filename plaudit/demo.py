@@ -27,8 +27,9 @@ from plaudit.errors import ControlError, PlauditError
 from plaudit.reviews.model import Review
 from plaudit.reviews.store import load_reviews
 from plaudit.sandbox import SandboxOptions, serve_sandbox
+from plaudit.sandbox.demo_mail import DemoMail
 from plaudit.sandbox.receiver import DemoWebhooks, serve_receiver
-from plaudit.sandbox.standin import stand_ins_truth_reviews
+from plaudit.sandbox.standin import stand_in_truth_reviews, stand_ins_truth_reviews
 from plaudit.sandbox.truth import truth_reviews
 
 # Fields compared between the journal and the sandbox's truth.  Deletion is
@@ -130,6 +131,55 @@ business_id = "harbour-view-venue"
 """
 
 
+# The demo's marketplace profile: the sandbox's storefront page with JSON-LD,
+# on WeddingWire because it has no review window: on Hitched the sandbox's
+# older reviews would count as aged out rather than deleted.
+MARKETPLACE_SITE = "weddingwire"
+MARKETPLACE_PROFILE = "willow-barn"
+
+
+def marketplace_demo_config(base_url: str, *, poll_interval: float) -> str:
+    """Return the ``[platforms.marketplace]`` table that polls one sandbox storefront."""
+    return f"""
+[platforms.marketplace]
+allow_short_poll_interval = true
+contact = "demo@example.com"
+
+[[platforms.marketplace.profiles]]
+site = "{MARKETPLACE_SITE}"
+profile_id = "{MARKETPLACE_PROFILE}"
+vendor_name = "Willow Barn"
+storefront_url = "{base_url}/marketplace/{MARKETPLACE_SITE}/{MARKETPLACE_PROFILE}.htm"
+allow_any_host = true
+modes = ["storefront"]
+poll_interval = {poll_interval}
+"""
+
+
+def marketplace_truth_reviews(truth: dict[str, Any]) -> list[Review]:
+    """Return the truth of the demo's storefront profile as its page shows it.
+
+    The page gives each review's day but not its time, no edit time, and no
+    reply in its JSON-LD, so those fields are reduced to what the page shows.
+    """
+    reviews = []
+    for review in stand_in_truth_reviews(truth, "marketplace"):
+        if review.profile != MARKETPLACE_PROFILE:
+            continue
+        day = review.created_at[:10] + "T00:00:00.000Z"
+        reviews.append(
+            msgspec.structs.replace(
+                review,
+                platform=MARKETPLACE_SITE,
+                created_at=day,
+                updated_at=day,
+                reply_text=None,
+                reply_updated_at=None,
+            )
+        )
+    return reviews
+
+
 class Discrepancy(msgspec.Struct, frozen=True):
     """One way the journal differs from the truth."""
 
@@ -206,6 +256,7 @@ class Demo:
         self.base_url = ""
         self.script_ends_at = 0.0
         self.webhooks = DemoWebhooks()
+        self.mail = DemoMail()
 
     def say(self, line: str) -> None:
         # With --json the summary must be the last line; progress goes to stderr.
@@ -222,8 +273,13 @@ class Demo:
             self.say(f"sandbox: {self.base_url} (script of events for {script_seconds:.0f} s)")
             receiver_url = await nursery.start(serve_receiver, self.webhooks.receiver)
             self.say(f"webhook receiver: {receiver_url}")
+            smtp_port = await nursery.start(self.mail.sink.serve)
+            self.say(f"SMTP sink: 127.0.0.1:{smtp_port}")
             self.config_path.write_text(
-                demo_config(self.base_url, sync_interval=2.0) + self.webhooks.config(receiver_url),
+                demo_config(self.base_url, sync_interval=2.0)
+                + marketplace_demo_config(self.base_url, poll_interval=2.0)
+                + self.webhooks.config(receiver_url)
+                + self.mail.config(smtp_port, self.base_url),
                 encoding="utf-8",
             )
             summary = await self._run_daemon()
@@ -271,6 +327,7 @@ class Demo:
             status = await request(self.socket_path, "status", timeout=5.0)
         except (ControlError, OSError):
             return f"{elapsed:5.1f}s  daemon starting", False
+        await self.mail.import_couples(self.socket_path, self.state_dir)
         totals = status["journal"]["totals"]
         jobs = " ".join(f"{state}={count}" for state, count in totals.items() if count)
         if not self.journal_path.exists():
@@ -285,14 +342,20 @@ class Demo:
         )
         missing = self.webhooks.missing(self.journal_path)
         line += f"  webhooks not yet delivered: {missing}"
-        return line, differences == 0 and missing == 0
+        unsent = self.mail.pending(self.journal_path)
+        line += f"  review requests not yet sent: {unsent}"
+        return line, differences == 0 and missing == 0 and unsent == 0
 
     async def _truth(self) -> list[Review]:
         async with httpx.AsyncClient(timeout=5.0) as client:
             response = await client.get(f"{self.base_url}/_sandbox/truth")
             response.raise_for_status()
         document = response.json()
-        return truth_reviews(document) + stand_ins_truth_reviews(document)
+        return (
+            truth_reviews(document)
+            + stand_ins_truth_reviews(document)
+            + marketplace_truth_reviews(document)
+        )
 
     async def _stop(self, process: trio.Process) -> int:
         """SIGTERM the daemon and wait for its drain; SIGKILL after 30 s."""
@@ -330,6 +393,7 @@ class Demo:
             "journal": str(self.journal_path),
             "daemon_log": str(log_path),
             **self.webhooks.summary(self.journal_path),
+            **self.mail.summary(self.journal_path),
         }
 
 

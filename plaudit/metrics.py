@@ -151,3 +151,44 @@ SUPPRESSIONS = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+REVIEW_REQUESTS = Counter(
+    "plaudit_review_requests_total",
+    "Review request steps by channel and outcome (sent, bounced, suppressed, stopped, retried).",
+    ["channel", "outcome"],
+    registry=REGISTRY,
+)
+
+DELIVERABILITY_RATE = Gauge(
+    "plaudit_deliverability_rate",
+    "Deliverability rate (0 to 1) per provider over the shortest rolling window; "
+    "kind is delivery, hard_bounce or complaint.",
+    ["provider", "kind"],
+    registry=REGISTRY,
+)
+MARKETPLACE_FETCHES = Counter(
+    "plaudit_marketplace_storefront_fetches_total",
+    "Storefront fetch attempts per marketplace site, by outcome (fetched, not_modified, "
+    "too_soon, disallowed, blocked, markup_drift, not_a_storefront, unavailable, failed).",
+    ["site", "outcome"],
+    registry=REGISTRY,
+)
+BOUNCE_MESSAGES = Counter(
+    "plaudit_bounce_messages_total",
+    "Messages read from the bounce mailbox, by outcome (recorded, ignored, rejected).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+
+INBOUND_REQUESTS = Counter(
+    "plaudit_inbound_requests_total",
+    "Requests to the inbound webhook listener, by provider and outcome "
+    "(accepted, duplicate, forged, stale, malformed, oversized, not_found, ...).",
+    ["provider", "outcome"],
+    registry=REGISTRY,
+)
+INBOUND_PROCESSED = Counter(
+    "plaudit_inbound_events_processed_total",
+    "Stored inbound events processed, by provider and outcome (processed, ignored).",
+    ["provider", "outcome"],
+    registry=REGISTRY,
+)

@@ -93,8 +93,8 @@ def test_example_config_check_passes() -> None:
     assert status == 0
     assert out.getvalue().splitlines() == [
         f"{EXAMPLE}: OK",
-        "4 platforms enabled: google (2 locations), facebook (1 Page), "
-        "trustpilot (1 business unit), yelp (1 business)",
+        "5 platforms enabled: google (2 locations), facebook (1 Page), "
+        "trustpilot (1 business unit), yelp (1 business), marketplace (1 profile)",
     ]
     assert err.getvalue() == ""
 

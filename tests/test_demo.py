@@ -36,7 +36,9 @@ def test_demo_json_agrees_with_truth(tmp_path: Path) -> None:
     assert summary["reviews_synced"] > 0
     assert summary["reviews_synced"] == summary["truth_reviews"]
     platforms = summary["platforms"]
-    assert sorted(platforms) == ["facebook", "google", "trustpilot", "yelp"]
+    assert sorted(platforms) == ["facebook", "google", "trustpilot", "weddingwire", "yelp"]
+    # The storefront profile polled through robots.txt and conditional GET.
+    assert platforms["weddingwire"]["reviews"] > 0
     assert sum(counts["reviews"] for counts in platforms.values()) == summary["reviews_synced"]
     assert "reviews synced" in result.stderr
     # Every review.created event reached the receiver with a valid signature,
@@ -48,6 +50,10 @@ def test_demo_json_agrees_with_truth(tmp_path: Path) -> None:
     assert summary["webhooks_delivered"] >= created
     assert summary["webhooks_failed"] >= 1
     assert summary["webhooks_bad_signatures"] == 0
+    # Three couples consented to e-mail and one declined it.
+    assert summary["requests_sent"] == {"email": 3, "sms": 0, "push": 0}
+    assert summary["requests_suppressed"] == 1
+    assert summary["smtp_messages_received"] == 3
 
 
 def test_demo_rejects_too_short_run(tmp_path: Path) -> None:

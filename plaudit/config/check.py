@@ -40,6 +40,7 @@ _PROFILES = {
     "facebook": ("pages", "Page", "Pages"),
     "trustpilot": ("business_units", "business unit", "business units"),
     "yelp": ("businesses", "business", "businesses"),
+    "marketplace": ("profiles", "profile", "profiles"),
 }
 
 

@@ -273,6 +273,50 @@ class YelpConfig(Strict, kw_only=True, frozen=True):
     breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
 
 
+MarketplaceMode = Literal["mailbox", "storefront", "import"]
+
+
+class MarketplaceProfile(Strict, kw_only=True, frozen=True):
+    """One ``[[platforms.marketplace.profiles]]`` table: a vendor on one marketplace site."""
+
+    # A name of plaudit.connectors.marketplace.sites.SITES, such as "hitched".
+    site: str
+    # The vendor's id on the site; it keys the stored reviews.
+    profile_id: str
+    # The business name the storefront must show (fuzzy match) for verification.
+    vendor_name: str
+    storefront_url: str = ""
+    # The link couples follow to write a review; empty means the site's default
+    # derived from storefront_url.
+    review_link: str = ""
+    modes: list[MarketplaceMode] = msgspec.field(default_factory=lambda: ["mailbox"])
+    # mode "mailbox": a Maildir (new/ and cur/) that receives this profile's notifications.
+    maildir: str = ""
+    # mode "import": a folder watched for dropped CSV or JSON review files.
+    import_folder: str = ""
+    # mode "storefront": seconds between page requests, at least 900 unless
+    # allow_short_poll_interval is set on the marketplace table.
+    poll_interval: Seconds = 3600.0
+    # Accept a storefront_url on any host (the sandbox on loopback).
+    allow_any_host: bool = False
+
+
+class MarketplaceConfig(Strict, kw_only=True, frozen=True):
+    """The ``[platforms.marketplace]`` table: sites without a review API."""
+
+    enabled: bool = True
+    # Named in the User-Agent of storefront requests, so a site can reach the operator.
+    contact: str = ""
+    request_timeout: Seconds = 30.0
+    # Seconds between passes over each Maildir and each import folder.
+    mailbox_interval: Seconds = 60.0
+    import_interval: Seconds = 60.0
+    # Lets poll_interval go below 900 seconds; for the sandbox and tests only.
+    allow_short_poll_interval: bool = False
+    profiles: list[MarketplaceProfile] = msgspec.field(default_factory=list)
+    breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
+
+
 class PlatformsConfig(Strict, kw_only=True, frozen=True):
     """The ``[platforms]`` table: one sub-table per review platform."""
 
@@ -280,6 +324,7 @@ class PlatformsConfig(Strict, kw_only=True, frozen=True):
     facebook: FacebookConfig | None = None
     trustpilot: TrustpilotConfig | None = None
     yelp: YelpConfig | None = None
+    marketplace: MarketplaceConfig | None = None
 
 
 # Seconds to wait after each failed attempt: 5 s, 5 min, 30 min, 2 h, 5 h,
@@ -325,6 +370,204 @@ class WebhooksConfig(Strict, kw_only=True, frozen=True):
     endpoints: list[WebhookEndpoint] = msgspec.field(default_factory=list)
 
 
+Fraction = Annotated[float, msgspec.Meta(gt=0, le=1)]
+
+
+class BounceMailboxConfig(Strict, kw_only=True, frozen=True):
+    """The ``[deliverability.mailbox]`` table: where returned messages and complaints arrive."""
+
+    # A Maildir (with new/, cur/ and tmp/); relative paths are taken from
+    # [daemon] state_dir.  "" reads no Maildir.
+    maildir: str = ""
+    # IMAP server of the bounce mailbox; "" reads no IMAP mailbox.
+    imap_host: str = ""
+    imap_port: Port = 993
+    imap_user: str = ""
+    imap_password_file: str = ""
+    imap_folder: str = "INBOX"
+    # "tls" (implicit TLS, port 993), "starttls" (port 143) or "none" (loopback only).
+    imap_security: Literal["tls", "starttls", "none"] = "tls"
+    poll_interval: Seconds = 60.0
+
+    def __post_init__(self) -> None:
+        if self.imap_host and not (self.imap_user and self.imap_password_file):
+            raise ValueError("imap_host needs imap_user and imap_password_file; set both")
+        loopback = self.imap_host in ("localhost", "::1") or self.imap_host.startswith("127.")
+        if self.imap_security == "none" and self.imap_host and not loopback:
+            raise ValueError(
+                f"imap_security = 'none' would send the password to {self.imap_host!r} in "
+                "clear text: use 'tls' or 'starttls'; 'none' is for loopback hosts only"
+            )
+
+
+class DeliverabilityConfig(Strict, kw_only=True, frozen=True):
+    """The ``[deliverability]`` table: suppression, rate thresholds and the bounce mailbox."""
+
+    # Soft bounces (and hard bounces without a 5.1.x code) that suppress an
+    # address when they all fall within soft_bounce_window seconds.
+    soft_bounce_limit: PositiveInt = 3
+    soft_bounce_window: Seconds = 14 * 86400.0
+    # Rates as fractions: 0.001 is 0.1 %.  The complaint defaults follow
+    # Gmail's sender guidelines (under 0.1 %, never 0.3 %).
+    complaint_alert: Fraction = 0.001
+    complaint_critical: Fraction = 0.003
+    hard_bounce_alert: Fraction = 0.02
+    # Rolling windows in seconds; rates are computed over each one.
+    windows: list[Seconds] = msgspec.field(
+        default_factory=lambda: [86400.0, 7 * 86400.0, 30 * 86400.0]
+    )
+    # Messages a window needs before its rates may raise an alert.
+    min_attempts: PositiveInt = 100
+    # Seconds between two rate evaluations in the daemon.
+    evaluate_interval: Seconds = 300.0
+    # DNS resolver for `plaudit check-sender`, "IP" or "IP:PORT"; "" means
+    # the command needs --resolver or --system-resolver.
+    resolver: str = ""
+    mailbox: BounceMailboxConfig | None = None
+
+
+class VendorConfig(Strict, kw_only=True, frozen=True):
+    """The ``[vendor]`` table: who sends review requests; required for e-mail (CAN-SPAM)."""
+
+    name: str
+    # The physical postal address printed in every message.
+    postal_address: str
+    from_address: str
+    reply_to: str = ""
+    # IANA zone for couples without one.
+    timezone: str = "UTC"
+    # Public review pages linked in every request, keyed by platform.  Yelp is
+    # rejected by check-config: Yelp forbids asking for reviews.
+    review_links: dict[str, str] = msgspec.field(default_factory=dict)
+    # Base of the one-click unsubscribe link; the request token is appended.
+    unsubscribe_url: str = ""
+    unsubscribe_mailto: str = ""
+
+
+class SmtpConfig(Strict, kw_only=True, frozen=True):
+    """The ``[smtp]`` table: the submission server for review requests."""
+
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"password"})
+
+    host: str
+    port: Port = 587
+    # "starttls" upgrades a plain connection; "tls" connects with TLS (port 465).
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+    password: str = ""
+    timeout: Seconds = 30.0
+
+
+class CampaignStep(Strict, kw_only=True, frozen=True):
+    """One message of a campaign."""
+
+    channel: Literal["email", "sms", "push"] = "email"
+    # Days after the wedding for the first step, after the previous step otherwise.
+    delay_days: Annotated[float, msgspec.Meta(ge=0, le=365)]
+    # Liquid template sources; check-config renders each with sample values.
+    subject: str
+    text: str
+    html: str = ""
+    # Platforms from [vendor] review_links to include; empty means all.
+    platforms: list[str] = msgspec.field(default_factory=list)
+
+
+class CampaignConfig(Strict, kw_only=True, frozen=True):
+    """One ``[[campaigns]]`` entry: the steps sent to each imported couple."""
+
+    name: str
+    steps: list[CampaignStep]
+    # Events that cancel a couple's remaining steps.  A suppressed address
+    # (unsubscribe, hard bounce, complaint) never receives mail whatever this
+    # lists, because the suppression list is checked before every send.
+    stop_on: list[Literal["review", "unsubscribe", "hard_bounce", "complaint"]] = msgspec.field(
+        default_factory=lambda: ["review", "unsubscribe", "hard_bounce", "complaint"]
+    )
+
+
+class InboundSendgrid(Strict, kw_only=True, frozen=True):
+    """``[inbound.sendgrid]``: the signed Event Webhook's ECDSA verification key."""
+
+    # PEM or base64 DER public key, as SendGrid shows it.
+    public_key_file: str
+
+
+class InboundMailgun(Strict, kw_only=True, frozen=True):
+    """``[inbound.mailgun]``: the HTTP webhook signing key."""
+
+    signing_key_file: str
+
+
+class InboundPostmark(Strict, kw_only=True, frozen=True):
+    """``[inbound.postmark]``: the Basic auth credentials put in the webhook URL."""
+
+    username: str
+    password_file: str
+
+
+class InboundSes(Strict, kw_only=True, frozen=True):
+    """``[inbound.ses]``: SNS signing certificates, kept locally and never downloaded."""
+
+    # PEM files, or directories whose *.pem files are read; matched by file name.
+    certificates: list[str]
+    # Accepted TopicArn values; empty accepts any topic signed by a trusted certificate.
+    topics: list[str] = msgspec.field(default_factory=list)
+
+
+class InboundTwilio(Strict, kw_only=True, frozen=True):
+    """``[inbound.twilio]``: the auth token and the public URL Twilio posts to."""
+
+    auth_token_file: str
+    # The listener's URL as Twilio sees it, without the path, for example
+    # "https://hooks.example.com"; the signature covers the full URL.
+    public_url: str
+
+
+class InboundResend(Strict, kw_only=True, frozen=True):
+    """``[inbound.resend]``: the ``whsec_`` signing secrets, one per line."""
+
+    secret_file: str
+
+
+class InboundFacebook(Strict, kw_only=True, frozen=True):
+    """``[inbound.facebook]``: the app secret and the subscription verify token."""
+
+    app_secret_file: str
+    verify_token_file: str = ""
+
+
+class InboundGoogle(Strict, kw_only=True, frozen=True):
+    """``[inbound.google]``: what a Pub/Sub push token must be signed with and say."""
+
+    # PEM certificates or public keys of the token signer, kept locally.
+    certificates: list[str]
+    audience: str
+    issuers: list[str] = msgspec.field(
+        default_factory=lambda: ["https://accounts.google.com", "accounts.google.com"]
+    )
+    # The push subscription's service account; empty accepts any signer of a trusted key.
+    email: str = ""
+
+
+class InboundConfig(Strict, kw_only=True, frozen=True):
+    """The ``[inbound]`` table: the listener for provider webhooks and platform pushes."""
+
+    host: str = "127.0.0.1"
+    port: Port = 8465
+    # Larger request bodies get 413 without being read.
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    # Signed timestamps further than this from the clock are refused as replays.
+    timestamp_tolerance: Seconds = 300.0
+    sendgrid: InboundSendgrid | None = None
+    mailgun: InboundMailgun | None = None
+    postmark: InboundPostmark | None = None
+    ses: InboundSes | None = None
+    twilio: InboundTwilio | None = None
+    resend: InboundResend | None = None
+    facebook: InboundFacebook | None = None
+    google: InboundGoogle | None = None
+
+
 class Config(Strict, kw_only=True, frozen=True):
     """The whole configuration file."""
 
@@ -335,3 +578,9 @@ class Config(Strict, kw_only=True, frozen=True):
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     platforms: PlatformsConfig = msgspec.field(default_factory=PlatformsConfig)
     webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
+    deliverability: DeliverabilityConfig = msgspec.field(default_factory=DeliverabilityConfig)
+    vendor: VendorConfig | None = None
+    smtp: SmtpConfig | None = None
+    campaigns: list[CampaignConfig] = msgspec.field(default_factory=list)
+    # No listener runs without this table.
+    inbound: InboundConfig | None = None

@@ -287,6 +287,21 @@ def _check_webhooks(config: Config) -> Iterator[Problem]:
         yield Problem(("webhooks", *path), message)
 
 
+def _check_marketplace(config: Config) -> Iterator[Problem]:
+    from plaudit.config.marketplace import check_marketplace
+
+    for path, message in check_marketplace(config):
+        yield Problem(path, message)
+
+
+def _check_campaigns(config: Config) -> Iterator[Problem]:
+    # Imported here because the messaging package imports this package's model.
+    from plaudit.messaging.campaigns import check_campaigns
+
+    for path, message in check_campaigns(config):
+        yield Problem(path, message)
+
+
 def _check_api_platforms(config: Config) -> Iterator[Problem]:
     # Imported here because that module reads _url_problem from this one.
     from plaudit.config.api_platforms import check_api_platforms
@@ -315,4 +330,8 @@ _RULES: Final[tuple[tuple[tuple[KeyPath, ...], Rule], ...]] = (
     ((), _check_webhooks),
     # Facebook, Trustpilot and Yelp tables, and Yelp links anywhere.
     ((), _check_api_platforms),
+    # Marketplace profiles: sites, hosts, folders and poll intervals.
+    ((), _check_marketplace),
+    # Vendor, SMTP and campaign templates; each problem names its own key.
+    ((), _check_campaigns),
 )

@@ -26,6 +26,7 @@ import trio
 import plaudit
 from plaudit import metrics
 from plaudit.actors.base import Actor
+from plaudit.actors.notifier import build_notifier
 from plaudit.actors.webhooks import WebhookActor
 from plaudit.config import Config, Paths, load_config, resolve_paths
 from plaudit.daemon.commands import CommandHandler
@@ -41,7 +42,9 @@ from plaudit.daemon.platforms import (
 from plaudit.daemon.preflight import check_control_socket, check_metrics_port
 from plaudit.daemon.supervisor import ChildContext, ChildSpec, ChildState, RestartPolicy, Supervisor
 from plaudit.errors import ConfigError
+from plaudit.inbound.service import build_inbound
 from plaudit.journal import AsyncJournal, Journal
+from plaudit.messaging.deliverability.service import deliverability_children
 from plaudit.reliability.monitor import PlatformHealthMonitor
 from plaudit.webhooks.service import reconfigure_webhooks, start_webhooks
 
@@ -88,6 +91,8 @@ class Daemon:
         self.health: PlatformHealthMonitor | None = None
         # trio.current_time() of the last housekeeping pass; the watchdog checks it.
         self._housekeeping_at = -math.inf
+        # The inbound listener's serve function; None without an [inbound] table.
+        self._inbound_serve: Callable[..., Awaitable[None]] | None = None
 
     def __repr__(self) -> str:
         return f"<Daemon {self.instance} state={self.state} actors={len(self.actors)}>"
@@ -245,7 +250,7 @@ class Daemon:
         started = self._started_config
         pending = [
             name
-            for name in ("journal", "supervisor", "control")
+            for name in ("journal", "supervisor", "control", "inbound")
             if getattr(started, name) != getattr(config, name)
         ]
         return pending
@@ -275,6 +280,13 @@ class Daemon:
         self.actors = build_platform_actors(self.config, self.journal, monitor=self.health)
         # Installs the emit hook too, so events from here on fan out to endpoints.
         self.webhook_router, self.actors["webhooks"] = start_webhooks(self.config, self.journal)
+        inbound = build_inbound(self.config, self.journal, config_path=self.config_path)
+        self._inbound_serve = None if inbound is None else inbound[1]
+        if inbound is not None:
+            self.actors["inbound"] = inbound[0]
+        notifier = build_notifier(self.config, self.journal)
+        if notifier is not None:
+            self.actors["notifier"] = notifier
         # Children stop in reverse start order: the actors stop claiming and
         # hand back their jobs first, while the control socket and metrics
         # still serve requests.
@@ -282,6 +294,15 @@ class Daemon:
         children += [
             ChildSpec(name, actor.start, policy=policy, shutdown_grace=grace, signals_ready=True)
             for name, actor in self.actors.items()
+        ]
+        children += [
+            ChildSpec(name, start, policy=policy, shutdown_grace=grace, signals_ready=True)
+            for name, start in deliverability_children(
+                self.config,
+                self.journal,
+                state_dir=self.paths.state_dir,
+                settings=lambda: self.config.deliverability,
+            )
         ]
         # Each child has its own budget; a child that exhausts it is marked
         # failed and its siblings keep running.  The root's own intensity is
@@ -356,6 +377,21 @@ class Daemon:
                 ChildSpec(
                     "metrics",
                     metrics_server,
+                    policy=policy,
+                    shutdown_grace=grace,
+                    signals_ready=True,
+                )
+            )
+        inbound_serve = self._inbound_serve
+        if inbound_serve is not None:
+
+            async def inbound_listener(ctx: ChildContext) -> None:
+                await serve_until_stopped(ctx, inbound_serve)
+
+            children.append(
+                ChildSpec(
+                    "inbound-listener",
+                    inbound_listener,
                     policy=policy,
                     shutdown_grace=grace,
                     signals_ready=True,

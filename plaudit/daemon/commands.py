@@ -11,9 +11,13 @@ from typing import TYPE_CHECKING, Any, final
 
 import msgspec
 
+from plaudit.actors.marketplace import find_profile_actor
 from plaudit.daemon.control import InvalidArgument, UnknownCommand
-from plaudit.errors import ConfigError, ControlError, JobNotFoundError
+from plaudit.errors import ConfigError, ControlError, JobNotFoundError, PlatformError
+from plaudit.inbound.control import inbound_commands
 from plaudit.journal import Job, JobState
+from plaudit.messaging.couple_commands import with_couples_import
+from plaudit.messaging.deliverability.service import deliverability_commands
 from plaudit.reliability.monitor import PlatformHealthMonitor
 from plaudit.reviews.import_commands import import_commands
 from plaudit.webhooks.control import webhook_commands
@@ -67,9 +71,13 @@ class CommandHandler:
             "reload": self.reload,
             "health": self.health,
             "watch": self.watch,
+            "verify": self.verify,
         }
         self._commands.update(webhook_commands(daemon))
         self._commands.update(import_commands(daemon))
+        self._commands["import"] = with_couples_import(daemon, self._commands["import"])
+        self._commands.update(deliverability_commands(daemon))
+        self._commands.update(inbound_commands(daemon))
 
     async def __call__(self, command: str, args: dict[str, Any]) -> Any:
         try:
@@ -188,6 +196,22 @@ class CommandHandler:
             "config_path": self.daemon.config_path,
             "restart_required": self.daemon.restart_pending,
         }
+
+    async def verify(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Check a marketplace profile's storefront now; a mismatch also shows in health."""
+        profile = str(_str_arg(args, "profile"))
+        actor = find_profile_actor(self.daemon.actors, profile)
+        if actor is None:
+            raise InvalidArgument(
+                f"no marketplace profile {profile!r}; use a profile_id of "
+                "[[platforms.marketplace.profiles]], or site:profile_id when two sites share it"
+            )
+        try:
+            verification = await actor.verify(profile.rpartition(":")[2])
+        except PlatformError as error:
+            raise ControlError(str(error)) from error
+        result: dict[str, Any] = msgspec.to_builtins(verification)
+        return result
 
     def _monitor(self) -> PlatformHealthMonitor:
         if self.daemon.health is None:

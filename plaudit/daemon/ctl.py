@@ -20,6 +20,8 @@ import trio
 
 from plaudit.daemon.control import request_stream, request_sync
 from plaudit.errors import ControlError
+from plaudit.inbound import control as inbound_ctl
+from plaudit.messaging.deliverability import ctl as deliverability_ctl
 from plaudit.reviews import import_ctl
 from plaudit.webhooks import ctl as webhook_ctl
 
@@ -81,9 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("health", help="platform health, uptime, breakers and incidents")
     webhook_ctl.add_parsers(commands)
     import_ctl.add_parsers(commands)
+    deliverability_ctl.add_parsers(commands)
+    inbound_ctl.add_parsers(commands)
     commands.add_parser(
         "watch", help="print health state changes as they happen, until interrupted"
     )
+    verify = commands.add_parser(
+        "verify", help="check that a marketplace storefront resolves and names the vendor"
+    )
+    verify.add_argument("profile", help="profile_id of a marketplace profile, or site:profile_id")
     return parser
 
 
@@ -97,6 +105,8 @@ def request_args(options: argparse.Namespace) -> dict[str, Any]:
         return {"job": options.job}
     if options.command in ("pause", "resume"):
         return {"actor": options.actor}
+    if options.command == "verify":
+        return {"profile": options.profile}
     if options.command in webhook_ctl.COMMANDS:
         return webhook_ctl.request_args(options)
     if options.command in import_ctl.COMMANDS:
@@ -164,8 +174,11 @@ def render(command: str, result: Any) -> str:
         "drain": render_drain,
         "reload": render_reload,
         "health": render_health,
+        "verify": render_verify,
         **webhook_ctl.renderers(),
         **import_ctl.renderers(),
+        **deliverability_ctl.renderers(),
+        "inbound": inbound_ctl.render_inbound,
     }
     renderer = renderers.get(command)
     return renderer(result) if renderer is not None else render_json(result)
@@ -359,6 +372,19 @@ def _percent(value: Any) -> str:
     if not isinstance(value, int | float) or isinstance(value, bool):
         return "-"
     return f"{value * 100:.2f}%"
+
+
+def render_verify(result: dict[str, Any]) -> str:
+    """Render a profile verification: its state, the vendor found and each problem."""
+    vendor = _dict(result.get("vendor"))
+    lines = [f"{result.get('platform')} {result.get('profile')}: {result.get('state')}"]
+    if vendor:
+        lines.append(
+            f"  vendor {vendor.get('name')!r}, rating {vendor.get('rating')}, "
+            f"{vendor.get('review_count')} reviews"
+        )
+    lines.extend(f"  problem: {problem}" for problem in _list(result.get("problems")))
+    return "\n".join(lines) + "\n"
 
 
 def render_reload(result: dict[str, Any]) -> str:

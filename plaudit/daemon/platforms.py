@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from plaudit.actors.base import Actor
 from plaudit.actors.google import GoogleActor
+from plaudit.actors.marketplace import build_marketplace_actors, reconfigure_marketplace_actors
 from plaudit.actors.sources import build_listing_actors, reconfigure_listing_actors
 from plaudit.config import Config, read_secret
 from plaudit.config.model import GoogleConfig
@@ -58,6 +59,7 @@ def build_platform_actors(
             monitor=monitor,
         )
     actors.update(build_listing_actors(config, journal, monitor=monitor))
+    actors.update(build_marketplace_actors(config, journal, monitor=monitor))
     return actors
 
 
@@ -73,6 +75,7 @@ async def reconfigure_platform_actors(daemon: Daemon, config: Config) -> None:
         actor.reconfigure(google)
     wanted = {"google"} if google is not None and google.enabled else set()
     wanted |= await reconfigure_listing_actors(daemon.actors, config)
+    wanted |= reconfigure_marketplace_actors(daemon.actors, config)
     # The webhook actor is not a platform; it always runs.
     if wanted != set(daemon.actors) - {"webhooks"}:
         log.warning(

@@ -248,6 +248,74 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) STRICT;
         """,
     ),
+    Migration(
+        5,
+        "couples and their review requests",
+        """
+        CREATE TABLE couples (
+            id INTEGER PRIMARY KEY,
+            -- The first address, lower-cased: re-importing a couple updates its row.
+            email TEXT NOT NULL UNIQUE,
+            -- JSON arrays of strings.
+            names TEXT NOT NULL,
+            emails TEXT NOT NULL,
+            -- E.164.
+            phone TEXT,
+            -- ISO date.
+            wedding_date TEXT NOT NULL,
+            venue TEXT NOT NULL,
+            timezone TEXT,
+            vendor TEXT NOT NULL,
+            consent_email INTEGER NOT NULL,
+            consent_sms INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        ) STRICT;
+        CREATE TABLE requests (
+            id INTEGER PRIMARY KEY,
+            couple_id INTEGER NOT NULL REFERENCES couples (id),
+            campaign TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            channel TEXT NOT NULL,
+            -- scheduled, sending, sent, bounced, suppressed, stopped, failed.
+            state TEXT NOT NULL,
+            scheduled_at REAL NOT NULL,
+            sent_at REAL,
+            -- Fixed before the first attempt, so a resend repeats it.
+            message_id TEXT,
+            -- Random; identifies the request in its unsubscribe links.
+            unsubscribe_token TEXT UNIQUE,
+            provider TEXT,
+            last_error TEXT,
+            updated_at REAL NOT NULL,
+            UNIQUE (couple_id, campaign, step)
+        ) STRICT;
+        CREATE INDEX requests_state ON requests (state, scheduled_at);
+        """,
+    ),
+    Migration(
+        6,
+        "the inbound webhook inbox",
+        """
+        CREATE TABLE inbound_events (
+            id INTEGER PRIMARY KEY,
+            provider TEXT NOT NULL,
+            -- The provider's id for the request (a batch id, an SNS MessageId, ...).
+            provider_event_id TEXT NOT NULL,
+            -- JSON object of the headers kept for audit; never credentials.
+            headers TEXT NOT NULL,
+            body BLOB NOT NULL,
+            received_at REAL NOT NULL,
+            -- pending, processed, ignored or confirmation_required.
+            state TEXT NOT NULL,
+            events INTEGER NOT NULL DEFAULT 0,
+            reason TEXT,
+            processed_at REAL,
+            UNIQUE (provider, provider_event_id)
+        ) STRICT;
+        CREATE INDEX inbound_events_state ON inbound_events (state, received_at);
+        """,
+    ),
 )
 
 

@@ -15,12 +15,12 @@ SHOWN_PROBLEMS: Final = 20
 def add_parsers(commands: Any) -> None:
     """Add ``import`` to ``plaudit ctl``'s subparsers."""
     parser = commands.add_parser(
-        "import", help="import a CSV or JSON file of reviews into the journal"
+        "import", help="import a CSV or JSON file of reviews, or a CSV of couples, into the journal"
     )
-    parser.add_argument("kind", choices=["reviews"], help="what the file contains")
+    parser.add_argument("kind", choices=["reviews", "couples"], help="what the file contains")
     parser.add_argument("path", metavar="FILE", help="the CSV or JSON file; the daemon reads it")
     parser.add_argument(
-        "--platform", required=True, help="the platform the reviews are from, such as hitched"
+        "--platform", help="the platform the reviews are from, such as hitched (reviews only)"
     )
     parser.add_argument(
         "--profile", help="put every row under this profile (default: each row's profile column)"
@@ -29,6 +29,8 @@ def add_parsers(commands: Any) -> None:
 
 def request_args(options: argparse.Namespace) -> dict[str, Any]:
     """Build the request's ``args``; the path is made absolute for the daemon."""
+    if options.kind == "couples":
+        return {"kind": "couples", "path": os.path.abspath(options.path)}
     args = {
         "kind": options.kind,
         "path": os.path.abspath(options.path),
@@ -45,6 +47,8 @@ def renderers() -> dict[str, Callable[[dict[str, Any]], str]]:
 
 def render_import(result: dict[str, Any]) -> str:
     """Render an import report as a few lines of text."""
+    if result.get("kind") == "couples":
+        return render_couples_import(result)
     duplicates = result.get("duplicates") or []
     errors = result.get("errors") or []
     lines = [
@@ -59,5 +63,25 @@ def render_import(result: dict[str, Any]) -> str:
     for duplicate in duplicates[:SHOWN_PROBLEMS]:
         lines.append(f"  duplicate {duplicate.get('location')} of {duplicate.get('first')}")
     if len(errors) > SHOWN_PROBLEMS or len(duplicates) > SHOWN_PROBLEMS:
+        lines.append("  (more in --json output)")
+    return "\n".join(lines) + "\n"
+
+
+def render_couples_import(result: dict[str, Any]) -> str:
+    """Render a couples import: counts, then each invalid cell with its row number."""
+    errors = result.get("errors") or []
+    stored = "nothing stored; correct the file and import it again"
+    if not errors:
+        stored = (
+            f"created {result.get('created')}, updated {result.get('updated')}, "
+            f"first steps scheduled {result.get('scheduled')}"
+        )
+    lines = [f"couples from {result.get('file')}: rows {result.get('rows')}, {stored}"]
+    for error in errors[:SHOWN_PROBLEMS]:
+        lines.append(
+            f"  row {error.get('row')} column {error.get('column')!r} "
+            f"value {error.get('value')!r}: {error.get('message')}"
+        )
+    if len(errors) > SHOWN_PROBLEMS:
         lines.append("  (more in --json output)")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,518 @@
+"""``plaudit demo --chaos``: the daemon under platform faults and SIGKILLs, measured.
+
+The run serves the sandbox and a webhook receiver in this process and runs
+``plaudit run`` as a child process, as ``plaudit demo`` does, with shortened
+intervals but the production code paths.  Once the first daemon responds on
+its control socket, the fault phase begins: for ``--seconds`` the run injects
+a seeded fault schedule per platform, SIGKILLs the daemon at seeded moments
+and starts it again at once.  Then every fault is switched off for a grace period,
+the daemon is stopped with SIGTERM and the journal file is compared with the
+sandbox's truth and the receiver's record.
+
+The fault schedule, for every platform: 20 % of API requests get a 500, and
+5 % of responses have a malformed body.  On top of that, the seed chooses
+one platform for a hard outage (every request gets a 500) over 40 % of the
+run and a second one for a short outage of two sync intervals.  A third gets
+bursts of 429 with ``Retry-After: 1`` and the fourth latency spikes of 2 s.
+The webhook receiver fails single requests (503, connection reset or a 3 s
+response), at most 0.4 a second.
+
+NOTE: the seed fixes the fault windows and the kill moments relative to the
+start of the fault phase, but sync slots follow the wall clock and the
+daemon's start-up time varies, so two runs with one seed can differ.
+
+Figures, all read from the journal file and the receiver after the run:
+
+- ``availability``: a *scheduled cycle* is one (platform, profile, slot) of
+  the sync schedule, where slot ``s`` covers wall time
+  ``[s * interval, (s + 1) * interval)`` and every slot that lies wholly
+  inside the fault phase counts, whether or not its job exists.  A cycle
+  succeeded when the sync job keyed by that slot is ``succeeded`` and
+  finished before its slot ended.  Cycles that overlap an injected hard
+  outage of their platform are left out, because no client can sync a
+  platform that rejects every request; ``availability_including_outages``
+  counts them too.
+- ``webhook_delivery_rate``: share of journal events emitted at least
+  5 s (``DELIVERY_ALLOWANCE``) before the fault phase ended whose webhook
+  the receiver accepted (2xx, valid signature) before it ended.
+- ``webhook_delivered_eventually``: share of all events accepted by the end
+  of the grace period.
+- ``recovery_seconds_*``: per outage, seconds from its end to the first sync
+  job of that platform that succeeded after it.
+- ``sync_accuracy``: reviews that match the truth in every compared field,
+  divided by the reviews the journal should have plus the extra ones it has.
+- ``lost_side_effects``: events whose webhook never arrived, plus
+  ``review.created`` events beyond the first for one review.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Final, final
+
+import httpx
+import trio
+
+from plaudit.chaos_figures import (
+    TARGETS,
+    duplicated_created,
+    failed_targets,
+    finite,
+    read_events,
+    read_sync_jobs,
+    recovery_seconds,
+    scheduled_cycles,
+    sync_accuracy,
+    webhook_figures,
+)
+from plaudit.daemon.control import request
+from plaudit.demo import DemoError, compare, demo_config, read_journal
+from plaudit.errors import ControlError
+from plaudit.reviews.model import Review
+from plaudit.sandbox import SandboxOptions, serve_sandbox
+from plaudit.sandbox.receiver import DemoWebhooks, Fault, FaultKind, serve_receiver
+from plaudit.sandbox.standin import stand_ins_truth_reviews
+from plaudit.sandbox.truth import truth_reviews
+from plaudit.webhooks.router import webhook_id
+
+PLATFORMS: Final = ("google", "facebook", "trustpilot", "yelp")
+# Seconds; production syncs every 15 minutes, the chaos run every 5 s.
+SYNC_INTERVAL: Final = 5.0
+MIN_SECONDS: Final = 30.0
+# Seconds the first daemon may take to open its control socket.
+READY_TIMEOUT: Final = 60.0
+
+# Breaker and in-call retry settings scaled down with the sync interval.  The
+# defaults (a breaker open for 30 s to 10 min, a 90 s call deadline) suit a
+# 15-minute schedule, not a 5 s one.
+_RELIABILITY_TABLES: Final = """
+[platforms.{platform}.breaker]
+open_initial = 1.0
+open_max = 4.0
+
+[platforms.{platform}.retry]
+attempt_timeout = 4.0
+deadline = 8.0
+backoff_initial = 0.2
+backoff_max = 1.0
+"""
+
+
+@final
+@dataclasses.dataclass(frozen=True, slots=True)
+class Window:
+    """Faults on one platform from ``start`` to ``end`` (seconds into the fault phase)."""
+
+    platform: str
+    kind: str  # "outage", "rate_limit" or "latency"
+    start: float
+    end: float
+    settings: dict[str, Any]
+
+
+BASE_FAULTS: Final[dict[str, Any]] = {"error_rate": 0.2, "malformed_rate": 0.05}
+NO_FAULTS: Final[dict[str, Any]] = {
+    "error_rate": 0.0,
+    "malformed_rate": 0.0,
+    "rate_limit_rate": 0.0,
+    "latency": 0.0,
+}
+
+
+def fault_plan(seconds: float, rng: random.Random) -> list[Window]:
+    """Return the seeded fault windows of a fault phase ``seconds`` long."""
+    outage, short, bursts, spikes = rng.sample(PLATFORMS, 4)
+    windows = [Window(outage, "outage", 0.25 * seconds, 0.65 * seconds, {"error_rate": 1.0})]
+    short_start = rng.uniform(0.1, 0.7) * seconds
+    windows.append(
+        Window(short, "outage", short_start, short_start + 2 * SYNC_INTERVAL, {"error_rate": 1.0})
+    )
+    for start in _spread(seconds, rng, count=max(2, int(seconds // 15))):
+        windows.append(
+            Window(
+                bursts, "rate_limit", start, start + 3.0, {"rate_limit_rate": 1.0, "retry_after": 1}
+            )
+        )
+    for start in _spread(seconds, rng, count=max(2, int(seconds // 10))):
+        windows.append(Window(spikes, "latency", start, start + 2.0, {"latency": 2.0}))
+    return sorted(windows, key=lambda window: window.start)
+
+
+def kill_times(seconds: float, rng: random.Random) -> list[float]:
+    """Return the seeded SIGKILL moments: one per 20 s of the run, 1 to 6 of them."""
+    count = max(1, min(6, int(seconds // 20)))
+    return _spread(seconds, rng, count=count)
+
+
+def _spread(seconds: float, rng: random.Random, *, count: int) -> list[float]:
+    # One moment in each of ``count`` equal spans of [10 %, 85 %] of the phase,
+    # so moments never bunch up and none falls in the start-up or the tail.
+    span = 0.75 * seconds / count
+    return [0.1 * seconds + index * span + rng.uniform(0, span * 0.6) for index in range(count)]
+
+
+def settings_at(platform: str, elapsed: float, windows: list[Window]) -> dict[str, Any]:
+    """Return the fault settings of ``platform`` at ``elapsed`` seconds into the phase."""
+    settings = NO_FAULTS | BASE_FAULTS
+    for window in windows:
+        if window.platform == platform and window.start <= elapsed < window.end:
+            settings |= window.settings
+    return settings
+
+
+def faults_path(platform: str) -> str:
+    return "/_sandbox/faults" if platform == "google" else f"/_sandbox/{platform}/faults"
+
+
+@final
+class ChaosRun:
+    """One chaos run: its sandbox, receiver, daemon processes and measurements."""
+
+    def __init__(
+        self, *, seconds: float, seed: int, state_dir: Path, runtime_dir: Path, as_json: bool
+    ) -> None:
+        self.seconds = seconds
+        self.seed = seed
+        # Ends early once everything agrees; long enough for a loaded 2-core machine.
+        self.grace_seconds = max(60.0, seconds)
+        self.state_dir = state_dir
+        self.runtime_dir = runtime_dir
+        self.as_json = as_json
+        self.config_path = state_dir / "plaudit.toml"
+        self.journal_path = state_dir / "journal.sqlite3"
+        self.log_path = state_dir / "daemon.log"
+        rng = random.Random(seed)
+        self.windows = fault_plan(seconds, rng)
+        self.kill_at = kill_times(seconds, rng)
+        self._receiver_rng = random.Random(seed + 1)
+        self.webhooks = DemoWebhooks()
+        self.base_url = ""
+        self.kills = 0
+        self.process: trio.Process | None = None
+        # Unix times of the phase boundaries and of each outage's actual end.
+        self.phase_started = 0.0
+        self.phase_ended = 0.0
+        self.outage_ends: list[tuple[str, float]] = []
+        self.outage_spans: list[tuple[str, float, float]] = []
+        self.faults_injected: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return f"<ChaosRun seed={self.seed} seconds={self.seconds:g} kills={self.kills}>"
+
+    def statistics(self) -> dict[str, Any]:
+        """Return the run's progress: kills so far, fault windows and outages ended."""
+        return {
+            "seed": self.seed,
+            "kills": self.kills,
+            "kills_planned": len(self.kill_at),
+            "fault_windows": len(self.windows),
+            "outages_ended": len(self.outage_ends),
+        }
+
+    def say(self, line: str) -> None:
+        print(line, file=sys.stderr if self.as_json else sys.stdout, flush=True)
+
+    async def run(self) -> dict[str, Any]:
+        options = SandboxOptions(seed=self.seed, script_seconds=self.seconds * 0.8)
+        async with trio.open_nursery() as nursery:
+            self.base_url = await nursery.start(serve_sandbox, options)
+            receiver_url = await nursery.start(serve_receiver, self.webhooks.receiver)
+            self.webhooks.receiver.script.clear()
+            self.config_path.write_text(self._config(receiver_url), encoding="utf-8")
+            self.say(f"sandbox {self.base_url}, receiver {receiver_url}, seed {self.seed}")
+            try:
+                await self._start_daemon()
+                await self._wait_until_ready()
+                await self._fault_phase()
+                converged = await self._grace_phase()
+            finally:
+                exit_code = await self._stop_daemon()
+            summary = await self._summarise(converged=converged, exit_code=exit_code)
+            nursery.cancel_scope.cancel()
+        return summary
+
+    def _config(self, receiver_url: str) -> str:
+        tables = "".join(_RELIABILITY_TABLES.format(platform=name) for name in PLATFORMS)
+        return (
+            demo_config(self.base_url, sync_interval=SYNC_INTERVAL)
+            + tables
+            + self.webhooks.config(receiver_url)
+        )
+
+    async def _start_daemon(self) -> None:
+        command = [
+            sys.executable, "-m", "plaudit", "run",
+            "--config", str(self.config_path),
+            "--state-dir", str(self.state_dir),
+            "--runtime-dir", str(self.runtime_dir),
+        ]  # fmt: skip
+        with self.log_path.open("ab") as log_file:
+            self.process = await trio.lowlevel.open_process(
+                command, stdout=log_file, stderr=log_file
+            )
+        self.say(f"daemon started: pid {self.process.pid}")
+
+    async def _wait_until_ready(self) -> None:
+        """Wait for the first daemon's control socket, so its start-up is not a fault."""
+        socket_path = self.runtime_dir / "control.sock"
+        with trio.move_on_after(READY_TIMEOUT):
+            while True:
+                self._check_alive()
+                try:
+                    await request(socket_path, "status", timeout=5.0)
+                except (ControlError, OSError):
+                    await trio.sleep(0.2)
+                else:
+                    return
+        raise DemoError(
+            f"the daemon did not respond on {socket_path} within {READY_TIMEOUT:g} s; "
+            f"see {self.log_path}"
+        )
+
+    async def _fault_phase(self) -> None:
+        self.phase_started = time.time()
+        began = trio.current_time()
+        kills = list(self.kill_at)
+        active: dict[str, dict[str, Any]] = {}
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=5.0) as client:
+            while (elapsed := trio.current_time() - began) < self.seconds:
+                await self._apply_faults(client, elapsed, active)
+                if kills and elapsed >= kills[0]:
+                    kills.pop(0)
+                    await self._kill_and_restart()
+                self._maybe_fault_receiver()
+                self._check_alive()
+                await trio.sleep(0.25)
+            for platform in PLATFORMS:
+                self.faults_injected[platform] = await self._injected(client, platform)
+                await self._set_faults(client, platform, NO_FAULTS)
+        self._close_open_outages(active)
+        self.webhooks.receiver.script.clear()
+        self.phase_ended = time.time()
+        self.say(f"fault phase over after {self.seconds:g} s; {self.kills} kills")
+
+    async def _apply_faults(
+        self, client: httpx.AsyncClient, elapsed: float, active: dict[str, dict[str, Any]]
+    ) -> None:
+        for platform in PLATFORMS:
+            expected = settings_at(platform, elapsed, self.windows)
+            if active.get(platform) == expected:
+                continue
+            await self._set_faults(client, platform, expected)
+            was_down = active.get(platform, {}).get("error_rate") == 1.0
+            down = expected["error_rate"] == 1.0
+            now = time.time()
+            if down and not was_down:
+                self.outage_spans.append((platform, now, float("inf")))
+                self.say(f"{elapsed:6.1f}s  {platform}: outage begins")
+            elif was_down and not down:
+                self._end_outage(platform, now)
+                self.say(f"{elapsed:6.1f}s  {platform}: outage ends")
+            active[platform] = expected
+
+    def _end_outage(self, platform: str, now: float) -> None:
+        self.outage_ends.append((platform, now))
+        self.outage_spans = [
+            (name, start, now if name == platform and end == float("inf") else end)
+            for name, start, end in self.outage_spans
+        ]
+
+    def _close_open_outages(self, active: dict[str, dict[str, Any]]) -> None:
+        for platform, settings in active.items():
+            if settings.get("error_rate") == 1.0:
+                self._end_outage(platform, time.time())
+
+    async def _set_faults(
+        self, client: httpx.AsyncClient, platform: str, settings: dict[str, Any]
+    ) -> None:
+        response = await client.post(faults_path(platform), json=settings)
+        if response.status_code != 200:
+            raise DemoError(
+                f"the sandbox rejected fault settings {settings!r} for {platform}: {response.text}"
+            )
+
+    async def _injected(self, client: httpx.AsyncClient, platform: str) -> int:
+        """Return how many faults the sandbox injected into ``platform``'s responses."""
+        response = await client.get("/_sandbox/stats")
+        response.raise_for_status()
+        stats = response.json()
+        faults = stats["faults"] if platform == "google" else stats["stand_ins"][platform]["faults"]
+        injected: dict[str, int] = faults["injected"]
+        # Latency counts every response while a spike lasts; the others count faults.
+        return sum(count for kind, count in injected.items() if kind != "latency")
+
+    def _maybe_fault_receiver(self) -> None:
+        # Called every 0.25 s, so at most 0.4 scripted faults a second; a 40 s
+        # run delivered about 6 webhooks a second.  At most one fault waits at
+        # a time: faults piled up while no delivery came would otherwise fail
+        # several requests in a row, which is an outage rather than noise.
+        if not self.webhooks.receiver.script and self._receiver_rng.random() < 0.1:
+            kind = self._receiver_rng.choice((FaultKind.STATUS, FaultKind.RESET, FaultKind.SLOW))
+            self.webhooks.receiver.add_faults([Fault(kind, status=503, seconds=3.0)])
+
+    async def _kill_and_restart(self) -> None:
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            await process.wait()
+            self.kills += 1
+            self.say(f"daemon pid {process.pid} killed with SIGKILL")
+        await self._start_daemon()
+
+    def _check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise DemoError(
+                f"the daemon exited by itself with status {self.process.returncode}; "
+                f"see {self.log_path}"
+            )
+
+    async def _grace_phase(self) -> bool:
+        """Wait, faults off, until the journal agrees with the truth and every webhook arrived."""
+        deadline = trio.current_time() + self.grace_seconds
+        while trio.current_time() < deadline:
+            await trio.sleep(1.0)
+            self._check_alive()
+            reviews, _ = await trio.to_thread.run_sync(read_journal, self.journal_path)
+            differences = compare(reviews, await self._truth())
+            undelivered = len(self._undelivered())
+            if not differences and not undelivered:
+                return True
+        return False
+
+    async def _stop_daemon(self) -> int:
+        process = self.process
+        if process is None:
+            return -1
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        with trio.move_on_after(30.0):
+            return await process.wait()
+        process.kill()
+        return await process.wait()
+
+    async def _truth(self) -> list[Review]:
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            response = await client.get(f"{self.base_url}/_sandbox/truth")
+            response.raise_for_status()
+        document = response.json()
+        return truth_reviews(document) + stand_ins_truth_reviews(document)
+
+    def _accepted_at(self) -> dict[str, float]:
+        """Return the Unix time each webhook id was first accepted by the receiver."""
+        accepted: dict[str, float] = {}
+        for item in self.webhooks.receiver.received:
+            ok = item.verify_error is None and item.status is not None and 200 <= item.status < 300
+            if ok and item.webhook_id not in accepted:
+                accepted[item.webhook_id] = item.at
+        return accepted
+
+    def _undelivered(self) -> list[str]:
+        accepted = self._accepted_at()
+        return [
+            key
+            for key, _type, _created in read_events(self.journal_path)
+            if webhook_id(self.webhooks.endpoint, key) not in accepted
+        ]
+
+    async def _summarise(self, *, converged: bool, exit_code: int) -> dict[str, Any]:
+        reviews, _ = await trio.to_thread.run_sync(read_journal, self.journal_path)
+        accuracy = sync_accuracy(reviews, await self._truth())
+        events = read_events(self.journal_path)
+        sync_jobs = read_sync_jobs(self.journal_path)
+        cycles = scheduled_cycles(
+            sync_jobs, SYNC_INTERVAL, self.phase_started, self.phase_ended, self.outage_spans
+        )
+        recoveries = recovery_seconds(sync_jobs, self.outage_ends)
+        delivery = webhook_figures(
+            events,
+            self._accepted_at(),
+            endpoint=self.webhooks.endpoint,
+            phase_ended=self.phase_ended,
+        )
+        duplicates = duplicated_created(events)
+        summary: dict[str, Any] = {
+            "seed": self.seed,
+            "seconds": self.seconds,
+            "sync_interval_seconds": SYNC_INTERVAL,
+            "availability": cycles["availability"],
+            "availability_including_outages": cycles["availability_including_outages"],
+            "scheduled_cycles": cycles["counted"],
+            "failed_cycles": cycles["failed"],
+            "webhook_delivery_rate": delivery["within_run"],
+            "webhook_delivered_eventually": delivery["eventually"],
+            "webhook_events": delivery["events"],
+            "recovery_seconds_median": finite(statistics.median(recoveries))
+            if recoveries
+            else None,
+            "recovery_seconds_max": finite(max(recoveries)) if recoveries else None,
+            "outages": len(self.outage_ends),
+            **accuracy,
+            "lost_side_effects": delivery["never_delivered"] + duplicates,
+            "duplicated_created_events": duplicates,
+            "kills": self.kills,
+            "faults_injected": self.faults_injected,
+            "webhook_failed_attempts": self.webhooks.summary(self.journal_path)["webhooks_failed"],
+            "converged_in_grace": converged,
+            "daemon_exit_code": exit_code,
+            "journal": str(self.journal_path),
+            "daemon_log": str(self.log_path),
+        }
+        summary["failed_targets"] = failed_targets(summary)
+        return summary
+
+
+def _shown(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def print_chaos_summary(summary: dict[str, Any]) -> None:
+    print()
+    print(f"{'figure':30} {'value':>10}  {'target':>8}  verdict")
+    for name, target in TARGETS.items():
+        verdict = "FAILED" if name in summary["failed_targets"] else "ok"
+        limit = "<=" if name in ("recovery_seconds_max", "lost_side_effects") else ">="
+        print(f"{name:30} {_shown(summary[name]):>10}  {limit} {target!s:>5}  {verdict}")
+    for name in (
+        "availability_including_outages",
+        "scheduled_cycles",
+        "failed_cycles",
+        "recovery_seconds_median",
+        "missing_reviews",
+        "duplicate_reviews",
+        "stale_reviews",
+        "kills",
+        "seed",
+    ):
+        print(f"{name:30} {_shown(summary[name]):>10}")
+    failed = summary["failed_targets"]
+    print("every target holds" if not failed else f"targets missed: {', '.join(failed)}")
+    print(f"journal: {summary['journal']}, daemon log: {summary['daemon_log']}")
+
+
+def chaos_main(*, seconds: float, seed: int, state_dir: str | None, as_json: bool) -> int:
+    """Run the chaos harness; exit status 0 only when every target holds."""
+    if seconds < MIN_SECONDS:
+        raise DemoError(
+            f"--seconds {seconds:g} is too short for --chaos; use at least {MIN_SECONDS:g}"
+        )
+    state = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="plaudit-chaos-"))
+    state.mkdir(parents=True, exist_ok=True)
+    # AF_UNIX paths are limited to 107 bytes, so the socket lives in a short /tmp path.
+    runtime = Path(tempfile.mkdtemp(prefix="plaudit-run-", dir="/tmp"))
+    run = ChaosRun(
+        seconds=seconds, seed=seed, state_dir=state.resolve(), runtime_dir=runtime, as_json=as_json
+    )
+    summary = trio.run(run.run)
+    if as_json:
+        print(json.dumps(summary, default=str))
+    else:
+        print_chaos_summary(summary)
+    return 0 if not summary["failed_targets"] else 1

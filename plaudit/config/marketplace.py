@@ -1,0 +1,139 @@
+"""Rules for the ``[platforms.marketplace]`` table.
+
+Each rule yields ``(key path, message)`` pairs; :mod:`plaudit.config.rules`
+wraps them into problems.  Storefront URLs must be on the site's own domain,
+because a typo that points Plaudit at another host would poll a stranger's
+server.  ``allow_any_host`` lifts that rule for the sandbox on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Final
+from urllib.parse import urlsplit
+
+from plaudit.config.model import Config, MarketplaceConfig, MarketplaceProfile
+
+Finding = tuple[tuple[str | int, ...], str]
+
+# Storefront polls closer together than 15 minutes are impolite to sites
+# without an API, and they make bot-challenge pages more likely.
+MIN_POLL_INTERVAL: Final = 900.0
+# Sites whose pages Plaudit can read; the others reach it by e-mail and import only.
+_PAGE_FAMILY: Final = "weddingwire"
+
+
+def check_marketplace(config: Config) -> Iterator[Finding]:
+    """Yield every problem of the ``[platforms.marketplace]`` table."""
+    marketplace = config.platforms.marketplace
+    if marketplace is None:
+        return
+
+    table = ("platforms", "marketplace")
+    if marketplace.enabled and not marketplace.profiles:
+        yield (*table, "profiles"), "no profiles configured; add [[platforms.marketplace.profiles]]"
+    seen: dict[tuple[str, str], int] = {}
+    maildirs: dict[str, int] = {}
+    for index, profile in enumerate(marketplace.profiles):
+        path = (*table, "profiles", index)
+        yield from _check_profile(path, profile, marketplace)
+        key = (profile.site, profile.profile_id)
+        if key in seen:
+            yield (
+                (*path, "profile_id"),
+                f"profile {profile.profile_id!r} of {profile.site} is also profiles[{seen[key]}]; "
+                "keep one entry",
+            )
+        seen.setdefault(key, index)
+        if profile.maildir and "mailbox" in profile.modes:
+            first = maildirs.get(profile.maildir)
+            if first is not None:
+                yield (
+                    (*path, "maildir"),
+                    f"Maildir {profile.maildir} is also used by profiles[{first}]; give each "
+                    "profile its own Maildir (a mail filter can sort by sender)",
+                )
+            maildirs.setdefault(profile.maildir, index)
+
+
+def _check_profile(
+    path: tuple[str | int, ...], profile: MarketplaceProfile, marketplace: MarketplaceConfig
+) -> Iterator[Finding]:
+    # Imported here, so a configuration without marketplaces never loads the parsers.
+    from plaudit.connectors.marketplace.sites import SITES
+
+    site = SITES.get(profile.site)
+    if site is None:
+        known = ", ".join(sorted(SITES))
+        yield (*path, "site"), f"unknown site {json.dumps(profile.site)}; use one of: {known}"
+        return
+
+    if not profile.profile_id.strip():
+        yield (*path, "profile_id"), "empty; set the vendor's id on the site"
+    if not profile.vendor_name.strip():
+        yield (*path, "vendor_name"), "empty; set the business name the storefront shows"
+    if len(set(profile.modes)) != len(profile.modes) or not profile.modes:
+        yield (*path, "modes"), "list each of mailbox, storefront and import at most once"
+    if "storefront" in profile.modes and site.family != _PAGE_FAMILY:
+        yield (
+            (*path, "modes"),
+            f"{site.display_name} storefronts cannot be read; use mailbox or import for it",
+        )
+    yield from _check_urls(path, profile, site.domain)
+    yield from _check_folders(path, profile)
+    if (
+        "storefront" in profile.modes
+        and profile.poll_interval < MIN_POLL_INTERVAL
+        and not marketplace.allow_short_poll_interval
+    ):
+        yield (
+            (*path, "poll_interval"),
+            f"{profile.poll_interval:g} s is below the minimum of {MIN_POLL_INTERVAL:g} s; "
+            "poll storefronts at most every 15 minutes",
+        )
+
+
+def _check_urls(
+    path: tuple[str | int, ...], profile: MarketplaceProfile, domain: str
+) -> Iterator[Finding]:
+    if "storefront" in profile.modes and not profile.storefront_url:
+        yield (*path, "storefront_url"), "missing; mode storefront needs the vendor's page URL"
+    for name in ("storefront_url", "review_link"):
+        url = getattr(profile, name)
+        if not url:
+            continue
+        reason = _host_problem(url, domain, allow_any_host=profile.allow_any_host)
+        if reason:
+            yield (*path, name), reason
+
+
+def _host_problem(url: str, domain: str, *, allow_any_host: bool) -> str:
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower().rstrip(".")
+    except ValueError:
+        return f"invalid URL {json.dumps(url)}; use an absolute https:// URL"
+
+    if parts.scheme not in ("http", "https") or not host:
+        return f"invalid URL {json.dumps(url)}; use an absolute https:// URL"
+    if allow_any_host:
+        return ""
+    bare = domain.removeprefix("www.")
+    if host != bare and not host.endswith("." + bare):
+        return (
+            f"host {host} of {json.dumps(url)} is not on {domain}; use the site's own URL "
+            "(or set allow_any_host for the sandbox)"
+        )
+    return ""
+
+
+def _check_folders(path: tuple[str | int, ...], profile: MarketplaceProfile) -> Iterator[Finding]:
+    folder_keys = (("mailbox", "maildir"), ("import", "import_folder"))
+    for mode, name in folder_keys:
+        value = getattr(profile, name)
+        if mode in profile.modes and not value:
+            yield (*path, name), f"missing; mode {mode} needs {name}"
+        elif value and not os.path.isabs(value):
+            yield (*path, name), f"relative path {json.dumps(value)}; use an absolute path"

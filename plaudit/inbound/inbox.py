@@ -1,0 +1,298 @@
+"""The durable inbox: raw provider requests in ``inbound_events`` and their processing.
+
+The listener calls :func:`accept` inside a journal transaction before it
+responds 2xx, so an acknowledged request is never lost.  The same transaction
+enqueues an ``inbound.process`` job; :func:`process` maps the stored body to
+Plaudit's events and records them.  Both steps are idempotent: a repeated
+request (same provider and provider event id) is not stored twice, and each
+delivery event carries its own provider event id into the message events
+table, whose unique index drops repeats.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Literal, final
+
+import msgspec
+
+from plaudit import metrics
+from plaudit.actors.base import Actor, Effects
+from plaudit.errors import PlatformError
+from plaudit.inbound.events import map_events
+from plaudit.inbound.mapping import InboundEvent, MappingError
+from plaudit.journal import AsyncJournal, Job, Tx
+from plaudit.messaging.deliverability.store import record_event
+from plaudit.messaging.deliverability.suppression import MessageEvent, SuppressionPolicy
+
+log = logging.getLogger(__name__)
+
+PROCESS_KIND: Final = "inbound.process"
+OWNER: Final = "inbound"
+
+_INSERT = """
+INSERT INTO inbound_events (provider, provider_event_id, headers, body, received_at, state)
+VALUES (?, ?, ?, ?, ?, 'pending')
+ON CONFLICT (provider, provider_event_id) DO NOTHING
+RETURNING id
+"""
+_SELECT = """
+SELECT provider, provider_event_id, body, received_at, state FROM inbound_events WHERE id = ?
+"""
+_FINISH = """
+UPDATE inbound_events SET state = ?, events = ?, reason = ?, processed_at = ? WHERE id = ?
+"""
+
+State = Literal["processed", "ignored", "confirmation_required"]
+
+
+class InboundProcessingError(PlatformError):
+    """Mapping a stored request failed unexpectedly; the job is retried."""
+
+
+@final
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """The result of processing one stored request."""
+
+    state: State
+    events: int
+    reason: str | None = None
+    syncs: int = 0
+
+
+def accept(
+    tx: Tx, *, provider: str, delivery_id: str, headers: Mapping[str, str], body: bytes
+) -> int | None:
+    """Store one verified request and enqueue its processing; None when it is a repeat."""
+    row = tx.execute(
+        _INSERT,
+        (provider, delivery_id, json.dumps(dict(headers), sort_keys=True), body, tx.now),
+    ).fetchone()
+    if row is None:
+        return None
+
+    inbound_id = int(row[0])
+    tx.enqueue(
+        kind=PROCESS_KIND,
+        owner=OWNER,
+        key=f"{PROCESS_KIND}:{inbound_id}",
+        payload={"id": inbound_id, "provider": provider},
+    )
+    return inbound_id
+
+
+@final
+class Stored(msgspec.Struct, frozen=True, kw_only=True):
+    """One request as the inbox stores it."""
+
+    id: int
+    provider: str
+    delivery_id: str
+    body: bytes
+    received_at: float
+    state: str
+
+
+def load(rows: Sequence[Any], inbound_id: int) -> Stored | None:
+    if not rows:
+        return None
+    provider, delivery_id, body, received_at, state = rows[0]
+    return Stored(
+        id=inbound_id,
+        provider=str(provider),
+        delivery_id=str(delivery_id),
+        body=bytes(body),
+        received_at=float(received_at),
+        state=str(state),
+    )
+
+
+def plan(stored: Stored) -> list[InboundEvent] | str:
+    """Map a stored request: its events, or the reason it contains none (pure)."""
+    try:
+        return map_events(
+            stored.provider,
+            stored.body,
+            received_at=stored.received_at,
+            delivery_id=stored.delivery_id,
+        )
+    except MappingError as error:
+        return str(error)
+
+
+def record(
+    tx: Tx,
+    stored: Stored,
+    planned: list[InboundEvent] | str,
+    *,
+    policy: SuppressionPolicy,
+    platforms: frozenset[str],
+) -> Outcome | None:
+    """Write what ``plan`` decided; None when another attempt processed the request first."""
+    current = tx.execute("SELECT state FROM inbound_events WHERE id = ?", (stored.id,)).fetchone()
+    if current is None or current[0] != "pending":
+        return None
+
+    if isinstance(planned, str):
+        outcome = Outcome(state="ignored", events=0, reason=planned)
+    else:
+        outcome = _apply(tx, stored.provider, planned, policy=policy, platforms=platforms)
+    tx.execute(_FINISH, (outcome.state, outcome.events, outcome.reason, tx.now, stored.id))
+    metrics.INBOUND_PROCESSED.labels(provider=stored.provider, outcome=outcome.state).inc()
+    return outcome
+
+
+def process(
+    tx: Tx,
+    inbound_id: int,
+    *,
+    policy: SuppressionPolicy,
+    platforms: frozenset[str],
+) -> Outcome | None:
+    """Map and record one stored request in one step; None when it was processed before."""
+    stored = load(tx.execute(_SELECT, (inbound_id,)).fetchall(), inbound_id)
+    if stored is None or stored.state != "pending":
+        return None
+    return record(tx, stored, plan(stored), policy=policy, platforms=platforms)
+
+
+def _apply(
+    tx: Tx,
+    provider: str,
+    events: Sequence[InboundEvent],
+    *,
+    policy: SuppressionPolicy,
+    platforms: frozenset[str],
+) -> Outcome:
+    recorded = 0
+    syncs = 0
+    reasons: list[str] = []
+    for event in events:
+        if event.type == "subscription.confirmation":
+            # The SubscribeURL is never fetched: an operator confirms the topic in AWS.
+            log.warning(
+                "inbound.subscription_confirmation",
+                extra={"provider": provider, "message_id": event.provider_event_id},
+            )
+            return Outcome(
+                state="confirmation_required",
+                events=0,
+                reason="SNS subscription confirmation; confirm the subscription in the AWS console",
+            )
+        if event.type == "platform.push":
+            if _enqueue_sync(tx, event, platforms):
+                syncs += 1
+            else:
+                reasons.append(f"platform {event.platform!r} is not configured; push skipped")
+            continue
+        if event.kind is None or not event.recipient:
+            reasons.append(f"{event.type} {event.provider_event_id} names no recipient")
+            continue
+        message = MessageEvent(
+            address=event.recipient,
+            kind=event.kind,
+            at=event.occurred_at,
+            status=event.status,
+            provider=provider,
+            message_id=event.message_id,
+        )
+        if record_event(tx, message, policy=policy, provider_event_id=event.provider_event_id):
+            recorded += 1
+    state: State = "processed" if recorded or syncs else "ignored"
+    reason = "; ".join(reasons) if reasons else None
+    if state == "ignored" and reason is None:
+        reason = "every event was recorded before"
+    return Outcome(state=state, events=recorded, reason=reason, syncs=syncs)
+
+
+@final
+class SyncRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """The targeted sync job that a platform push requests."""
+
+    kind: str
+    owner: str
+    key: str
+    payload: dict[str, Any]
+
+
+def sync_job_for(event: InboundEvent) -> SyncRequest | None:
+    """Return the sync job for the profile a platform push names, or None when it names none."""
+    profile = event.profile or ""
+    key_suffix = f"push:{event.provider_event_id}"
+    if event.platform == "google":
+        account, _, location = profile.partition("/locations/")
+        if not account.startswith("accounts/") or not location:
+            return None
+        return SyncRequest(
+            kind="google.sync",
+            owner="google",
+            key=f"google.sync:{profile}:{key_suffix}",
+            payload={"account": account, "location": f"locations/{location}", "push": True},
+        )
+    if event.platform == "facebook" and profile:
+        return SyncRequest(
+            kind="facebook.sync",
+            owner="facebook",
+            key=f"facebook.sync:{profile}:{key_suffix}",
+            payload={"profile": profile, "push": True},
+        )
+    return None
+
+
+def _enqueue_sync(tx: Tx, event: InboundEvent, platforms: frozenset[str]) -> bool:
+    job = sync_job_for(event)
+    if job is None or event.platform not in platforms:
+        return False
+    tx.enqueue(kind=job.kind, owner=job.owner, key=job.key, payload=job.payload)
+    return True
+
+
+@final
+class InboxActor(Actor):
+    """Processes stored inbound requests; the journal retries a failed attempt."""
+
+    kinds = (PROCESS_KIND,)
+
+    def __init__(
+        self,
+        journal: AsyncJournal,
+        *,
+        lease_seconds: float,
+        platforms: frozenset[str],
+        policy: SuppressionPolicy | None = None,
+        poll_interval: float = 1.0,
+    ) -> None:
+        super().__init__(
+            OWNER, journal, lease_seconds=lease_seconds, poll_interval=poll_interval, batch=32
+        )
+        self.platforms = platforms
+        self.policy = policy or SuppressionPolicy()
+
+    async def handle(self, job: Job) -> Effects | None:
+        inbound_id = int(job.payload["id"])
+        rows = await self.journal.read(lambda journal: journal.query(_SELECT, [inbound_id]))
+        stored = load(rows, inbound_id)
+        if stored is None or stored.state != "pending":
+            return None
+        try:
+            planned = plan(stored)
+        except Exception as error:
+            # A mapper bug must not lose the request: the journal retries it
+            # with backoff and keeps it dead for inspection after the last attempt.
+            raise InboundProcessingError(
+                f"processing inbound request {inbound_id} from {stored.provider} failed: "
+                f"{error!r}; it will be retried",
+                retryable=True,
+            ) from error
+
+        def write(tx: Tx) -> None:
+            outcome = record(tx, stored, planned, policy=self.policy, platforms=self.platforms)
+            if outcome is not None:
+                log.info(
+                    "inbound.processed",
+                    extra={"inbound_id": inbound_id, **msgspec.to_builtins(outcome)},
+                )
+
+        return write
