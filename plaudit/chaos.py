@@ -78,7 +78,7 @@ from plaudit.demo import DemoError, compare, demo_config, read_journal
 from plaudit.errors import ControlError
 from plaudit.reviews.model import Review
 from plaudit.sandbox import SandboxOptions, serve_sandbox
-from plaudit.sandbox.receiver import DemoWebhooks, Fault, FaultKind, serve_receiver
+from plaudit.sandbox.receiver import DemoWebhooks, Fault, FaultKind, Received, serve_receiver
 from plaudit.sandbox.standin import stand_ins_truth_reviews
 from plaudit.sandbox.truth import truth_reviews
 from plaudit.webhooks.router import webhook_id
@@ -409,10 +409,14 @@ class ChaosRun:
         """Return the Unix time each webhook id was first accepted by the receiver."""
         accepted: dict[str, float] = {}
         for item in self.webhooks.receiver.received:
-            ok = item.verify_error is None and item.status is not None and 200 <= item.status < 300
-            if ok and item.webhook_id not in accepted:
+            if _accepted(item) and item.webhook_id not in accepted:
                 accepted[item.webhook_id] = item.at
         return accepted
+
+    def _repeat_deliveries(self) -> int:
+        """Count accepted requests beyond the first per webhook id (at-least-once repeats)."""
+        accepted = [item.webhook_id for item in self.webhooks.receiver.received if _accepted(item)]
+        return len(accepted) - len(set(accepted))
 
     def _undelivered(self) -> list[str]:
         accepted = self._accepted_at()
@@ -460,6 +464,8 @@ class ChaosRun:
             "kills": self.kills,
             "faults_injected": self.faults_injected,
             "webhook_failed_attempts": self.webhooks.summary(self.journal_path)["webhooks_failed"],
+            # Accepted more than once: harmless, since receivers dedupe by webhook-id.
+            "webhook_repeat_deliveries": self._repeat_deliveries(),
             "converged_in_grace": converged,
             "daemon_exit_code": exit_code,
             "journal": str(self.journal_path),
@@ -467,6 +473,11 @@ class ChaosRun:
         }
         summary["failed_targets"] = failed_targets(summary)
         return summary
+
+
+def _accepted(item: Received) -> bool:
+    """Return whether the receiver responded 2xx to a request with a valid signature."""
+    return item.verify_error is None and item.status is not None and 200 <= item.status < 300
 
 
 def _shown(value: Any) -> str:
