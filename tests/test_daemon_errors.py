@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -109,3 +110,17 @@ def test_check_config_accepts_example() -> None:
         command, capture_output=True, text=True, timeout=60, env=plaudit_env(), check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+async def test_example_config_starts_daemon(tmp_path: Path) -> None:
+    """The documented example runs as written, apart from its fixed ports."""
+    example = Path(__file__).resolve().parents[1] / "config" / "plaudit.example.toml"
+    dirs = DaemonDirs(tmp_path)
+    # Port 0 keeps the test clear of whatever else listens on the documented ports.
+    text = example.read_text(encoding="utf-8")
+    dirs.config.write_text(re.sub(r"(?m)^port = \d+$", "port = 0", text), encoding="utf-8")
+    process = await open_daemon(dirs)
+    await wait_for(dirs.socket.exists, timeout=30, what="the control socket")
+    await wait_for(lambda: "daemon.ready" in dirs.log.read_text(), timeout=30, what="readiness")
+    assert await stop_daemon(process) == 0
+    assert "ERROR" not in dirs.log.read_text()

@@ -58,6 +58,7 @@ from plaudit.connectors.marketplace.sites import Site, get_site
 from plaudit.connectors.marketplace.storefront import parse_storefront
 from plaudit.connectors.marketplace.sync import health_problem, plan_snapshot
 from plaudit.connectors.marketplace.verify import Verification, verify_storefront
+from plaudit.connectors.tls import shared_ssl_context
 from plaudit.errors import PlatformError
 from plaudit.journal import AsyncJournal, Job, Tx
 from plaudit.reliability.breaker import CircuitBreaker
@@ -110,7 +111,9 @@ class MarketplaceActor(Actor):
         self.kinds = tuple(job_kind(site.name, mode) for mode in MODES)
         self.site = site
         self.config = config
-        self._client = client or httpx.AsyncClient(timeout=config.request_timeout)
+        self._client = client or httpx.AsyncClient(
+            timeout=config.request_timeout, verify=shared_ssl_context()
+        )
         self.fetcher = self._new_fetcher()
         self._scheduled: dict[tuple[str, Mode], int] = {}
         # The error of each profile's last failed fetch, until a fetch succeeds.

@@ -31,6 +31,7 @@ import plaudit
 from plaudit import metrics
 from plaudit.actors.base import Actor, ChildContext
 from plaudit.config.model import BreakerConfig
+from plaudit.connectors.tls import shared_ssl_context
 from plaudit.journal import AsyncJournal, Job, LeaseLostError, Tx
 from plaudit.journal import operations as job_operations
 from plaudit.reliability.breaker import CircuitBreaker
@@ -101,6 +102,7 @@ class WebhookActor(Actor):
         self.endpoints = {endpoint.name: endpoint for endpoint in endpoints}
         self.endpoint_health: dict[str, EndpointHealth] = {}
         self._client = client or httpx.AsyncClient(
+            verify=shared_ssl_context(),
             follow_redirects=False,
             limits=httpx.Limits(max_connections=max(concurrency, 1) * 2),
         )

@@ -21,6 +21,7 @@ import msgspec
 import trio
 
 from plaudit.config.model import RetryConfig
+from plaudit.connectors.tls import shared_ssl_context
 from plaudit.errors import PlatformError
 from plaudit.metrics import PLATFORM_REQUEST_DURATION, PLATFORM_REQUESTS
 from plaudit.reliability.retry import Verdict, call_with_retry, classify_status, parse_retry_after
@@ -92,7 +93,10 @@ class ApiClient:
         self._sleep = sleep
         self._wall_clock = wall_clock
         self._http = httpx.AsyncClient(
-            transport=transport, timeout=httpx.Timeout(timeout), follow_redirects=False
+            transport=transport,
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            verify=shared_ssl_context(),
         )
         self._requests = 0
         self._retries = 0

@@ -26,6 +26,7 @@ import trio
 
 from plaudit.config.model import GoogleConfig, RetryConfig
 from plaudit.connectors.base import Capability, IngestionMode
+from plaudit.connectors.tls import shared_ssl_context
 from plaudit.errors import PlatformError, ReconnectRequiredError
 from plaudit.metrics import PLATFORM_REQUEST_DURATION, PLATFORM_REQUESTS
 from plaudit.reliability.limiter import TokenBucket, parse_usage_headers
@@ -343,6 +344,7 @@ class GoogleClient:
             transport=transport,
             timeout=httpx.Timeout(config.request_timeout),
             follow_redirects=False,
+            verify=shared_ssl_context(),
         )
         self._api_base = config.api_base.rstrip("/")
         self._token: str | None = None

@@ -42,7 +42,6 @@ from plaudit.daemon.platforms import (
 from plaudit.daemon.preflight import check_control_socket, check_metrics_port
 from plaudit.daemon.supervisor import ChildContext, ChildSpec, ChildState, RestartPolicy, Supervisor
 from plaudit.errors import ConfigError
-from plaudit.inbound.service import build_inbound
 from plaudit.journal import AsyncJournal, Journal
 from plaudit.messaging.deliverability.service import deliverability_children
 from plaudit.reliability.monitor import PlatformHealthMonitor
@@ -280,7 +279,13 @@ class Daemon:
         self.actors = build_platform_actors(self.config, self.journal, monitor=self.health)
         # Installs the emit hook too, so events from here on fan out to endpoints.
         self.webhook_router, self.actors["webhooks"] = start_webhooks(self.config, self.journal)
-        inbound = build_inbound(self.config, self.journal, config_path=self.config_path)
+        inbound = None
+        if self.config.inbound is not None:
+            # Imported only when configured: its signature libraries cost
+            # about 9 MB of resident memory.
+            from plaudit.inbound.service import build_inbound
+
+            inbound = build_inbound(self.config, self.journal, config_path=self.config_path)
         self._inbound_serve = None if inbound is None else inbound[1]
         if inbound is not None:
             self.actors["inbound"] = inbound[0]

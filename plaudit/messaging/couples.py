@@ -22,9 +22,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Final, final
 
-import email_validator
 import msgspec
-import phonenumbers
 
 from plaudit.journal.tx import Tx
 
@@ -261,6 +259,10 @@ def parse_addresses(column: str, value: str) -> list[str]:
     if not parts:
         raise _RowProblem(column, value, "no e-mail address; add one")
 
+    # Imported on use, like phonenumbers below: the daemon loads them only
+    # when couples are imported.
+    import email_validator
+
     addresses = []
     for part in parts:
         try:
@@ -281,6 +283,8 @@ def parse_phone(column: str, value: str) -> str | None:
     """
     if not value:
         return None
+    import phonenumbers
+
     try:
         number = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException as error:

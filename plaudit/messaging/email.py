@@ -12,15 +12,16 @@ import email.utils
 import logging
 import ssl
 from email.message import EmailMessage
-from typing import Final, final
+from typing import TYPE_CHECKING, Final, final
 
-import aiosmtplib
 import msgspec
-import trio_asyncio
 
 from plaudit.config.model import SmtpConfig, VendorConfig
 from plaudit.errors import PlauditError
 from plaudit.messaging.templates import RenderedMessage
+
+if TYPE_CHECKING:
+    import aiosmtplib
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,10 @@ class SmtpSender:
 
     async def send(self, message: EmailMessage) -> None:
         """Send ``message``; raises SendError, permanent for 5xx replies."""
+        # Imported on first send: an idle daemon need not load asyncio's SMTP stack.
+        import aiosmtplib
+        import trio_asyncio
+
         # The error is caught on the asyncio side and raised here, because
         # trio-asyncio's nurseries would wrap it in an ExceptionGroup.
         async with trio_asyncio.open_loop():
@@ -169,6 +174,8 @@ class SmtpSender:
         ) from failure
 
     async def _send_asyncio(self, message: EmailMessage) -> Exception | None:
+        import aiosmtplib
+
         config = self.config
         try:
             await aiosmtplib.send(

@@ -9,9 +9,7 @@ the JSON-LD figures win because they carry no formatting.
 
 from __future__ import annotations
 
-from typing import Any, Final
-
-from selectolax.lexbor import LexborHTMLParser, LexborNode
+from typing import TYPE_CHECKING, Any, Final
 
 from plaudit.connectors.marketplace.errors import MarkupDriftError
 from plaudit.connectors.marketplace.models import VendorCard
@@ -26,6 +24,9 @@ from plaudit.connectors.marketplace.page import (
     type_names,
 )
 from plaudit.connectors.marketplace.sites import Site
+
+if TYPE_CHECKING:
+    from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 CARD: Final = "li.vendorTile"
 TITLE: Final = "a.vendorTile__title"

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from typing import Any, Final
-
-from selectolax.lexbor import LexborHTMLParser, LexborNode
+from typing import TYPE_CHECKING, Any, Final
 
 from plaudit.connectors.marketplace.errors import BlockedPageError
 from plaudit.connectors.marketplace.sites import Site
+
+if TYPE_CHECKING:
+    from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 # Markers of the challenge and block pages that bot-protection services serve
 # instead of the requested page: (where to look, pattern, name for the error).
@@ -38,6 +39,9 @@ _MAX_JSON_LD_DEPTH: Final = 4
 
 def parse_html(html: str) -> LexborHTMLParser:
     """Parse a page.  Lexbor repairs broken HTML the way browsers do, so no input is rejected."""
+    # Imported on first parse: a daemon without marketplace pages never loads it.
+    from selectolax.lexbor import LexborHTMLParser
+
     return LexborHTMLParser(html)
 
 

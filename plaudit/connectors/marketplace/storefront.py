@@ -9,10 +9,9 @@ NotAStorefrontError instead of reporting a vendor without reviews.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
-from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from plaudit.connectors.marketplace.errors import MarkupDriftError, NotAStorefrontError
 from plaudit.connectors.marketplace.listing import CARD, aggregate_rating
@@ -33,6 +32,9 @@ from plaudit.connectors.marketplace.page import (
     type_names,
 )
 from plaudit.connectors.marketplace.sites import Site, parse_site_date
+
+if TYPE_CHECKING:
+    from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 # NOTE: these storefront selectors follow the block__element naming of the
 # family's listing cards.  No saved storefront page was available to check
