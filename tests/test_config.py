@@ -119,9 +119,7 @@ def test_example_documents_every_key() -> None:
     missing = sorted(
         key
         for key in keys
-        if not re.search(
-            rf"^(# )?{key} = |^(# )?\[\[?([\w-]+\.)*{key}[.\]]", text, re.MULTILINE
-        )
+        if not re.search(rf"^(# )?{key} = |^(# )?\[\[?([\w-]+\.)*{key}[.\]]", text, re.MULTILINE)
     )
 
     assert "locations" in keys
