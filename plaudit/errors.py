@@ -41,8 +41,8 @@ class ControlError(PlauditError):
 class PlatformError(PlauditError):
     """A review platform call failed.
 
-    ``retryable`` tells the caller whether the same call may succeed later
-    (timeouts, connection errors, 408, 429, 5xx) or not (other 4xx).
+    ``retryable`` is true when the same call may succeed later (timeouts,
+    connection errors, 408, 429, 5xx) and false otherwise (other 4xx).
     """
 
     def __init__(

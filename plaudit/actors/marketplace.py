@@ -228,7 +228,7 @@ class MarketplaceActor(Actor):
             problem = self._fetch_problems.get(profile.profile_id)
             if problem is not None:
                 # The last fetch failed and the interval forbids another, so
-                # the failure stands: a wait must not read as a success in health.
+                # the failure remains: a wait must not count as a success in health.
                 wait = max(0.0, action.run_at - time.time())
                 raise PlatformError(problem, retryable=True, retry_after=wait)
             return _defer(job, action)

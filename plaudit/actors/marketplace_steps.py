@@ -88,7 +88,7 @@ class Parse(msgspec.Struct, frozen=True, kw_only=True):
 
 @final
 class Reject(msgspec.Struct, frozen=True, kw_only=True):
-    """Action: fail the job with ``error``; ``retryable`` tells whether a later attempt may pass."""
+    """Action: fail the job with ``error``; ``retryable`` is true when a later attempt may pass."""
 
     error: str
     retryable: bool

@@ -64,7 +64,7 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
 
 @final
 class Decision(msgspec.Struct, frozen=True, kw_only=True):
-    """What to do with one request: send to ``recipients``, or end it with ``reason``."""
+    """The decision for one request: send to ``recipients``, or end it with ``reason``."""
 
     action: Literal["send", "skip", "suppress", "stop"]
     recipients: list[str] = msgspec.field(default_factory=list)

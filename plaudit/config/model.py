@@ -139,7 +139,7 @@ class BreakerConfig(Strict, kw_only=True, frozen=True):
     # Consecutive failed calls that open the breaker.
     failure_threshold: PositiveInt = 5
     # Share of failed calls within window_seconds that opens the breaker, once
-    # the window holds at least minimum_calls calls.
+    # the window contains at least minimum_calls calls.
     failure_ratio: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
     window_seconds: Seconds = 60.0
     minimum_calls: PositiveInt = 10
@@ -537,7 +537,7 @@ class InboundFacebook(Strict, kw_only=True, frozen=True):
 
 
 class InboundGoogle(Strict, kw_only=True, frozen=True):
-    """``[inbound.google]``: what a Pub/Sub push token must be signed with and say."""
+    """``[inbound.google]``: the keys and expected claims of Pub/Sub push tokens."""
 
     # PEM certificates or public keys of the token signer, kept locally.
     certificates: list[str]

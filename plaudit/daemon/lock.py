@@ -17,7 +17,7 @@ from plaudit.errors import PlauditError
 
 
 class StateLockError(PlauditError):
-    """Another process holds the state directory, or the directory is unusable."""
+    """Another process has locked the journal, or the state directory is unusable."""
 
 
 @final

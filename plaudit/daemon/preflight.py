@@ -39,7 +39,7 @@ def check_metrics_port(host: str, port: int) -> None:
 
 
 def check_control_socket(path: Path) -> None:
-    """Raise PreflightError when a live daemon already answers on ``path``."""
+    """Raise PreflightError when a live daemon already accepts connections on ``path``."""
     if not path.exists():
         return
     if not path.is_socket():

@@ -90,7 +90,7 @@ def verify_sendgrid(
 ) -> None:
     """Check SendGrid's ECDSA P-256 signature over ``timestamp + body``.
 
-    The signature header holds a base64 DER signature; the timestamp header
+    The signature header contains a base64 DER signature; the timestamp header
     holds Unix seconds.
     """
     signature = headers.get("x-twilio-email-event-webhook-signature", "")
@@ -229,7 +229,7 @@ def verify_facebook_handshake(query: Mapping[str, str], verify_token: str) -> st
 
 @final
 class GoogleAudience(msgspec.Struct, frozen=True, kw_only=True):
-    """What a Pub/Sub push token must say: audience, issuers and optionally the sender."""
+    """Expected claims of a Pub/Sub push token: audience, issuers and optionally the sender."""
 
     audience: str
     issuers: tuple[str, ...]

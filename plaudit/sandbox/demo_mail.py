@@ -76,7 +76,7 @@ text = "{TEXT}"
 """
 
     async def import_couples(self, socket_path: Path, state_dir: Path) -> None:
-        """Import the demo's couples once, as soon as the daemon answers."""
+        """Import the demo's couples once, as soon as the daemon accepts control requests."""
         if self.imported:
             return
         path = state_dir / "couples.csv"

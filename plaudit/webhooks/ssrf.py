@@ -53,7 +53,7 @@ class ResolutionError(PlauditError):
 @final
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where one attempt connects: the checked address and the original names."""
+    """Connection target of one attempt: the checked address and the original names."""
 
     # The URL with its host replaced by the checked IP address.
     url: httpx.URL

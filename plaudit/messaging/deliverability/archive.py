@@ -17,7 +17,7 @@ import msgspec
 
 # A DMARC aggregate report from a large mailbox provider is a few MiB of XML.
 DEFAULT_MAX_UNCOMPRESSED: Final = 32 * 1024 * 1024
-# A report zip holds one XML file; a few more are tolerated.
+# A report zip contains one XML file; a few more are tolerated.
 DEFAULT_MAX_MEMBERS: Final = 8
 _CHUNK: Final = 64 * 1024
 
