@@ -316,6 +316,31 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX inbound_events_state ON inbound_events (state, received_at);
         """,
     ),
+    Migration(
+        7,
+        "operator alerts",
+        """
+        CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY,
+            -- The part of Plaudit that raised it: health, webhooks, deliverability, ...
+            source TEXT NOT NULL,
+            -- What it is about within the source, e.g. google/locations/1 or an endpoint.
+            key TEXT NOT NULL,
+            -- warning or critical.
+            severity TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            -- JSON object with the figures behind the alert.
+            detail TEXT NOT NULL,
+            raised_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            -- How many times it was raised again while open.
+            repeats INTEGER NOT NULL DEFAULT 0,
+            resolved_at REAL
+        ) STRICT;
+        CREATE UNIQUE INDEX alerts_open ON alerts (source, key) WHERE resolved_at IS NULL;
+        CREATE INDEX alerts_raised ON alerts (raised_at);
+        """,
+    ),
 )
 
 
