@@ -22,6 +22,9 @@ from plaudit.webhooks.router import webhook_id
 # endpoint's schedule (1 s, then 2 s) must fit before the phase ends.
 DELIVERY_ALLOWANCE: Final = 5.0
 
+# Differences between the journal and the truth listed in the summary.
+DIFFERENCES_SHOWN: Final = 10
+
 TARGETS: Final = {
     "availability": 0.999,
     "webhook_delivery_rate": 0.99,
@@ -196,6 +199,10 @@ def sync_accuracy(journal_reviews: list[Review], truth: list[Review]) -> dict[st
         "duplicate_reviews": len(extra),
         "stale_reviews": len(stale),
         "compared_fields": list(COMPARED),
+        # The first differences, so a failed run names the reviews to look at.
+        "sync_differences": [
+            f"{p.platform} {p.review_id}: {p.problem}" for p in problems[:DIFFERENCES_SHOWN]
+        ],
     }
 
 

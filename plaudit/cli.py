@@ -85,6 +85,18 @@ def _inspect(args: argparse.Namespace) -> int:
     return inspect_main(args.report_type, args.path)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from plaudit.reporting.command import report_main
+
+    return report_main(
+        state_dir=args.state_dir,
+        config_path=args.config,
+        as_json=args.json,
+        csv_dir=args.csv,
+        html_file=args.html,
+    )
+
+
 def _check_sender(args: argparse.Namespace) -> int:
     from plaudit.messaging.deliverability.sender import check_sender_main
 
@@ -237,6 +249,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sender.add_argument("--json", action="store_true", help="print one JSON object")
     sender.set_defaults(func=_check_sender)
+
+    report = commands.add_parser(
+        "report", help="review figures per platform, request funnel and which link to lead with"
+    )
+    report.add_argument(
+        "--state-dir",
+        help="directory of the journal (default: the config's, else /var/lib/plaudit)",
+    )
+    report.add_argument(
+        "--config", help="configuration file naming the vendor and review links (optional)"
+    )
+    report.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    report.add_argument("--csv", metavar="DIR", help="also write one CSV file per table into DIR")
+    report.add_argument(
+        "--html", metavar="FILE", help="also write a self-contained HTML page with charts"
+    )
+    report.set_defaults(func=_report)
     return parser
 
 

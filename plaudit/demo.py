@@ -27,7 +27,9 @@ from plaudit.errors import ControlError, PlauditError
 from plaudit.reviews.model import Review
 from plaudit.reviews.store import load_reviews
 from plaudit.sandbox import SandboxOptions, serve_sandbox
+from plaudit.sandbox.demo_channels import DemoChannels, free_port
 from plaudit.sandbox.demo_mail import DemoMail
+from plaudit.sandbox.notices import NoticeScript
 from plaudit.sandbox.receiver import DemoWebhooks, serve_receiver
 from plaudit.sandbox.standin import stand_in_truth_reviews, stand_ins_truth_reviews
 from plaudit.sandbox.truth import truth_reviews
@@ -138,12 +140,35 @@ MARKETPLACE_SITE = "weddingwire"
 MARKETPLACE_PROFILE = "willow-barn"
 
 
-def marketplace_demo_config(base_url: str, *, poll_interval: float) -> str:
-    """Return the ``[platforms.marketplace]`` table that polls one sandbox storefront."""
+def marketplace_demo_config(
+    base_url: str, *, poll_interval: float, notices: NoticeScript | None = None
+) -> str:
+    """Return the ``[platforms.marketplace]`` table: one sandbox storefront, one mailbox.
+
+    With ``notices``, a profile in mailbox mode reads the Maildir it writes.
+    """
+    return _storefront_profile(base_url, poll_interval=poll_interval) + (
+        "" if notices is None else _mailbox_profile(notices)
+    )
+
+
+def _mailbox_profile(notices: NoticeScript) -> str:
+    return f"""
+[[platforms.marketplace.profiles]]
+site = "{notices.site.name}"
+profile_id = "{notices.profile}"
+vendor_name = "{notices.vendor}"
+modes = ["mailbox"]
+maildir = "{notices.maildir.resolve()}"
+"""
+
+
+def _storefront_profile(base_url: str, *, poll_interval: float) -> str:
     return f"""
 [platforms.marketplace]
 allow_short_poll_interval = true
 contact = "demo@example.com"
+mailbox_interval = 1.0
 
 [[platforms.marketplace.profiles]]
 site = "{MARKETPLACE_SITE}"
@@ -204,7 +229,12 @@ def compare(journal_reviews: list[Review], truth: list[Review]) -> list[Discrepa
         for platform, review_id in ours.keys() - theirs.keys()
     ]
     for key in ours.keys() & theirs.keys():
-        for field in COMPARED:
+        # A review edited and then deleted between two syncs keeps the
+        # content that the last sync saw, because no client can read the
+        # edit.  So a review deleted on the platform is compared by its
+        # deletion alone.
+        deleted_there = theirs[key].deleted_at is not None
+        for field in () if deleted_there else COMPARED:
             mine, true = getattr(ours[key], field), getattr(theirs[key], field)
             if mine != true:
                 problems.append(
@@ -212,10 +242,7 @@ def compare(journal_reviews: list[Review], truth: list[Review]) -> list[Discrepa
                         key[0], key[1], f"{field}: journal has {mine!r}, platform has {true!r}"
                     )
                 )
-        deleted_here, deleted_there = (
-            ours[key].deleted_at is not None,
-            theirs[key].deleted_at is not None,
-        )
+        deleted_here = ours[key].deleted_at is not None
         if deleted_here != deleted_there:
             problems.append(
                 Discrepancy(
@@ -228,12 +255,14 @@ def compare(journal_reviews: list[Review], truth: list[Review]) -> list[Discrepa
 
 
 def read_journal(path: Path) -> tuple[list[Review], list[tuple[str, str, int]]]:
-    """Read reviews and event counts (platform, type, count) from the journal file, read-only."""
+    """Read reviews and review event counts (platform, type, count) from the journal, read-only."""
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         reviews = load_reviews(connection, include_deleted=True)
+        # Only review events: request.* events name a message provider, not a review platform.
         events = connection.execute(
-            "SELECT platform, type, count(*) FROM events GROUP BY platform, type"
+            "SELECT platform, type, count(*) FROM events WHERE type LIKE 'review.%'"
+            " GROUP BY platform, type"
         ).fetchall()
     finally:
         connection.close()
@@ -257,6 +286,9 @@ class Demo:
         self.script_ends_at = 0.0
         self.webhooks = DemoWebhooks()
         self.mail = DemoMail()
+        self.channels = DemoChannels()
+        # Set in run(), where the script's length is known.
+        self.notices: NoticeScript | None = None
 
     def say(self, line: str) -> None:
         # With --json the summary must be the last line; progress goes to stderr.
@@ -275,11 +307,22 @@ class Demo:
             self.say(f"webhook receiver: {receiver_url}")
             smtp_port = await nursery.start(self.mail.sink.serve)
             self.say(f"SMTP sink: 127.0.0.1:{smtp_port}")
+            twilio_url = await nursery.start(self.channels.twilio.serve)
+            push_url = await nursery.start(self.channels.push.serve)
+            self.say(f"SMS provider: {twilio_url}, push service: {push_url}")
+            self.notices = NoticeScript(
+                self.state_dir / "marketplace-mail", seed=7, script_seconds=script_seconds
+            )
+            await nursery.start(self.notices.run)
+            self.say(f"review notices: {self.notices.maildir}")
             self.config_path.write_text(
                 demo_config(self.base_url, sync_interval=2.0)
-                + marketplace_demo_config(self.base_url, poll_interval=2.0)
+                + marketplace_demo_config(self.base_url, poll_interval=2.0, notices=self.notices)
                 + self.webhooks.config(receiver_url)
-                + self.mail.config(smtp_port, self.base_url),
+                + self.mail.config(smtp_port, self.base_url)
+                + self.channels.config(
+                    twilio_url=twilio_url, inbound_port=free_port(), state_dir=self.state_dir
+                ),
                 encoding="utf-8",
             )
             summary = await self._run_daemon()
@@ -327,7 +370,7 @@ class Demo:
             status = await request(self.socket_path, "status", timeout=5.0)
         except (ControlError, OSError):
             return f"{elapsed:5.1f}s  daemon starting", False
-        await self.mail.import_couples(self.socket_path, self.state_dir)
+        await self.channels.import_couples(self.mail, self.socket_path, self.state_dir)
         totals = status["journal"]["totals"]
         jobs = " ".join(f"{state}={count}" for state, count in totals.items() if count)
         if not self.journal_path.exists():
@@ -342,7 +385,7 @@ class Demo:
         )
         missing = self.webhooks.missing(self.journal_path)
         line += f"  webhooks not yet delivered: {missing}"
-        unsent = self.mail.pending(self.journal_path)
+        unsent = self.mail.pending(self.journal_path) + self.channels.pending(self.journal_path)
         line += f"  review requests not yet sent: {unsent}"
         return line, differences == 0 and missing == 0 and unsent == 0
 
@@ -355,6 +398,7 @@ class Demo:
             truth_reviews(document)
             + stand_ins_truth_reviews(document)
             + marketplace_truth_reviews(document)
+            + (self.notices.truth_reviews() if self.notices is not None else [])
         )
 
     async def _stop(self, process: trio.Process) -> int:
@@ -394,6 +438,7 @@ class Demo:
             "daemon_log": str(log_path),
             **self.webhooks.summary(self.journal_path),
             **self.mail.summary(self.journal_path),
+            **self.channels.summary(),
         }
 
 
@@ -417,6 +462,11 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"webhooks:          {summary['webhooks_delivered']} delivered, "
         f"{summary['webhooks_failed']} failed attempts, "
         f"{summary['webhooks_missing']} review.created events not delivered"
+    )
+    sent = summary["requests_sent"]
+    print(
+        f"review requests:   e-mail {sent['email']}, SMS {sent['sms']}, push {sent['push']} "
+        f"sent; {summary['requests_suppressed']} suppressed"
     )
     print(f"journal: {summary['journal']}")
 

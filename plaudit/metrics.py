@@ -91,6 +91,59 @@ REVIEWS_CHANGED = Counter(
     ["platform", "change"],
     registry=REGISTRY,
 )
+# The report's headline figures, refreshed by the matching task about once a minute.
+REPORT_REVIEWS = Gauge(
+    "plaudit_report_reviews",
+    "Live reviews in the journal, by platform.",
+    ["platform"],
+    registry=REGISTRY,
+)
+REPORT_AVERAGE_STARS = Gauge(
+    "plaudit_report_average_stars",
+    "Mean star rating (1 to 5) of live reviews, by platform; absent without star ratings.",
+    ["platform"],
+    registry=REGISTRY,
+)
+REPORT_POSITIVE_RATIO = Gauge(
+    "plaudit_report_positive_recommendation_ratio",
+    "Share (0 to 1) of recommendations that are positive, by platform; absent without any.",
+    ["platform"],
+    registry=REGISTRY,
+)
+REPORT_REPLY_RATIO = Gauge(
+    "plaudit_report_reply_ratio",
+    "Share (0 to 1) of live reviews with a vendor reply, by platform; absent without reviews.",
+    ["platform"],
+    registry=REGISTRY,
+)
+REPORT_FUNNEL = Gauge(
+    "plaudit_report_funnel_couples",
+    "Couples at each stage of the review request (couples, sent, delivered, clicked, reviewed).",
+    ["stage"],
+    registry=REGISTRY,
+)
+REPORT_CONVERSION = Gauge(
+    "plaudit_report_conversion_ratio",
+    "Share (0 to 1) of couples sent a request who left a confirmed review; absent before a send.",
+    registry=REGISTRY,
+)
+REPORT_MATCHES = Gauge(
+    "plaudit_report_review_matches",
+    "Review-to-couple matches by state (candidate, confirmed, rejected).",
+    ["state"],
+    registry=REGISTRY,
+)
+REPORT_LEAD_PLATFORM = Gauge(
+    "plaudit_report_lead_platform",
+    "1 for the platform whose review link the report recommends leading with, 0 for the others.",
+    ["platform"],
+    registry=REGISTRY,
+)
+REPORT_REFRESHED = Gauge(
+    "plaudit_report_last_refresh_timestamp_seconds",
+    "Unix time of the last refresh of matches and report figures.",
+    registry=REGISTRY,
+)
 BREAKER_STATE = Gauge(
     "plaudit_circuit_breaker_state",
     "1 for the state each circuit breaker is in (closed, open, half-open), 0 for the others.",
@@ -137,6 +190,12 @@ WEBHOOK_ATTEMPT = Histogram(
 WEBHOOK_ENDPOINTS_DISABLED = Gauge(
     "plaudit_webhook_endpoints_disabled",
     "Webhook endpoints disabled after 410 Gone or continuous failure.",
+    registry=REGISTRY,
+)
+WEBHOOK_ENDPOINT_DISABLES = Counter(
+    "plaudit_webhook_endpoint_disables_total",
+    "Times a webhook endpoint was disabled, by reason (gone, failing).",
+    ["reason"],
     registry=REGISTRY,
 )
 MESSAGE_EVENTS = Counter(
@@ -190,5 +249,31 @@ INBOUND_PROCESSED = Counter(
     "plaudit_inbound_events_processed_total",
     "Stored inbound events processed, by provider and outcome (processed, ignored).",
     ["provider", "outcome"],
+    registry=REGISTRY,
+)
+UNSUBSCRIBE_REQUESTS = Counter(
+    "plaudit_unsubscribe_requests_total",
+    "Requests to the one-click unsubscribe pages, by outcome "
+    "(confirm, unsubscribed, not_found, malformed, method_not_allowed, unavailable).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+OPERATOR_ALERTS_SENT = Counter(
+    "plaudit_operator_alerts_sent_total",
+    "Operator alerts handled by the notifier, by outcome (sent, listed, retried, failed).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+PERSONALISATION_PLANS = Counter(
+    "plaudit_personalisation_plans_total",
+    "Review requests planned by personalisation, by group (holdout, treatment) and timing "
+    "(due: sent at the due time or later, deferred: moved to a later chosen hour).",
+    ["arm", "timing"],
+    registry=REGISTRY,
+)
+PERSONALISATION_DRAFTS = Counter(
+    "plaudit_personalisation_drafts_total",
+    "AI drafts of opening lines, by state (accepted, rejected, failed, timed_out, off).",
+    ["state"],
     registry=REGISTRY,
 )

@@ -20,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from plaudit.messaging.deliverability.domains import organizational_domain
 from plaudit.messaging.deliverability.sender import (
     SenderCheckError,
     check_sender,
@@ -280,3 +281,84 @@ def test_cli_rejects_invalid_domain() -> None:
     result = run_cli("localhost", "--resolver", "127.0.0.1:9")
     assert result.returncode == 1
     assert "domain 'localhost' is invalid" in result.stderr
+
+
+def subdomain_zone(zone: dict[str, list[str]]) -> None:
+    zone["mail.vendor.test"] = ["v=spf1 include:_spf.mailer.test -all"]
+    zone["s1._domainkey.mail.vendor.test"] = [f"v=DKIM1; k=rsa; p={KEY_2048}"]
+
+
+def test_cli_subdomain_inherits_dmarc(dns_server: tuple[str, dict[str, list[str]]]) -> None:
+    resolver, zone = dns_server
+    subdomain_zone(zone)
+    result = run_cli("mail.vendor.test", "--resolver", resolver, "--selector", "s1", "--json")
+    assert result.returncode == 0, result.stderr
+    dmarc = json.loads(result.stdout)["dmarc"]
+    assert dmarc["record_domain"] == "vendor.test"
+    assert dmarc["policy"] == "quarantine"
+    # The organizational domain's sp= applies to its subdomains.
+    assert dmarc["applied_policy"] == "reject"
+
+    text = run_cli("mail.vendor.test", "--resolver", resolver, "--selector", "s1")
+    assert "inherited from the organizational domain vendor.test" in text.stdout
+    assert "mail.vendor.test gets p=reject" in text.stdout
+
+
+def test_own_dmarc_record_wins(dns_server: tuple[str, dict[str, list[str]]]) -> None:
+    resolver, zone = dns_server
+    subdomain_zone(zone)
+    zone["_dmarc.mail.vendor.test"] = ["v=DMARC1; p=none; rua=mailto:d@vendor.test"]
+    lookup = dns_lookup(make_resolver(resolver))
+    report = check_sender("mail.vendor.test", ["s1"], lookup, resolver=resolver)
+    assert report.dmarc.record_domain == "mail.vendor.test"
+    assert report.dmarc.applied_policy == "none"
+
+
+def test_subdomain_inherits_p_without_sp(dns_server: tuple[str, dict[str, list[str]]]) -> None:
+    resolver, zone = dns_server
+    subdomain_zone(zone)
+    zone["_dmarc.vendor.test"] = ["v=DMARC1; p=quarantine; rua=mailto:d@vendor.test"]
+    lookup = dns_lookup(make_resolver(resolver))
+    report = check_sender("mail.vendor.test", ["s1"], lookup, resolver=resolver)
+    assert report.dmarc.applied_policy == "quarantine"
+    assert report.ready is True
+
+
+def test_no_dmarc_anywhere_names_both(dns_server: tuple[str, dict[str, list[str]]]) -> None:
+    resolver, zone = dns_server
+    subdomain_zone(zone)
+    del zone["_dmarc.vendor.test"]
+    lookup = dns_lookup(make_resolver(resolver))
+    report = check_sender("mail.vendor.test", ["s1"], lookup, resolver=resolver)
+    assert report.ready is False
+    (problem,) = report.dmarc.problems
+    assert "_dmarc.mail.vendor.test" in problem
+    assert "_dmarc.vendor.test" in problem
+
+
+def test_two_subdomain_records_stop_discovery(
+    dns_server: tuple[str, dict[str, list[str]]],
+) -> None:
+    resolver, zone = dns_server
+    subdomain_zone(zone)
+    zone["_dmarc.mail.vendor.test"] = ["v=DMARC1; p=none", "v=DMARC1; p=reject"]
+    lookup = dns_lookup(make_resolver(resolver))
+    report = check_sender("mail.vendor.test", ["s1"], lookup, resolver=resolver)
+    assert report.dmarc.record_domain == "mail.vendor.test"
+    assert report.ready is False
+    assert "publish exactly one" in report.dmarc.problems[0]
+
+
+@pytest.mark.parametrize(
+    ("domain", "expected"),
+    [
+        ("vendor.test", "vendor.test"),
+        ("mail.vendor.test", "vendor.test"),
+        ("a.b.vendor.example", "vendor.example"),
+        ("news.studio.co.uk", "studio.co.uk"),
+        ("studio.co.uk", "studio.co.uk"),
+        ("mail.venue.com.au", "venue.com.au"),
+    ],
+)
+def test_organizational_domain(domain: str, expected: str) -> None:
+    assert organizational_domain(domain) == expected

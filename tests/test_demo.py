@@ -36,9 +36,18 @@ def test_demo_json_agrees_with_truth(tmp_path: Path) -> None:
     assert summary["reviews_synced"] > 0
     assert summary["reviews_synced"] == summary["truth_reviews"]
     platforms = summary["platforms"]
-    assert sorted(platforms) == ["facebook", "google", "trustpilot", "weddingwire", "yelp"]
+    assert sorted(platforms) == [
+        "facebook",
+        "google",
+        "trustpilot",
+        "weddingwire",
+        "yelp",
+        "zola",
+    ]
     # The storefront profile polled through robots.txt and conditional GET.
     assert platforms["weddingwire"]["reviews"] > 0
+    # The mailbox profile read every scripted notice from its Maildir.
+    assert platforms["zola"]["reviews"] == 6
     assert sum(counts["reviews"] for counts in platforms.values()) == summary["reviews_synced"]
     assert "reviews synced" in result.stderr
     # Every review.created event reached the receiver with a valid signature,
@@ -50,10 +59,15 @@ def test_demo_json_agrees_with_truth(tmp_path: Path) -> None:
     assert summary["webhooks_delivered"] >= created
     assert summary["webhooks_failed"] >= 1
     assert summary["webhooks_bad_signatures"] == 0
-    # Three couples consented to e-mail and one declined it.
-    assert summary["requests_sent"] == {"email": 3, "sms": 0, "push": 0}
-    assert summary["requests_suppressed"] == 1
+    # Three couples consented to e-mail and one declined it.  One couple also
+    # consented to SMS and subscribed to push.  Two have neither, so their SMS
+    # and push steps are suppressed, and the couple who declined e-mail is stopped.
+    assert summary["requests_sent"] == {"email": 3, "sms": 1, "push": 1}
+    assert summary["requests_suppressed"] == 5
     assert summary["smtp_messages_received"] == 3
+    assert summary["sms_messages_received"] == 1
+    assert summary["sms_status_callbacks"] == 2
+    assert summary["push_messages_received"] == 1
 
 
 def test_demo_rejects_too_short_run(tmp_path: Path) -> None:

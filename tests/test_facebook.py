@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from plaudit.config.model import FacebookConfig, RetryConfig
-from plaudit.connectors.base import Capability
+from plaudit.connectors.base import Capability, IngestionMode
 from plaudit.connectors.facebook import (
     ApiVersionUnsupportedError,
     FacebookClient,
@@ -222,6 +222,8 @@ def test_signature_needs_app_secret() -> None:
 
 def test_client_declares_capabilities() -> None:
     assert Capability.REPLY in FacebookClient.capabilities
+    assert Capability.PUSH in FacebookClient.capabilities
+    assert IngestionMode.PUSH in FacebookClient.ingestion_modes
     assert Capability.REQUEST_LINK not in FacebookClient.capabilities
 
 

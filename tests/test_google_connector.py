@@ -267,7 +267,8 @@ def test_client_is_a_connector() -> None:
     assert client.name == "google"
     assert Capability.LIST in client.capabilities
     assert Capability.REPLY in client.capabilities
-    assert client.ingestion_modes == frozenset({IngestionMode.API_POLL})
+    assert Capability.PUSH in client.capabilities
+    assert client.ingestion_modes == frozenset({IngestionMode.API_POLL, IngestionMode.PUSH})
 
 
 # Tokens.

@@ -11,8 +11,9 @@ import trio
 import trio.testing
 
 from plaudit.actors.base import Actor, Effects
+from plaudit.config.loader import load_config
 from plaudit.daemon.ctl import render_health
-from plaudit.errors import ReconnectRequiredError
+from plaudit.errors import ConfigError, ReconnectRequiredError
 from plaudit.journal import AsyncJournal, Job, Journal
 from plaudit.metrics import REGISTRY
 from plaudit.reliability.health import (
@@ -73,6 +74,48 @@ def test_failure_degrades_and_opens_incident() -> None:
         StateChanged(at=2, old=HealthState.HEALTHY, new=HealthState.DEGRADED, cause="HTTP 503"),
         IncidentOpened(at=2, state=HealthState.DEGRADED, cause="HTTP 503"),
     ]
+
+
+def test_failures_in_a_row_mark_down() -> None:
+    subject, _ = run(SubjectHealth(platform="google"), *(failed(at) for at in range(1, 5)))
+    assert subject.state is HealthState.DEGRADED
+    subject, actions = run(subject, failed(5))
+    assert subject.state is HealthState.DOWN
+    assert actions[0] == StateChanged(
+        at=5,
+        old=HealthState.DEGRADED,
+        new=HealthState.DOWN,
+        cause="5 jobs failed in a row: HTTP 503",
+    )
+    # A success ends the run of failures, but the error rate keeps the state degraded.
+    subject, _ = run(subject, ok(6))
+    assert subject.state is HealthState.DEGRADED
+
+
+def test_failure_thresholds_configurable() -> None:
+    policy = HealthPolicy(degraded_after_failures=2, down_after_failures=3)
+    subject = SubjectHealth(platform="yelp")
+    states = []
+    for at in (1, 2, 3):
+        subject, _ = decide(subject, failed(at), policy)
+        states.append(subject.state)
+    assert states == [HealthState.HEALTHY, HealthState.DEGRADED, HealthState.DOWN]
+
+
+def test_health_table_sets_thresholds(tmp_path: Path) -> None:
+    path = tmp_path / "plaudit.toml"
+    path.write_text("[health]\ndown_after_failures = 3\nwindow_seconds = 300.0\n")
+    config = load_config(path)
+    assert config.health.down_after_failures == 3
+    assert config.health.window_seconds == 300.0
+    assert config.health.degraded_ratio == 0.2
+
+
+def test_health_ratio_above_one_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "plaudit.toml"
+    path.write_text("[health]\ndegraded_ratio = 1.5\n")
+    with pytest.raises(ConfigError, match=r"health\.degraded_ratio"):
+        load_config(path)
 
 
 def test_breaker_escalates_then_recovery_resolves() -> None:
@@ -374,10 +417,14 @@ async def test_reconnect_required_stops_claiming(opened: tuple[Journal, AsyncJou
     journal, writer = opened
     monitor = await start_monitor(writer, Clock())
     actor = RevokedActor(writer, monitor)
-    ids = [
-        await writer.enqueue(kind="revoked.job", owner="revoked", key=f"revoked:{n}", payload={})
-        for n in range(3)
-    ]
+    ids: list[int] = []
+    for n in range(3):
+        job_id = await writer.enqueue(
+            kind="revoked.job", owner="revoked", key=f"revoked:{n}", payload={}
+        )
+        # None would mean the key existed already; these keys are new.
+        assert job_id is not None
+        ids.append(job_id)
     ctx = Context()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(actor.start, ctx)
@@ -408,6 +455,7 @@ def test_health_table_rendered() -> None:
                 "platform": "google",
                 "profile": "",
                 "state": "down",
+                "breaker": "open",
                 "since": 1_700_000_000.0,
                 "cause": "circuit breaker open",
                 "error_rate": 0.5,
@@ -420,7 +468,8 @@ def test_health_table_rendered() -> None:
     }
     text = render_health(result)
     lines = text.splitlines()
-    assert lines[0].split()[:3] == ["SUBJECT", "STATE", "SINCE"]
+    assert lines[0].split()[:4] == ["SUBJECT", "STATE", "BREAKER", "SINCE"]
+    assert lines[1].split()[:3] == ["google", "down", "open"]
     assert "75.00%" in lines[1]
     assert "50.00%" in lines[1]
     assert "12.3" in text
@@ -479,7 +528,7 @@ async def test_full_journal_keeps_actions(
     assert monitor.statistics().pending_writes > 0
     unwritable = [record for record in caplog.records if record.msg == "health.journal_unwritable"]
     assert len(unwritable) == 1
-    assert unwritable[0].disk_full is True
+    assert unwritable[0].__dict__["disk_full"] is True
 
     await writer.transaction(lambda tx: tx.execute("PRAGMA max_page_count = 1073741823"))
     await monitor.flush()

@@ -118,11 +118,13 @@ async def test_outage_goes_down_then_recovers(tmp_path: Path) -> None:
             await set_faults(base_url, error_rate=1.0)
             report = await wait_for_state(dirs, {"down"}, timeout=30)
             assert report["breakers"][0]["state"] in ("open", "half-open")
+            assert platform_row(report)["breaker"] in ("open", "half-open")
             watched = await read_until_down(watcher)
 
             await set_faults(base_url, error_rate=0.0)
             report = await wait_for_state(dirs, {"healthy"}, timeout=30)
             text = await trio.to_thread.run_sync(ctl, dirs, "health")
+            status = await trio.to_thread.run_sync(ctl, dirs, "--json", "status")
         finally:
             code = await stop_daemon(process)
         nursery.cancel_scope.cancel()
@@ -138,7 +140,10 @@ async def test_outage_goes_down_then_recovers(tmp_path: Path) -> None:
     assert incidents[0]["resolved_at"] is not None
     assert incidents[0]["duration_seconds"] > 0
     assert report["breakers"][0]["state"] == "closed"
+    assert platform_row(report)["breaker"] == "closed"
     assert platform_row(report)["uptime"]["1h"] < 1.0
+    actors = {row["name"]: row for row in json.loads(status.stdout)["actors"]}
+    assert actors["google"]["breaker"] == "closed"
 
     events = query(dirs.journal, "SELECT type FROM events WHERE subject = 'google' ORDER BY id", ())
     types = [row[0] for row in events]

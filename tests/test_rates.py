@@ -116,3 +116,96 @@ def test_custom_thresholds() -> None:
 
     assert rate.level == "alert"
     assert rate.alerts == ("complaint rate 10.00% at or above 5.00%",)
+
+
+def linked(
+    kind: EventKind,
+    recipient: str,
+    *,
+    message_id: str = "<request-1@willow.example>",
+    provider: str = "smtp",
+    age: float = 60.0,
+) -> MessageEvent:
+    return MessageEvent(
+        address=recipient, kind=kind, at=NOW - age, provider=provider, message_id=message_id
+    )
+
+
+def test_outcome_counts_under_sending_provider() -> None:
+    history = [
+        linked("sent", "ana@example.net"),
+        linked(
+            "delivered",
+            "ana@example.net",
+            message_id="request-1@willow.example",
+            provider="mailgun",
+        ),
+    ]
+
+    (rate,) = compute_rates(history, now=NOW, window_seconds=DAY_SECONDS)
+
+    assert (rate.provider, rate.attempts, rate.delivered) == ("smtp", 1, 1)
+    assert rate.delivery_rate == 1.0
+    assert rate.delivery_estimated is False
+
+
+def test_repeated_acceptance_counts_once() -> None:
+    history = [
+        linked("sent", "ana@example.net", age=120.0),
+        linked("sent", "ana@example.net", provider="mailgun"),
+        linked("hard_bounce", "ana@example.net", provider="mailgun"),
+    ]
+
+    (rate,) = compute_rates(history, now=NOW, window_seconds=DAY_SECONDS)
+
+    assert rate.provider == "smtp"
+    assert rate.attempts == 1
+    assert rate.hard_bounce_rate == 1.0
+
+
+def test_each_recipient_of_a_message_counts() -> None:
+    history = [linked("sent", "ana@example.net"), linked("sent", "ben@example.net")]
+    history.append(linked("hard_bounce", "ben@example.net"))
+
+    (rate,) = compute_rates(history, now=NOW, window_seconds=DAY_SECONDS)
+
+    assert rate.attempts == 2
+    assert rate.hard_bounce_rate == 0.5
+
+
+def test_delivery_estimated_without_reports() -> None:
+    history = [
+        linked("sent", f"guest{index}@example.net", message_id=f"<request-{index}@w.example>")
+        for index in range(4)
+    ]
+    history.append(linked("hard_bounce", "guest0@example.net", message_id="<request-0@w.example>"))
+    history.append(linked("complaint", "guest1@example.net", message_id="<request-1@w.example>"))
+
+    (rate,) = compute_rates(history, now=NOW, window_seconds=DAY_SECONDS)
+
+    assert rate.attempts == 4
+    assert rate.delivered == 0
+    assert rate.delivery_estimated is True
+    assert rate.delivery_rate == 0.75
+    assert rate.hard_bounce_rate == 0.25
+    assert rate.complaint_rate == pytest.approx(1 / 3)
+
+
+def test_rejection_at_submission_is_attempt() -> None:
+    history = [
+        linked("sent", "ana@example.net"),
+        linked("hard_bounce", "ben@example.net", message_id="<request-2@willow.example>"),
+    ]
+
+    (rate,) = compute_rates(history, now=NOW, window_seconds=DAY_SECONDS)
+
+    assert rate.attempts == 2
+    assert rate.hard_bounce_rate == 0.5
+
+
+def test_provider_wide_group_keeps_recipients_apart() -> None:
+    history = [linked("sent", "ana@example.net"), linked("sent", "ben@example.org")]
+
+    (rate,) = compute_rates(history, now=NOW, window_seconds=DAY_SECONDS, by_domain=False)
+
+    assert (rate.domain, rate.attempts) == ("", 2)

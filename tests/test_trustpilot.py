@@ -12,13 +12,12 @@ import trio
 
 from plaudit.config.model import RetryConfig, TrustpilotConfig
 from plaudit.connectors.trustpilot import (
-    Contact,
     TrustpilotClient,
     parse_reviews,
     trustpilot_client,
 )
 from plaudit.errors import PlatformError, ReconnectRequiredError
-from plaudit.reviews.model import Review
+from plaudit.reviews.model import Contact, Review
 from plaudit.sandbox import SandboxOptions, serve_sandbox
 from plaudit.sandbox.standin import stand_in_truth_reviews
 from plaudit.sandbox.trustpilot import SANDBOX_API_KEY, SANDBOX_API_SECRET, UNIT_IDS

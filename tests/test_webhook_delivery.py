@@ -327,8 +327,10 @@ async def harness(
     clock: trio.testing.MockClock,
     faults: Sequence[Fault] = (),
     lease_seconds: float = 600.0,
+    target_url: str | None = None,
     **endpoint_fields: Any,
 ) -> AsyncIterator[Harness]:
+    """Run the actor against the loopback receiver, or against ``target_url`` when given."""
     path = tmp_path / "journal.sqlite3"
     journal = Journal.open(path, clock=lambda: START + clock.current_time())
     receiver = Receiver(secrets=[SECRET], clock=lambda: START + clock.current_time())
@@ -337,7 +339,7 @@ async def harness(
     try:
         async with trio.open_nursery() as nursery:
             url = await nursery.start(serve_receiver, receiver)
-            target = endpoint(url=f"{url}/hook", **endpoint_fields)
+            target = endpoint(url=target_url or f"{url}/hook", **endpoint_fields)
             journal.set_emit_hooks([Router([target])])
             # No group-commit window: its short wait would move the virtual clock.
             async_journal = AsyncJournal(journal, window=0)
@@ -554,6 +556,8 @@ secrets = ["{GOOD_SECRET}"]
     assert built.max_attempts == 8
     assert built.timeout == 15.0
     assert not built.allow_private
+    assert built.max_per_second == 0.0
+    assert built.ca_file == ""
     assert GOOD_SECRET not in repr(config)
 
 
@@ -567,6 +571,8 @@ secrets = ["{GOOD_SECRET}"]
         ('events = ["review created"]', "webhooks.endpoints[0].events[0]", "event pattern"),
         ('name = "CRM!"', "webhooks.endpoints[0].name", "invalid name"),
         ("retry_schedule = [5.0, -1.0]", "webhooks.endpoints[0].retry_schedule", ""),
+        ("max_per_second = -1.0", "webhooks.endpoints[0].max_per_second", ""),
+        ('ca_file = "/nonexistent/ca.pem"', "webhooks.endpoints[0].ca_file", "not found"),
     ],
 )
 def test_config_rejects_bad_endpoint(tmp_path: Path, fields: str, key: str, problem: str) -> None:

@@ -85,6 +85,9 @@ async def test_reviews_reach_receiver_signed(tmp_path: Path) -> None:
     [row] = json.loads(overview.stdout)["endpoints"]
     assert row["name"] == "crm"
     assert row["state"] == "enabled"
+    assert row["max_in_flight"] == 1
+    assert row["max_per_second"] == 0.0
+    assert json.loads(overview.stdout)["batching"]["recorded"] >= 1
     log = json.loads(attempts.stdout)["attempts"]
     outcomes = {entry["outcome"] for entry in log}
     # The scripted 500 produced one retry; everything else was delivered.
@@ -132,6 +135,14 @@ async def test_gone_then_replay(tmp_path: Path) -> None:
     assert replayed.returncode == 0, replayed.stderr
     assert json.loads(replayed.stdout)["replayed"]
     assert "410" in text.stdout
+    # The disable raised one operator alert for the notifier; enabling resolved it.
+    [(key, resolved_at)] = query(
+        dirs.journal, "SELECT key, resolved_at FROM alerts WHERE source = 'webhooks'"
+    )
+    assert key == "endpoint_disabled:crm"
+    assert resolved_at is not None
+    alert_jobs = query(dirs.journal, "SELECT count(*) FROM jobs WHERE kind = 'alert.send'")
+    assert alert_jobs == [(1,)]
 
 
 async def test_reload_adds_endpoint(tmp_path: Path) -> None:

@@ -17,6 +17,12 @@ job runs at once as the probe (a failed job due later is brought forward for
 it), and after a successful probe every failed job waiting for its retry time
 runs now.  A job whose credentials were revoked stops all claiming until a
 configuration reload supplies new ones.
+
+When the journal reports a full disk (SQLITE_FULL), the actor's health
+becomes ``journal-full``: it logs one error, reports the failure to the
+health monitor and claims again after a wait that doubles from 1 s to 30 s.
+So a full disk never crashes the actor into its supervisor's restart limit.
+The first job that it completes afterwards makes it healthy again.
 """
 
 from __future__ import annotations
@@ -31,14 +37,21 @@ import msgspec
 import trio
 
 from plaudit import metrics
-from plaudit.errors import PlatformError, ReconnectRequiredError
+from plaudit.errors import JournalError, PlatformError, ReconnectRequiredError
 from plaudit.journal import AsyncJournal, Job, LeaseLostError, Tx
 from plaudit.reliability.breaker import BreakerState, CircuitBreaker
-from plaudit.reliability.monitor import PlatformHealthMonitor
+from plaudit.reliability.monitor import PlatformHealthMonitor, disk_full
 
 log = logging.getLogger(__name__)
 
 Effects = Callable[[Tx], None]
+
+# The actor health while the journal's disk is full.
+JOURNAL_FULL = "journal-full"
+# Seconds between claims while the journal's disk is full: doubling from the
+# first to the second value.
+JOURNAL_FULL_WAIT = 1.0
+JOURNAL_FULL_WAIT_MAX = 30.0
 
 # Failed jobs of one owner, earliest retry first, that are not yet due.
 _BRING_FORWARD = """
@@ -93,8 +106,11 @@ class Actor:
         self.poll_interval = poll_interval
         self.batch = batch
         self.paused = False
-        # "healthy", "degraded" (retryable failures) or "reconnect-required".
+        # "healthy", "degraded" (retryable failures), "reconnect-required" or
+        # "journal-full".
         self.health = "healthy"
+        # Waits in a row because the journal's disk was full.
+        self._journal_full_waits = 0
         self._wakeup = trio.Event()
         self._resumed = trio.Event()
         self._succeeded = 0
@@ -181,6 +197,8 @@ class Actor:
 
     async def start(self, ctx: ChildContext) -> None:
         """Run the claim loop until the supervisor requests a stop."""
+        # NOTE: a full disk during on_start() still raises to the supervisor,
+        # which restarts the actor by its policy; only the claim loop waits.
         await self.on_start()
         ctx.started()
         while not ctx.stop_requested.is_set():
@@ -196,12 +214,35 @@ class Actor:
                 # down would only pile up jobs to run after it recovers.
                 await self._wait_for(ctx, self._wakeup, open_for)
                 continue
-            jobs = await self._claim()
-            if not jobs:
-                await self.on_idle()
-                await self._wait_for(ctx, self._wakeup, self.poll_interval)
-                continue
-            await self._run_claimed(ctx, jobs)
+            try:
+                jobs = await self._claim()
+                if not jobs:
+                    await self.on_idle()
+                    await self._wait_for(ctx, self._wakeup, self.poll_interval)
+                    continue
+                await self._run_claimed(ctx, jobs)
+            except JournalError as error:
+                # A full disk ends by itself once space is freed, so the actor
+                # waits instead of crashing into its supervisor's restart limit.
+                if isinstance(error, LeaseLostError) or not disk_full(error):
+                    raise
+                await self._wait_for_journal(ctx, error)
+
+    async def _wait_for_journal(self, ctx: ChildContext, error: JournalError) -> None:
+        """Mark the actor journal-full, report the failure to the monitor, wait to claim again."""
+        self._journal_full_waits += 1
+        exponent = min(self._journal_full_waits - 1, 16)
+        delay = min(JOURNAL_FULL_WAIT_MAX, JOURNAL_FULL_WAIT * 2.0**exponent)
+        if self.health != JOURNAL_FULL:
+            log.error(
+                "actor.journal_full",
+                extra={"actor": self.name, "error": str(error), "retry_in": delay},
+            )
+        self.health = JOURNAL_FULL
+        self._last_error = str(error)
+        if self.monitor is not None:
+            self.monitor.observe_job(self.name, "", ok=False, seconds=0.0, error=str(error))
+        await self._wait_for(ctx, self._wakeup, delay)
 
     async def _claim(self) -> list[Job]:
         """Claim a batch, or when the breaker is half-open a single probe job."""
@@ -327,6 +368,9 @@ class Actor:
             return "lease_lost"
         self._succeeded += 1
         self._last_success_at = time.time()
+        if self._journal_full_waits:
+            log.info("actor.journal_writable", extra={"actor": self.name})
+            self._journal_full_waits = 0
         self.health = "healthy"
         return "succeeded"
 

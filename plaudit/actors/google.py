@@ -1,10 +1,20 @@
-"""The Google Business Profile actor: periodic full syncs of each location.
+"""The Google Business Profile actor: incremental syncs and full reconciliations.
 
 Each location has one ``google.sync`` job per schedule slot (``sync_interval``
 seconds wide).  The idempotency key names the slot, so enqueueing the same
 slot twice is harmless and a restart never doubles the work.  A sync lists
 every page, then commits in one transaction: the review changes, their
-events, the job's completion and the next slot's job.
+events, the job's completion and the next slot's job.  A listing that lacks
+stored reviews is repeated before they are marked deleted
+(:mod:`plaudit.reliability.reconcile`).
+
+Google lists reviews most recently updated first.  Between full listings
+(every ``full_sync_interval`` seconds per location) a sync is incremental: it
+stops after the first page whose oldest review was updated before the newest
+stored update time minus ``incremental_overlap``.  An incremental listing is
+partial, so it never marks reviews deleted; the next full listing does.
+NOTE: a vendor reply that leaves a review's updateTime unchanged is found by
+the next full listing or a Pub/Sub push, not by an incremental sync.
 
 The listing logic is a pure decision step (``SyncState`` + ``PageArrived`` ->
 next action) so it is tested without a network or a clock; ``GoogleActor`` is
@@ -17,6 +27,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, final
 
 import msgspec
@@ -25,15 +36,21 @@ import trio
 from plaudit.actors.base import Actor, ChildContext, Effects
 from plaudit.config.model import GoogleConfig, GoogleLocation
 from plaudit.connectors.google import GoogleClient, ReviewPage
-from plaudit.journal import AsyncJournal, Job, Tx
+from plaudit.journal import AsyncJournal, Job, Journal, Tx
 from plaudit.reliability.breaker import CircuitBreaker
 from plaudit.reliability.monitor import PlatformHealthMonitor
-from plaudit.reviews.model import Review
+from plaudit.reliability.reconcile import ProfileListing, confirmed_listing
+from plaudit.reviews.model import Review, format_timestamp
 from plaudit.reviews.store import apply_snapshot
 
 log = logging.getLogger(__name__)
 
 SYNC_KIND = "google.sync"
+# The cursor (owner "google") that contains the start of each location's
+# last full listing, in Unix seconds.
+FULL_SYNC_CURSOR = "full_sync:{profile}"
+_HIGH_WATER = "SELECT max(updated_at) FROM reviews WHERE platform = 'google' AND profile = ?"
+_LAST_FULL = "SELECT value FROM cursors WHERE owner = 'google' AND name = ?"
 # 200 pages of 50 is 10,000 reviews, far beyond any wedding vendor's
 # profile; a listing cut off there never infers deletions.
 MAX_PAGES = 200
@@ -78,14 +95,36 @@ class SyncState(msgspec.Struct, frozen=True):
     profile: str
     pages: int = 0
     reviews: dict[str, Review] = msgspec.field(default_factory=dict)
+    # An incremental listing stops after a page with a review updated before
+    # this time (format_timestamp form); None lists every page.
+    stop_before: str | None = None
 
 
 class PageArrived(msgspec.Struct, frozen=True):
     page: ReviewPage
 
 
-def begin(profile: str) -> tuple[SyncState, FetchPage]:
-    return SyncState(profile=profile), FetchPage(token=None)
+def begin(profile: str, *, stop_before: str | None = None) -> tuple[SyncState, FetchPage]:
+    return SyncState(profile=profile, stop_before=stop_before), FetchPage(token=None)
+
+
+def incremental_mark(
+    *,
+    high_water: str | None,
+    last_full: float | None,
+    now: float,
+    full_interval: float,
+    overlap: float,
+) -> str | None:
+    """Return the update time where an incremental listing stops, or None for a full listing.
+
+    A full listing is due when nothing is stored yet, when no full listing
+    was recorded, or when the last one is ``full_interval`` seconds old.
+    """
+    if high_water is None or last_full is None or now - last_full >= full_interval:
+        return None
+
+    return format_timestamp(datetime.fromisoformat(high_water).timestamp() - overlap)
 
 
 def decide(state: SyncState, event: PageArrived) -> tuple[SyncState, FetchPage | Finish]:
@@ -93,16 +132,29 @@ def decide(state: SyncState, event: PageArrived) -> tuple[SyncState, FetchPage |
     reviews = dict(state.reviews)
     for review in event.page.reviews:
         reviews[review.review_id] = review
-    state = SyncState(profile=state.profile, pages=state.pages + 1, reviews=reviews)
+    state = SyncState(
+        profile=state.profile,
+        pages=state.pages + 1,
+        reviews=reviews,
+        stop_before=state.stop_before,
+    )
     token = event.page.next_page_token
     if not token:
         return state, Finish(reviews=list(reviews.values()), complete=True)
+    if state.stop_before is not None and _reaches(event.page, state.stop_before):
+        # Listed newest first: every later page is older still.
+        return state, Finish(reviews=list(reviews.values()), complete=False)
     if state.pages >= MAX_PAGES:
         log.warning(
             "google.listing_truncated", extra={"profile": state.profile, "pages": state.pages}
         )
         return state, Finish(reviews=list(reviews.values()), complete=False)
     return state, FetchPage(token=token)
+
+
+def _reaches(page: ReviewPage, stop_before: str) -> bool:
+    # Normalised timestamps compare as strings in time order.
+    return any(review.updated_at < stop_before for review in page.reviews)
 
 
 @final
@@ -201,9 +253,12 @@ class GoogleActor(Actor):
     async def handle(self, job: Job) -> Effects | None:
         account = str(job.payload["account"])
         location = str(job.payload["location"])
-        finish = await self._list(account, location)
         profile = f"{account}/{location}"
+        began = time.time()
+        stop_before = await self._incremental_mark(profile, now=began)
+        finish = await self._confirmed_list(account, location, stop_before=stop_before)
         next_job = self._next_job(account, location)
+        mode = "full" if stop_before is None else "incremental"
 
         def record(tx: Tx) -> None:
             outcome = apply_snapshot(
@@ -213,17 +268,60 @@ class GoogleActor(Actor):
                 reviews=finish.reviews,
                 complete=finish.complete,
             )
+            if stop_before is None and finish.complete:
+                # The listing's start, so changes made while it ran count as unseen.
+                tx.set_cursor("google", FULL_SYNC_CURSOR.format(profile=profile), repr(began))
             log.info(
-                "google.synced", extra={"profile": profile, "outcome": msgspec.to_builtins(outcome)}
+                "google.synced",
+                extra={
+                    "profile": profile,
+                    "mode": mode,
+                    "complete": finish.complete,
+                    "outcome": msgspec.to_builtins(outcome),
+                },
             )
             if next_job is not None:
                 tx.enqueue(**next_job)
 
         return record
 
-    async def _list(self, account: str, location: str) -> Finish:
+    async def _incremental_mark(self, profile: str, *, now: float) -> str | None:
+        """Return where this sync's listing stops, or None when a full listing is due."""
+
+        def read(journal: Journal) -> tuple[str | None, float | None]:
+            high_water = journal.query(_HIGH_WATER, [profile])[0][0]
+            rows = journal.query(_LAST_FULL, [FULL_SYNC_CURSOR.format(profile=profile)])
+            return high_water, float(rows[0][0]) if rows else None
+
+        high_water, last_full = await self.journal.read(read)
+        return incremental_mark(
+            high_water=high_water,
+            last_full=last_full,
+            now=now,
+            full_interval=self.config.full_sync_interval,
+            overlap=self.config.incremental_overlap,
+        )
+
+    async def _confirmed_list(
+        self, account: str, location: str, *, stop_before: str | None = None
+    ) -> Finish:
+        """List the location; list it again when the first listing implies deletions."""
+
+        async def list_once() -> ProfileListing:
+            finish = await self._list(account, location, stop_before=stop_before)
+            return ProfileListing(reviews=finish.reviews, complete=finish.complete)
+
+        confirmed = await confirmed_listing(
+            self.journal,
+            platform="google",
+            profile=f"{account}/{location}",
+            list_profile=list_once,
+        )
+        return Finish(reviews=confirmed.reviews, complete=confirmed.complete)
+
+    async def _list(self, account: str, location: str, *, stop_before: str | None = None) -> Finish:
         client = await self._current_client()
-        state, first = begin(f"{account}/{location}")
+        state, first = begin(f"{account}/{location}", stop_before=stop_before)
         action: FetchPage | Finish = first
         while isinstance(action, FetchPage):
             page = await client.list_reviews_page(

@@ -4,7 +4,9 @@ Each profile (a Page, a business unit, a business) has one ``<platform>.sync``
 job per schedule slot (``sync_interval`` seconds wide), keyed by the slot as
 the Google actor does, so a restart never doubles the work.  A sync lists the
 profile through a :class:`ListingSource` and commits the review changes, their
-events, the job's completion and the next slot's job in one transaction.
+events, the job's completion and the next slot's job in one transaction.  A
+listing that lacks stored reviews is repeated before they are marked deleted
+(:mod:`plaudit.reliability.reconcile`).
 
 :func:`decide` is the pure step: the outcome of one listing attempt and the
 configured profiles in, the next state and the journal actions out.
@@ -31,7 +33,9 @@ from plaudit.connectors.facebook import ApiVersionUnsupportedError
 from plaudit.journal import AsyncJournal, Job, Tx
 from plaudit.reliability.breaker import CircuitBreaker
 from plaudit.reliability.monitor import PlatformHealthMonitor
-from plaudit.reviews.model import Review
+from plaudit.reliability.reconcile import ProfileListing, confirmed_listing
+from plaudit.reviews.contacts import store_contacts
+from plaudit.reviews.model import Contact, Review
 from plaudit.reviews.store import apply_snapshot
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,9 @@ class Listing(msgspec.Struct, frozen=True, kw_only=True):
     reviews: list[Review]
     # False when the listing may miss reviews, so none are taken as deleted.
     complete: bool
+    # Review id -> the address and reference the platform gave with it
+    # (Trustpilot private reviews); stored with the reviews.
+    contacts: dict[str, Contact] = msgspec.field(default_factory=dict)
 
 
 class ListingSource(Protocol):
@@ -189,7 +196,11 @@ class ListingActor(Actor):
         try:
             await super().start(ctx)
         finally:
-            await self.source.aclose()
+            # The supervisor restarts a crashed actor by calling start() again
+            # on this object, so the source's HTTP client stays open until a stop.
+            if ctx.stop_requested.is_set():
+                with trio.CancelScope(shield=True):
+                    await self.source.aclose()
 
     async def on_start(self) -> None:
         await self._schedule_current_slot()
@@ -214,9 +225,18 @@ class ListingActor(Actor):
 
     async def handle(self, job: Job) -> Effects | None:
         profile = str(job.payload["profile"])
+        if profile not in self.source.profiles():
+            # A push can name any Page the app is subscribed to, and a reload
+            # can drop a profile while its job waits; neither has credentials.
+            log.warning(
+                "listing.unconfigured_profile",
+                extra={"platform": self.name, "profile": profile, "job": job.id},
+            )
+            return None
+
         event: Synced | Unsupported
         try:
-            event = Synced(profile=profile, listing=await self.source.list_profile(profile))
+            event = Synced(profile=profile, listing=await self._confirmed_listing(profile))
         except ApiVersionUnsupportedError as error:
             event = Unsupported(error=str(error))
 
@@ -234,6 +254,20 @@ class ListingActor(Actor):
 
         return self._record(action)
 
+    async def _confirmed_listing(self, profile: str) -> Listing:
+        """List the profile; list it again when the first listing implies deletions."""
+        contacts: dict[str, Contact] = {}
+
+        async def list_once() -> ProfileListing:
+            listing = await self.source.list_profile(profile)
+            contacts.update(listing.contacts)
+            return ProfileListing(reviews=listing.reviews, complete=listing.complete)
+
+        confirmed = await confirmed_listing(
+            self.journal, platform=self.name, profile=profile, list_profile=list_once
+        )
+        return Listing(reviews=confirmed.reviews, complete=confirmed.complete, contacts=contacts)
+
     def _record(self, action: Record) -> Effects:
         platform = self.name
 
@@ -245,6 +279,8 @@ class ListingActor(Actor):
                 reviews=action.listing.reviews,
                 complete=action.listing.complete,
             )
+            if action.listing.contacts:
+                store_contacts(tx, platform, action.listing.contacts)
             log.info(
                 "listing.synced",
                 extra={

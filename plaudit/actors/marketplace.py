@@ -7,7 +7,8 @@ the work:
 - ``storefront``: the vendor's page through :class:`StorefrontFetcher` (at
   most one request per profile per ``poll_interval``, robots.txt, conditional
   GET), decided by :func:`plan_snapshot` and stored by ``apply_snapshot``;
-- ``mailbox``: the "new review" notification e-mails in the profile's Maildir;
+- ``mailbox``: the "new review" notification e-mails in the profile's Maildir
+  or IMAP folder (:mod:`plaudit.actors.marketplace_mail`);
 - ``import``: CSV or JSON files dropped into the profile's watched folder.
 
 A challenge page, markup drift or a storefront that became a listing fails
@@ -35,6 +36,7 @@ import trio
 
 from plaudit import metrics
 from plaudit.actors.base import Actor, ChildContext, Effects
+from plaudit.actors.marketplace_mail import log_mailbox_report, read_mailboxes
 from plaudit.actors.marketplace_steps import (
     MODES,
     Defer,
@@ -53,7 +55,7 @@ from plaudit.connectors.marketplace.fetch import (
     StorefrontFetcher,
     user_agent,
 )
-from plaudit.connectors.marketplace.mailbox import MaildirError
+from plaudit.connectors.marketplace.pagination import read_further_pages
 from plaudit.connectors.marketplace.sites import Site, get_site
 from plaudit.connectors.marketplace.storefront import parse_storefront
 from plaudit.connectors.marketplace.sync import health_problem, plan_snapshot
@@ -64,7 +66,6 @@ from plaudit.journal import AsyncJournal, Job, Tx
 from plaudit.reliability.breaker import CircuitBreaker
 from plaudit.reliability.monitor import PlatformHealthMonitor
 from plaudit.reviews.dropfolder import import_dropped_files
-from plaudit.reviews.notifications import import_notifications
 from plaudit.reviews.store import apply_snapshot, load_reviews
 
 log = logging.getLogger(__name__)
@@ -250,6 +251,18 @@ class MarketplaceActor(Actor):
             raise
         metrics.MARKETPLACE_FETCHES.labels(site.name, "fetched").inc()
         self._fetch_problems.pop(profile.profile_id, None)
+        pages = 1
+        if page.next_page and profile.max_pages > 1:
+            paged = await read_further_pages(
+                self.fetcher,
+                page,
+                result.final_url,
+                site=site,
+                profile=profile.profile_id,
+                max_pages=profile.max_pages,
+                page_delay=self.config.page_delay,
+            )
+            page, pages = paged.page, paged.pages
         today = datetime.now(UTC).date()
         now = time.time()
 
@@ -271,6 +284,7 @@ class MarketplaceActor(Actor):
                     "site": site.name,
                     "profile": profile.profile_id,
                     "source": page.source,
+                    "pages": pages,
                     "aged_out": len(plan.aged_out),
                     "outcome": msgspec.to_builtins(outcome),
                 },
@@ -312,37 +326,12 @@ class MarketplaceActor(Actor):
         )
 
     async def _mailbox(self, profile: MarketplaceProfile) -> None:
-        # NOTE: the pass reads and moves mail on the journal's worker thread,
-        # which delays other commits for its length (at most 500 messages).
-        try:
-            report = await self.journal.read(
-                lambda journal: import_notifications(
-                    journal, profile.maildir, profiles={self.site.name: profile.profile_id}
-                )
-            )
-        except MaildirError as error:
-            # Local, like a missing import folder: the next slot's pass tries again.
-            raise PlatformError(str(error), retryable=False) from error
+        # NOTE: a Maildir pass reads and moves mail on the journal's worker
+        # thread, which delays other commits for its length (at most 500 messages).
+        reports = await read_mailboxes(self.journal, profile, site=self.site.name)
         self._mailbox_passes += 1
-        if report.skipped:
-            log.warning(
-                "marketplace.mail_skipped",
-                extra={
-                    "site": self.site.name,
-                    "profile": profile.profile_id,
-                    "maildir": profile.maildir,
-                    "skipped": report.skipped,
-                },
-            )
-        if report.messages:
-            log.info(
-                "marketplace.mailbox_read",
-                extra={
-                    "site": self.site.name,
-                    "profile": profile.profile_id,
-                    "report": msgspec.to_builtins(report),
-                },
-            )
+        for report in reports:
+            log_mailbox_report(report, site=self.site.name, profile=profile.profile_id)
 
     async def _import(self, profile: MarketplaceProfile) -> None:
         try:
@@ -512,3 +501,17 @@ def find_profile_actor(actors: Mapping[str, Actor], profile_id: str) -> Marketpl
         if actor.profile(bare) is not None:
             return actor
     return None
+
+
+def marketplace_restart_pending(actors: Mapping[str, Actor], config: Config) -> bool:
+    """Return True when the configured sites differ from the running site actors.
+
+    A reload hands new profiles to running actors.  It starts no actor for a
+    site added and stops none for a site removed, so those wait for a restart.
+    """
+    marketplace = config.platforms.marketplace
+    configured: set[str] = set()
+    if marketplace is not None and marketplace.enabled:
+        configured = {profile.site for profile in marketplace.profiles}
+    running = {name for name, actor in actors.items() if isinstance(actor, MarketplaceActor)}
+    return configured != running

@@ -45,11 +45,7 @@ class FacebookSource:
 
 @final
 class TrustpilotSource:
-    """The reviews of the configured business units.
-
-    NOTE: the email and reference of each review (``TrustpilotListing.contacts``)
-    are not stored yet; matching reviews to couples needs them in the journal.
-    """
+    """The reviews of the configured business units, with the address and reference of each."""
 
     platform: Final = "trustpilot"
 
@@ -65,7 +61,9 @@ class TrustpilotSource:
 
     async def list_profile(self, profile: str) -> Listing:
         listing = await self.client.list_all_reviews(profile, max_pages=MAX_PAGES)
-        return Listing(reviews=listing.reviews, complete=listing.complete)
+        return Listing(
+            reviews=listing.reviews, complete=listing.complete, contacts=listing.contacts
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()

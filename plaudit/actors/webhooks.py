@@ -3,10 +3,13 @@
 Deliveries are ``webhook.deliver`` jobs that the emit hook
 (:class:`~plaudit.webhooks.router.Router`) enqueues in the transaction of the
 event itself.  The actor claims them in batches.  It starts each endpoint's
-deliveries in job order, at most ``max_in_flight`` at a time, while endpoints
-run side by side.  Each outcome is written by
+deliveries in job order, at most ``max_in_flight`` at a time and at most
+``max_per_second`` a second, while endpoints run side by side.  A failed
+attempt's outcome is written by
 :func:`~plaudit.webhooks.records.record_decision`, which also logs the
-attempt and applies the endpoint's exact retry schedule.
+attempt and applies the endpoint's exact retry schedule.  Successful
+attempts are written in groups by
+:class:`~plaudit.webhooks.batching.DeliveredBatcher`.
 
 Ordering: for an endpoint with ``max_in_flight = 1`` (the default), first
 attempts go out one at a time in the commit order of the events.  With more,
@@ -19,9 +22,11 @@ arrive after newer events.  Receivers should order by the body's
 from __future__ import annotations
 
 import logging
+import math
+import ssl
 import time
 from collections.abc import Callable, Sequence
-from typing import Final, final
+from typing import Any, Final, final
 
 import httpx
 import msgspec
@@ -31,11 +36,19 @@ import plaudit
 from plaudit import metrics
 from plaudit.actors.base import Actor, ChildContext
 from plaudit.config.model import BreakerConfig
-from plaudit.connectors.tls import shared_ssl_context
 from plaudit.journal import AsyncJournal, Job, LeaseLostError, Tx
 from plaudit.journal import operations as job_operations
 from plaudit.reliability.breaker import CircuitBreaker
+from plaudit.reliability.limiter import TokenBucket
 from plaudit.webhooks import records
+from plaudit.webhooks.batching import BatcherStatistics, DeliveredBatcher
+from plaudit.webhooks.clients import (
+    ClientKey,
+    EndpointClients,
+    build_clients,
+    ms_since,
+    post_attempt,
+)
 from plaudit.webhooks.delivery import (
     AttemptResult,
     Decision,
@@ -51,15 +64,13 @@ from plaudit.webhooks.ssrf import (
     ForbiddenTargetError,
     ResolutionError,
     Resolver,
+    Target,
     resolve_target,
     system_resolver,
 )
 
 log = logging.getLogger(__name__)
 
-# A receiver's response body is read up to this size and otherwise ignored;
-# reading it lets the connection be reused.
-MAX_RESPONSE_BYTES: Final = 64 * 1024
 USER_AGENT: Final = f"Plaudit-Webhooks/{plaudit.__version__}"
 # Time to record an attempt's outcome after its timeout, for lease checks.
 LEASE_MARGIN_SECONDS: Final = 10.0
@@ -101,12 +112,14 @@ class WebhookActor(Actor):
         )
         self.endpoints = {endpoint.name: endpoint for endpoint in endpoints}
         self.endpoint_health: dict[str, EndpointHealth] = {}
-        self._client = client or httpx.AsyncClient(
-            verify=shared_ssl_context(),
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=max(concurrency, 1) * 2),
-        )
-        self._owns_client = client is None
+        # A client given by the caller serves every endpoint.  Otherwise each
+        # endpoint gets its own clients, rebuilt when its settings change.
+        self._shared_client = client
+        self._clients: dict[str, EndpointClients] = {}
+        self._retired: list[EndpointClients] = []
+        self._batcher = DeliveredBatcher(journal)
+        self._literal_targets: dict[tuple[str, bool], Target] = {}
+        self._buckets: dict[str, TokenBucket] = {}
         self._limiter = trio.CapacityLimiter(concurrency)
         self._clock = clock
         self._resolver = resolver
@@ -134,6 +147,10 @@ class WebhookActor(Actor):
             attempts=self._attempts,
         )
 
+    def batcher_statistics(self) -> BatcherStatistics:
+        """Return how successful attempts were grouped into journal writes."""
+        return self._batcher.statistics()
+
     def reconfigure(self, endpoints: Sequence[Endpoint]) -> None:
         """Use reloaded endpoints from the next claimed job on."""
         self.endpoints = {endpoint.name: endpoint for endpoint in endpoints}
@@ -143,15 +160,37 @@ class WebhookActor(Actor):
         try:
             await super().start(ctx)
         finally:
-            if self._owns_client:
-                with trio.CancelScope(shield=True):
-                    await self._client.aclose()
+            with trio.CancelScope(shield=True):
+                self._retired.extend(self._clients.values())
+                self._clients.clear()
+                await self._close_retired()
+
+    async def _close_retired(self) -> None:
+        while self._retired:
+            await self._retired.pop().aclose()
+
+    def _clients_for(self, endpoint: Endpoint) -> EndpointClients:
+        """Return the endpoint's clients, built on first use or after its settings changed.
+
+        Raises ssl.SSLError or OSError when the endpoint's ``ca_file`` cannot be loaded.
+        """
+        clients = self._clients.get(endpoint.name)
+        if clients is not None and clients.key == ClientKey.of(endpoint):
+            return clients
+        if clients is not None:
+            # Closed in on_idle, once no attempt can still be using them.
+            self._retired.append(clients)
+        clients = build_clients(endpoint)
+        self._clients[endpoint.name] = clients
+        return clients
 
     async def on_start(self) -> None:
         self.endpoint_health = await self.journal.read(records.load_health)
         self._update_gauges()
 
     async def on_idle(self) -> None:
+        # Nothing is in flight between batches, so replaced clients can go.
+        await self._close_retired()
         # Sleep until the next retry is due rather than a whole poll interval,
         # so each attempt starts on its schedule.
         due = await self.journal.read(records.next_due)
@@ -186,17 +225,65 @@ class WebhookActor(Actor):
         # until the next job's turn.
         needed = (endpoint.timeout if endpoint is not None else 0.0) + LEASE_MARGIN_SECONDS
         expiry = {job.id: job.lease_expires_at or 0.0 for job in jobs}
+        renew_at = min(expiry.values(), default=math.inf) - needed
         async with trio.open_nursery() as nursery:
             for index, job in enumerate(jobs):
                 if ctx.stop_requested.is_set() or self.paused:
                     await self._release_all([job for job in jobs[index:] if job.id in expiry])
                     return
                 await slots.acquire()
-                await self._keep_leases(jobs[index:], expiry, needed)
+                # The rate limit is waited out in steps of at most a second, so
+                # a stop request, a pause and lease renewals are not held up.
+                while (delay := self._rate_delay(endpoint)) > 0:
+                    if ctx.stop_requested.is_set() or self.paused:
+                        slots.release()
+                        await self._release_all(
+                            [item for item in jobs[index:] if item.id in expiry]
+                        )
+                        return
+                    await trio.sleep(min(delay, 1.0))
+                    renew_at = await self._renew_due(jobs, index, expiry, needed, renew_at)
+                renew_at = await self._renew_due(jobs, index, expiry, needed, renew_at)
                 if job.id not in expiry:
                     slots.release()
                     continue
                 nursery.start_soon(self._attempt_one, job, slots)
+
+    def _rate_delay(self, endpoint: Endpoint | None) -> float:
+        """Take a token of the endpoint's rate limit and return 0, or return the wait for one."""
+        if endpoint is None or endpoint.max_per_second <= 0:
+            return 0.0
+        bucket = self._buckets.get(endpoint.name)
+        if bucket is None or bucket.rate != endpoint.max_per_second:
+            bucket = TokenBucket(
+                f"webhook:{endpoint.name}",
+                rate=endpoint.max_per_second,
+                capacity=max(1.0, endpoint.max_per_second),
+            )
+            self._buckets[endpoint.name] = bucket
+        if bucket.try_acquire():
+            return 0.0
+        return max(bucket.delay_for(), 0.001)
+
+    async def _renew_due(
+        self,
+        jobs: list[Job],
+        index: int,
+        expiry: dict[int, float],
+        needed: float,
+        renew_at: float,
+    ) -> float:
+        """Extend the leases of ``jobs[index:]`` once ``renew_at`` has come, and return the next.
+
+        Scanning the waiting jobs before every start would cost time quadratic
+        in the batch, so the scan waits until the soonest lease needs it.
+        """
+        if self._clock() < renew_at:
+            return renew_at
+        waiting = jobs[index:]
+        await self._keep_leases(waiting, expiry, needed)
+        soonest = (expiry[item.id] for item in waiting if item.id in expiry)
+        return min(soonest, default=math.inf) - needed
 
     async def _keep_leases(
         self, waiting: list[Job], expiry: dict[int, float], needed: float
@@ -265,6 +352,8 @@ class WebhookActor(Actor):
             breaker.record_success()
         else:
             breaker.record_failure()
+        # Read again: attempts in flight beside this one may have changed it.
+        health = self.endpoint_health.get(name, EndpointHealth())
         decision = decide(
             result, attempt=job.attempts, endpoint=endpoint, health=health, now=self._clock()
         )
@@ -275,13 +364,20 @@ class WebhookActor(Actor):
         """POST one signed attempt; return its status, or the network error as a result."""
         began = trio.current_time()
         try:
-            target = await resolve_target(
-                endpoint.url, allow_private=endpoint.allow_private, resolver=self._resolver
-            )
+            target = await self._resolve(endpoint)
         except ForbiddenTargetError as error:
             return AttemptResult(None, 0.0, str(error), permanent=True)
         except ResolutionError as error:
-            return AttemptResult(None, _ms_since(began), str(error))
+            return AttemptResult(None, ms_since(began), str(error))
+
+        try:
+            clients = self._clients_for(endpoint)
+        except (ssl.SSLError, OSError) as error:
+            message = (
+                f"cannot load ca_file {endpoint.ca_file!r} of endpoint {endpoint.name} "
+                f"({error}); point ca_file at a readable PEM file of CA certificates"
+            )
+            return AttemptResult(None, 0.0, message)
 
         body = delivery_body(job.payload)
         headers = sign_headers(
@@ -290,41 +386,42 @@ class WebhookActor(Actor):
             timestamp=int(self._clock()),
             body=body,
         )
-        headers |= {"content-type": "application/json", "user-agent": USER_AGENT}
-        headers["host"] = target.host_header
-        extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else {}
-        request = self._client.build_request(
-            "POST",
-            target.url,
-            content=body,
-            headers=headers,
-            extensions=extensions,
-            timeout=endpoint.timeout,
+        headers |= {
+            "host": target.host_header,
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "accept": "*/*",
+        }
+        extensions: dict[str, Any] = {"timeout": httpx.Timeout(endpoint.timeout).as_dict()}
+        if target.sni_hostname:
+            extensions["sni_hostname"] = target.sni_hostname
+        # Built directly rather than with client.build_request: the clients
+        # have no defaults to merge, and the merge costs more than the signature.
+        request = httpx.Request(
+            "POST", target.url, content=body, headers=headers, extensions=extensions
         )
-        return await self._post(request, limit=endpoint.timeout, began=began)
+        if self._shared_client is not None:
+            return await post_attempt(
+                self._shared_client, request, limit=endpoint.timeout, began=began
+            )
+        client = clients.checkout()
+        try:
+            return await post_attempt(client, request, limit=endpoint.timeout, began=began)
+        finally:
+            clients.checkin(client)
 
-    async def _post(self, request: httpx.Request, *, limit: float, began: float) -> AttemptResult:
-        status: int | None = None
-        # One deadline for the whole attempt, so a receiver that sends its response
-        # a byte at a time cannot stretch it past ``timeout``.
-        with trio.move_on_after(limit):
-            try:
-                response = await self._client.send(request, stream=True)
-            except httpx.HTTPError as error:
-                return AttemptResult(None, _ms_since(began), _transport_error(error))
-            try:
-                status = response.status_code
-                await _read_some(response)
-            except httpx.HTTPError:
-                # The status line arrived; a broken body does not change it.
-                pass
-            finally:
-                with trio.CancelScope(shield=True):
-                    await response.aclose()
-            return AttemptResult(status, _ms_since(began))
-        if status is not None:
-            return AttemptResult(status, _ms_since(began))
-        return AttemptResult(None, _ms_since(began), f"timed out after {limit:g} s")
+    async def _resolve(self, endpoint: Endpoint) -> Target:
+        """Return the checked target.  An IP literal's target is checked once, then reused."""
+        key = (endpoint.url, endpoint.allow_private)
+        target = self._literal_targets.get(key)
+        if target is not None:
+            return target
+        target = await resolve_target(
+            endpoint.url, allow_private=endpoint.allow_private, resolver=self._resolver
+        )
+        if target.literal:
+            self._literal_targets[key] = target
+        return target
 
     def _breaker(self, name: str) -> CircuitBreaker:
         breaker = self.breakers.get(name)
@@ -336,6 +433,13 @@ class WebhookActor(Actor):
     async def _record(self, job: Job, result: AttemptResult | None, decision: Decision) -> None:
         if decision.outcome is Outcome.DEFERRED:
             await self._defer(job, decision.retry_in or 0.0)
+            return
+        if decision.outcome is Outcome.DELIVERED and result is not None:
+            delivered = records.Delivered(job, result, decision)
+            if not await self._batcher.record(delivered):
+                log.warning("job.lease_lost", extra={"actor": self.name, "job": job.id})
+                return
+            self._count(job, result, decision, 0)
             return
         try:
             stopped = await self.journal.transaction(
@@ -371,6 +475,8 @@ class WebhookActor(Actor):
         }
         log.warning("webhook.delivery_failed", extra=fields)
         if outcome is Outcome.DISABLED:
+            cause = records.disable_cause(records.disable_status(result))
+            metrics.WEBHOOK_ENDPOINT_DISABLES.labels(cause).inc()
             self._update_gauges()
             log.error(
                 "webhook.endpoint_disabled",
@@ -400,21 +506,3 @@ class WebhookActor(Actor):
     def _update_gauges(self) -> None:
         disabled = sum(1 for health in self.endpoint_health.values() if health.disabled)
         metrics.WEBHOOK_ENDPOINTS_DISABLED.set(disabled)
-
-
-async def _read_some(response: httpx.Response) -> None:
-    received = 0
-    async for chunk in response.aiter_raw():
-        received += len(chunk)
-        if received >= MAX_RESPONSE_BYTES:
-            return
-
-
-def _ms_since(began: float) -> float:
-    return (trio.current_time() - began) * 1000
-
-
-def _transport_error(error: httpx.HTTPError) -> str:
-    if isinstance(error, httpx.TimeoutException):
-        return f"timed out ({type(error).__name__})"
-    return f"{type(error).__name__}: {error}".rstrip(": ")

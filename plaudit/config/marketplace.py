@@ -36,6 +36,7 @@ def check_marketplace(config: Config) -> Iterator[Finding]:
         yield (*table, "profiles"), "no profiles configured; add [[platforms.marketplace.profiles]]"
     seen: dict[tuple[str, str], int] = {}
     maildirs: dict[str, int] = {}
+    imap_folders: dict[str, int] = {}
     for index, profile in enumerate(marketplace.profiles):
         path = (*table, "profiles", index)
         yield from _check_profile(path, profile, marketplace)
@@ -56,6 +57,17 @@ def check_marketplace(config: Config) -> Iterator[Finding]:
                     "profile its own Maildir (a mail filter can sort by sender)",
                 )
             maildirs.setdefault(profile.maildir, index)
+        if profile.imap_host and "mailbox" in profile.modes:
+            folder = f"{profile.imap_user}@{profile.imap_host}:{profile.imap_port}/"
+            folder += profile.imap_folder
+            first = imap_folders.get(folder)
+            if first is not None:
+                yield (
+                    (*path, "imap_folder"),
+                    f"IMAP folder {folder} is also read by profiles[{first}]; give each profile "
+                    "its own folder, because reading flags each message \\Seen",
+                )
+            imap_folders.setdefault(folder, index)
 
 
 def _check_profile(
@@ -130,10 +142,27 @@ def _host_problem(url: str, domain: str, *, allow_any_host: bool) -> str:
 
 
 def _check_folders(path: tuple[str | int, ...], profile: MarketplaceProfile) -> Iterator[Finding]:
-    folder_keys = (("mailbox", "maildir"), ("import", "import_folder"))
-    for mode, name in folder_keys:
+    if "mailbox" in profile.modes and not profile.maildir and not profile.imap_host:
+        yield (*path, "maildir"), "missing; mode mailbox needs maildir or imap_host"
+    if "import" in profile.modes and not profile.import_folder:
+        yield (*path, "import_folder"), "missing; mode import needs import_folder"
+    for name in ("maildir", "import_folder", "imap_password_file"):
         value = getattr(profile, name)
-        if mode in profile.modes and not value:
-            yield (*path, name), f"missing; mode {mode} needs {name}"
-        elif value and not os.path.isabs(value):
+        if value and not os.path.isabs(value):
             yield (*path, name), f"relative path {json.dumps(value)}; use an absolute path"
+    yield from _check_imap(path, profile)
+
+
+def _check_imap(path: tuple[str | int, ...], profile: MarketplaceProfile) -> Iterator[Finding]:
+    if not profile.imap_host:
+        return
+    for name in ("imap_user", "imap_password_file"):
+        if not getattr(profile, name):
+            yield (*path, name), f"missing; imap_host {json.dumps(profile.imap_host)} needs {name}"
+    loopback = profile.imap_host in ("localhost", "::1") or profile.imap_host.startswith("127.")
+    if profile.imap_security == "none" and not loopback:
+        yield (
+            (*path, "imap_security"),
+            f"'none' would send the password to {profile.imap_host} in clear text; use 'tls' "
+            "or 'starttls' ('none' is for loopback hosts only)",
+        )

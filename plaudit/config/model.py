@@ -105,6 +105,21 @@ class MetricsConfig(Strict, kw_only=True, frozen=True):
     port: Port = 9464
 
 
+class HealthConfig(Strict, kw_only=True, frozen=True):
+    """The ``[health]`` table: when a platform or profile counts as degraded or down."""
+
+    # Seconds of job outcomes that the error rate covers.
+    window_seconds: Seconds = 60.0
+    # Share of failed jobs within the window that makes the state degraded,
+    # once the window contains at least minimum_jobs jobs.
+    degraded_ratio: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.2
+    minimum_jobs: PositiveInt = 5
+    # Consecutive failed jobs that make the state degraded, and down.  An open
+    # circuit breaker also makes it down.
+    degraded_after_failures: PositiveInt = 1
+    down_after_failures: PositiveInt = 5
+
+
 class GoogleLocation(Strict, kw_only=True, frozen=True):
     """One Google Business Profile location whose reviews are synced."""
 
@@ -176,6 +191,12 @@ class GoogleConfig(Strict, kw_only=True, frozen=True):
     refresh_token: str = ""
     refresh_token_file: str = ""
     sync_interval: Seconds = 300.0
+    # Seconds between full listings of a location, the only syncs that find
+    # deletions; the syncs between them stop at reviews older than those stored.
+    full_sync_interval: Seconds = 86400.0
+    # Seconds before the newest stored update time at which an incremental
+    # sync stops, so updates that Google lists late are still read.
+    incremental_overlap: NonNegativeSeconds = 3600.0
     # Google serves at most 50 reviews a page.
     page_size: Annotated[int, msgspec.Meta(ge=1, le=50)] = 50
     request_timeout: Seconds = 30.0
@@ -292,11 +313,23 @@ class MarketplaceProfile(Strict, kw_only=True, frozen=True):
     modes: list[MarketplaceMode] = msgspec.field(default_factory=lambda: ["mailbox"])
     # mode "mailbox": a Maildir (new/ and cur/) that receives this profile's notifications.
     maildir: str = ""
+    # mode "mailbox": an IMAP folder read as well as or instead of the
+    # Maildir; "" reads none.  The keys mean what they mean in
+    # [deliverability.mailbox]; imap_password_file is an absolute path.
+    imap_host: str = ""
+    imap_port: Port = 993
+    imap_user: str = ""
+    imap_password_file: str = ""
+    imap_folder: str = "INBOX"
+    imap_security: Literal["tls", "starttls", "none"] = "tls"
     # mode "import": a folder watched for dropped CSV or JSON review files.
     import_folder: str = ""
     # mode "storefront": seconds between page requests, at least 900 unless
     # allow_short_poll_interval is set on the marketplace table.
     poll_interval: Seconds = 3600.0
+    # mode "storefront": review pages read per poll, the first included,
+    # following the pages' next-page links; 1 reads only the first page.
+    max_pages: Annotated[int, msgspec.Meta(ge=1, le=50)] = 10
     # Accept a storefront_url on any host (the sandbox on loopback).
     allow_any_host: bool = False
 
@@ -313,6 +346,8 @@ class MarketplaceConfig(Strict, kw_only=True, frozen=True):
     import_interval: Seconds = 60.0
     # Lets poll_interval go below 900 seconds; for the sandbox and tests only.
     allow_short_poll_interval: bool = False
+    # Seconds between the review pages of one storefront poll.
+    page_delay: Seconds = 5.0
     profiles: list[MarketplaceProfile] = msgspec.field(default_factory=list)
     breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
 
@@ -360,6 +395,12 @@ class WebhookEndpoint(Strict, kw_only=True, frozen=True):
     # Attempts to this endpoint in flight at once.  With 1, first attempts
     # arrive in the commit order of their events; more trades order for speed.
     max_in_flight: PositiveInt = 1
+    # PEM file of the CAs that may sign an https receiver's certificate, in
+    # place of the system bundle (certifi); "" uses the bundle.
+    ca_file: str = ""
+    # Attempts started per second at most, with bursts of up to one second's
+    # worth (at least 1); 0 sets no limit.
+    max_per_second: Annotated[float, msgspec.Meta(ge=0, le=10_000)] = 0.0
 
 
 class WebhooksConfig(Strict, kw_only=True, frozen=True):
@@ -470,6 +511,30 @@ class CampaignStep(Strict, kw_only=True, frozen=True):
     html: str = ""
     # Platforms from [vendor] review_links to include; empty means all.
     platforms: list[str] = msgspec.field(default_factory=list)
+    # Other wordings tried against this template by Thompson sampling on reviews.
+    variants: list[TemplateVariant] = msgspec.field(default_factory=list)
+    # Hours after the due time within which send-time optimisation may place the send.
+    send_window_hours: Annotated[float, msgspec.Meta(ge=0, le=168)] = 24.0
+
+
+class TemplateVariant(Strict, kw_only=True, frozen=True):
+    """One ``[[campaigns.steps.variants]]`` entry: another wording of its step."""
+
+    # Stored with every assignment; "base" names the step's own template.
+    name: str
+    subject: str
+    text: str
+    html: str = ""
+
+
+class CampaignPersonalisation(Strict, kw_only=True, frozen=True):
+    """``[campaigns.personalisation]``: send-time optimisation and the holdout group."""
+
+    send_time: bool = True
+    # Share of couples that always get the step's own template at its due time.
+    holdout: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.1
+    # Days after a send within which a detected review counts as a conversion.
+    conversion_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 14
 
 
 class CampaignConfig(Strict, kw_only=True, frozen=True):
@@ -483,6 +548,32 @@ class CampaignConfig(Strict, kw_only=True, frozen=True):
     stop_on: list[Literal["review", "unsubscribe", "hard_bounce", "complaint"]] = msgspec.field(
         default_factory=lambda: ["review", "unsubscribe", "hard_bounce", "complaint"]
     )
+    personalisation: CampaignPersonalisation = msgspec.field(
+        default_factory=CampaignPersonalisation
+    )
+
+
+class DraftingConfig(Strict, kw_only=True, frozen=True):
+    """``[personalisation.drafting]``: an OpenAI-compatible chat-completions endpoint."""
+
+    # The full endpoint URL, e.g. http://127.0.0.1:8080/v1/chat/completions.
+    url: str
+    model: str
+    # File containing the bearer token; empty sends no Authorization header.
+    api_key_file: str = ""
+    # Seconds for one draft request, never more than the time left before the send.
+    timeout: Seconds = 10.0
+    max_chars: Annotated[int, msgspec.Meta(ge=20, le=1000)] = 300
+
+
+class PersonalisationConfig(Strict, kw_only=True, frozen=True):
+    """``[personalisation]``: how strongly thin send-time data leans on pooled data."""
+
+    # Pseudo-counts: how many observations of the vendor's pattern back each couple's model.
+    recipient_prior_weight: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 4.0
+    # Pseudo-counts of the uniform prior behind the vendor's pattern.
+    vendor_prior_weight: Annotated[float, msgspec.Meta(gt=0, le=10000)] = 24.0
+    drafting: DraftingConfig | None = None
 
 
 class InboundSendgrid(Strict, kw_only=True, frozen=True):
@@ -568,6 +659,54 @@ class InboundConfig(Strict, kw_only=True, frozen=True):
     google: InboundGoogle | None = None
 
 
+class SmsConfig(Strict, kw_only=True, frozen=True):
+    """The ``[sms]`` table: Twilio Programmable Messaging for SMS review requests."""
+
+    # "AC" followed by 32 hexadecimal digits; also the Basic auth user name.
+    account_sid: str
+    # File with the account's auth token, the Basic auth password.
+    auth_token_file: str
+    # Exactly one sender: an E.164 number or a Messaging Service SID ("MG...").
+    from_number: str = ""
+    messaging_service_sid: str = ""
+    # Twilio's REST API base, such as "https://api.twilio.com"; the sandbox serves it on loopback.
+    base_url: str
+    # The inbound listener's Twilio route as Twilio reaches it; empty sends no StatusCallback.
+    status_callback_url: str = ""
+    # The reply to an inbound HELP: the vendor's name and contact line.
+    help_text: str = ""
+    # Seconds for one API request; a timed-out send is retried only after a journal check.
+    timeout: Seconds = 15.0
+    # In-call retries of 429, 5xx and connection failures that sent nothing.
+    retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
+
+
+class PushConfig(Strict, kw_only=True, frozen=True):
+    """The ``[push]`` table: Web Push with VAPID (RFC 8292) for push review requests."""
+
+    # PEM file with the VAPID P-256 private key.
+    vapid_private_key_file: str
+    # The sender contact put in every VAPID token: "mailto:..." or an https URL.
+    subject: str
+    # Seconds a push service keeps an undelivered message (the TTL header).
+    ttl: Annotated[int, msgspec.Meta(ge=0, le=28 * 86400)] = 4 * 86400
+    # Seconds for one request to a push service.
+    timeout: Seconds = 15.0
+    retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
+    # Allow subscription endpoints on loopback or private addresses (the sandbox).
+    allow_private_endpoints: bool = False
+
+
+class OperatorConfig(Strict, kw_only=True, frozen=True):
+    """The ``[operator]`` table: who receives operator alerts."""
+
+    # Addresses that receive each new alert by e-mail through [smtp]; with
+    # none, alerts are only listed by `plaudit ctl alerts`.
+    email: list[str] = msgspec.field(default_factory=list)
+    # Sender of alert e-mail; empty uses [vendor] from_address.
+    from_address: str = ""
+
+
 class Config(Strict, kw_only=True, frozen=True):
     """The whole configuration file."""
 
@@ -576,11 +715,17 @@ class Config(Strict, kw_only=True, frozen=True):
     supervisor: SupervisorConfig = msgspec.field(default_factory=SupervisorConfig)
     control: ControlConfig = msgspec.field(default_factory=ControlConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    health: HealthConfig = msgspec.field(default_factory=HealthConfig)
     platforms: PlatformsConfig = msgspec.field(default_factory=PlatformsConfig)
     webhooks: WebhooksConfig = msgspec.field(default_factory=WebhooksConfig)
     deliverability: DeliverabilityConfig = msgspec.field(default_factory=DeliverabilityConfig)
     vendor: VendorConfig | None = None
     smtp: SmtpConfig | None = None
     campaigns: list[CampaignConfig] = msgspec.field(default_factory=list)
+    operator: OperatorConfig = msgspec.field(default_factory=OperatorConfig)
+    personalisation: PersonalisationConfig = msgspec.field(default_factory=PersonalisationConfig)
     # No listener runs without this table.
     inbound: InboundConfig | None = None
+    # SMS steps need [sms]; push steps need [push].
+    sms: SmsConfig | None = None
+    push: PushConfig | None = None

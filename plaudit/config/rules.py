@@ -294,11 +294,40 @@ def _check_marketplace(config: Config) -> Iterator[Problem]:
         yield Problem(path, message)
 
 
+def _check_channels(config: Config) -> Iterator[Problem]:
+    # Imported here because the messaging package imports this package's model.
+    from plaudit.messaging.channel_checks import check_channels
+
+    for path, message in check_channels(config):
+        yield Problem(path, message)
+
+
 def _check_campaigns(config: Config) -> Iterator[Problem]:
     # Imported here because the messaging package imports this package's model.
     from plaudit.messaging.campaigns import check_campaigns
 
     for path, message in check_campaigns(config):
+        yield Problem(path, message)
+
+
+def _check_personalisation(config: Config) -> Iterator[Problem]:
+    from plaudit.personalisation.checks import check_personalisation
+
+    for path, message in check_personalisation(config):
+        yield Problem(path, message)
+
+
+def _check_compliance(config: Config) -> Iterator[Problem]:
+    from plaudit.messaging.compliance import check_compliance
+
+    for path, message in check_compliance(config):
+        yield Problem(path, message)
+
+
+def _check_operator(config: Config) -> Iterator[Problem]:
+    from plaudit.messaging.operator_alerts import check_operator
+
+    for path, message in check_operator(config):
         yield Problem(path, message)
 
 
@@ -334,4 +363,12 @@ _RULES: Final[tuple[tuple[tuple[KeyPath, ...], Rule], ...]] = (
     ((), _check_marketplace),
     # Vendor, SMTP and campaign templates; each problem names its own key.
     ((), _check_campaigns),
+    # Template variants and the drafting endpoint.
+    ((), _check_personalisation),
+    # Operator alert addresses and what sending them needs.
+    ((), _check_operator),
+    # Incentive wording and Yelp in templates; each problem names its template part.
+    ((), _check_compliance),
+    # [sms], [push] and the campaign steps that need them.
+    ((), _check_channels),
 )

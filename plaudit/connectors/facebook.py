@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import logging
 import re
+import time
 from collections.abc import Mapping
 from typing import Any, Final, Literal, final
 
@@ -38,6 +39,7 @@ from plaudit.config.model import FacebookConfig
 from plaudit.connectors.apiclient import ApiClient, ApiClientStatistics, Headers, decode_json
 from plaudit.connectors.base import Capability, IngestionMode
 from plaudit.errors import PlatformError, ReconnectRequiredError
+from plaudit.reliability.retry import parse_retry_after
 from plaudit.reviews.model import Review, normalize_timestamp
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,8 @@ PLATFORM: Final = "facebook"
 DEPRECATED_CODE: Final = 12
 TOKEN_INVALID_CODE: Final = 190
 # 1 unknown and 2 service errors are temporary; 4, 17, 32 and 613 are rate limits.
-_TEMPORARY_CODES: Final = frozenset({1, 2, 4, 17, 32, 613})
+_RATE_LIMIT_CODES: Final = frozenset({4, 17, 32, 613})
+_TEMPORARY_CODES: Final = frozenset({1, 2}) | _RATE_LIMIT_CODES
 _PAGE_ID = re.compile(r"[0-9]{1,30}")
 # Story ids look like "<page id>_<post id>"; anything else would change the request path.
 _STORY_ID = re.compile(r"[0-9A-Za-z_]{1,80}")
@@ -266,11 +269,17 @@ def raise_for_graph_error(response: httpx.Response, what: str) -> None:
         )
 
     if detail.code in _TEMPORARY_CODES:
+        # Graph states throttling in usage headers; a Retry-After from a proxy
+        # or the sandbox is honoured when a rate limit carries one.
+        retry_after = None
+        if detail.code in _RATE_LIMIT_CODES:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), now=time.time())
         raise PlatformError(
             f"{what}: Facebook error code {detail.code} ({detail.message}); "
             "the call will be retried",
             retryable=True,
             status=response.status_code,
+            retry_after=retry_after,
         )
 
 
@@ -391,9 +400,10 @@ class FacebookClient:
     """Async Graph API client for the ratings of configured Pages, for use under Trio."""
 
     name: Final = PLATFORM
-    # PUSH joins when an inbound listener serves the Page webhook.
-    capabilities: Final = frozenset({Capability.LIST, Capability.REPLY})
-    ingestion_modes: Final = frozenset({IngestionMode.API_POLL})
+    # PUSH: the inbound listener verifies the Page webhook and turns a
+    # ``ratings`` change into a sync of that Page (plaudit.inbound.inbox).
+    capabilities: Final = frozenset({Capability.LIST, Capability.PUSH, Capability.REPLY})
+    ingestion_modes: Final = frozenset({IngestionMode.API_POLL, IngestionMode.PUSH})
 
     def __init__(
         self, config: FacebookConfig, *, page_tokens: Mapping[str, str], api: ApiClient

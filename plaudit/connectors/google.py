@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 PLATFORM: Final = "google"
 
+# The listing order that incremental syncs rely on.
+ORDER_BY: Final = "updateTime desc"
 _STARS: Final = {"ONE": 1, "TWO": 2, "THREE": 3, "FOUR": 4, "FIVE": 5}
 # Maximum reply size in UTF-8 bytes.
 # NOTE: taken from third-party Business Profile integration docs; not yet
@@ -314,10 +316,12 @@ class GoogleClient:
     """
 
     name: Final = PLATFORM
-    # NOTE: Pub/Sub push and profile verification are not implemented yet;
-    # add PUSH and VERIFY_PROFILE here when they are.
-    capabilities: Final = frozenset({Capability.LIST, Capability.REPLY})
-    ingestion_modes: Final = frozenset({IngestionMode.API_POLL})
+    # PUSH: the inbound listener verifies Pub/Sub pushes and turns NEW_REVIEW
+    # and UPDATED_REVIEW into a sync of that location (plaudit.inbound.inbox).
+    # NOTE: profile verification is not implemented yet; add VERIFY_PROFILE
+    # here when it is.
+    capabilities: Final = frozenset({Capability.LIST, Capability.PUSH, Capability.REPLY})
+    ingestion_modes: Final = frozenset({IngestionMode.API_POLL, IngestionMode.PUSH})
 
     def __init__(
         self,
@@ -403,9 +407,13 @@ class GoogleClient:
         page_token: str | None = None,
         page_size: int | None = None,
     ) -> ReviewPage:
-        """Fetch one page of a location's reviews."""
+        """Fetch one page of a location's reviews, most recently updated first."""
         profile = profile_name(account, location)
-        params: dict[str, str | int] = {"pageSize": page_size or self._config.page_size}
+        params: dict[str, str | int] = {
+            "pageSize": page_size or self._config.page_size,
+            # Incremental syncs stop at the first page older than what is stored.
+            "orderBy": ORDER_BY,
+        }
         if page_token:
             params["pageToken"] = page_token
 

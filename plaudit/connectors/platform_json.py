@@ -7,6 +7,8 @@ review goes to standard output, one a line.  Its keys are ``platform``,
 ``updated_at`` and ``reply``.  ``rating`` is 1 to 5 stars, or "positive" or
 "negative" for a Facebook recommendation.  The times are null when the file
 has none, and ``reply`` is null or an object with ``text`` and ``updated_at``.
+Trustpilot records add ``email`` and ``reference``: the invitation's address
+and reference id that private reviews carry, or null.
 """
 
 from __future__ import annotations
@@ -69,6 +71,18 @@ def review_record(review: Review) -> dict[str, Any]:
     }
 
 
+def _trustpilot_records(data: dict[str, Any]) -> list[dict[str, Any]]:
+    page = trustpilot.parse_reviews(data, unit="")
+    records = []
+    for review in page.reviews:
+        contact = page.contacts.get(review.review_id)
+        record = review_record(review)
+        record["email"] = contact.email if contact else None
+        record["reference"] = contact.reference if contact else None
+        records.append(record)
+    return records
+
+
 def parse_platform_json(platform: str, data: bytes) -> list[dict[str, Any]]:
     """Parse one saved response body; raise PlauditError naming the problem."""
     parser = PARSERS.get(platform)
@@ -85,6 +99,8 @@ def parse_platform_json(platform: str, data: bytes) -> list[dict[str, Any]]:
         raise PlauditError(f"invalid {platform} response: expected a JSON object at the top level")
 
     try:
+        if platform == "trustpilot":
+            return _trustpilot_records(body)
         return [review_record(review) for review in parser(body)]
     except PlatformError as error:
         raise PlauditError(str(error)) from error

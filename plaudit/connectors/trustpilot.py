@@ -28,7 +28,7 @@ from plaudit.config.model import TrustpilotConfig
 from plaudit.connectors.apiclient import ApiClient, ApiClientStatistics, decode_json
 from plaudit.connectors.base import Capability, IngestionMode
 from plaudit.errors import PlatformError, ReconnectRequiredError
-from plaudit.reviews.model import Review, normalize_timestamp
+from plaudit.reviews.model import Contact, Review, normalize_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +79,6 @@ class _Token(msgspec.Struct, kw_only=True):
     access_token: str
     # Trustpilot sends the lifetime as a string of seconds.
     expires_in: str | int | float = 3600
-
-
-@final
-class Contact(msgspec.Struct, frozen=True, kw_only=True):
-    """The email address and reference id of the invitation behind a review, for exact matching."""
-
-    email: str | None
-    reference: str | None
 
 
 @final

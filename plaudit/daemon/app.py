@@ -26,7 +26,7 @@ import trio
 import plaudit
 from plaudit import metrics
 from plaudit.actors.base import Actor
-from plaudit.actors.notifier import build_notifier
+from plaudit.actors.marketplace import marketplace_restart_pending
 from plaudit.actors.webhooks import WebhookActor
 from plaudit.config import Config, Paths, load_config, resolve_paths
 from plaudit.daemon.commands import CommandHandler
@@ -43,7 +43,9 @@ from plaudit.daemon.preflight import check_control_socket, check_metrics_port
 from plaudit.daemon.supervisor import ChildContext, ChildSpec, ChildState, RestartPolicy, Supervisor
 from plaudit.errors import ConfigError
 from plaudit.journal import AsyncJournal, Journal
+from plaudit.matching.service import matching_children
 from plaudit.messaging.deliverability.service import deliverability_children
+from plaudit.messaging.service import build_messaging, reconfigure_messaging
 from plaudit.reliability.monitor import PlatformHealthMonitor
 from plaudit.webhooks.service import reconfigure_webhooks, start_webhooks
 
@@ -224,6 +226,10 @@ class Daemon:
             self.notifier.ready()
             raise
         await reconfigure_platform_actors(self, config)
+        await reconfigure_messaging(self.actors, config)
+        if self.health is not None:
+            # The new thresholds apply from the next observation on.
+            self.health.policy = config.health
         webhooks = self.actors.get("webhooks")
         if isinstance(webhooks, WebhookActor):
             reconfigure_webhooks(self.webhook_router, webhooks, config)
@@ -252,6 +258,9 @@ class Daemon:
             for name in ("journal", "supervisor", "control", "inbound")
             if getattr(started, name) != getattr(config, name)
         ]
+        if marketplace_restart_pending(self.actors, config):
+            # A marketplace site added or removed: its actor starts or stops at a restart.
+            pending.append("platforms.marketplace")
         return pending
 
     def _check_reloadable(self, config: Config, paths: Paths) -> None:
@@ -275,23 +284,34 @@ class Daemon:
         policy = RestartPolicy.from_config(self.config.supervisor)
         grace = self.config.supervisor.shutdown_grace
         assert self.journal is not None
-        self.health = PlatformHealthMonitor(self.journal)
+        self.health = PlatformHealthMonitor(self.journal, policy=self.config.health)
         self.actors = build_platform_actors(self.config, self.journal, monitor=self.health)
         # Installs the emit hook too, so events from here on fan out to endpoints.
         self.webhook_router, self.actors["webhooks"] = start_webhooks(self.config, self.journal)
+        messaging = build_messaging(
+            self.config,
+            self.journal,
+            state_dir=self.paths.state_dir,
+            config_path=self.config_path,
+            settings=lambda: self.config,
+        )
         inbound = None
         if self.config.inbound is not None:
             # Imported only when configured: its signature libraries cost
             # about 9 MB of resident memory.
             from plaudit.inbound.service import build_inbound
 
-            inbound = build_inbound(self.config, self.journal, config_path=self.config_path)
+            inbound = build_inbound(
+                self.config,
+                self.journal,
+                config_path=self.config_path,
+                unsubscribe_pages=messaging.unsubscribe_pages,
+            )
         self._inbound_serve = None if inbound is None else inbound[1]
         if inbound is not None:
             self.actors["inbound"] = inbound[0]
-        notifier = build_notifier(self.config, self.journal)
-        if notifier is not None:
-            self.actors["notifier"] = notifier
+        # The notifier, or without campaigns an actor that only delivers alerts.
+        self.actors["notifier"] = messaging.notifier
         # Children stop in reverse start order: the actors stop claiming and
         # hand back their jobs first, while the control socket and metrics
         # still serve requests.
@@ -308,6 +328,11 @@ class Daemon:
                 state_dir=self.paths.state_dir,
                 settings=lambda: self.config.deliverability,
             )
+        ]
+        # Review matching and the report gauges.
+        children += [
+            ChildSpec(name, start, policy=policy, shutdown_grace=grace, signals_ready=True)
+            for name, start in matching_children(self.journal, lambda: self.config)
         ]
         # Each child has its own budget; a child that exhausts it is marked
         # failed and its siblings keep running.  The root's own intensity is

@@ -12,12 +12,17 @@ from typing import TYPE_CHECKING, Any, final
 import msgspec
 
 from plaudit.actors.marketplace import find_profile_actor
+from plaudit.alerts_ctl import alert_commands
 from plaudit.daemon.control import InvalidArgument, UnknownCommand
 from plaudit.errors import ConfigError, ControlError, JobNotFoundError, PlatformError
 from plaudit.inbound.control import inbound_commands
 from plaudit.journal import Job, JobState
+from plaudit.matching.service import matching_commands
 from plaudit.messaging.couple_commands import with_couples_import
 from plaudit.messaging.deliverability.service import deliverability_commands
+from plaudit.messaging.push_ctl import push_commands
+from plaudit.messaging.request_commands import request_commands
+from plaudit.personalisation.control import personalisation_commands
 from plaudit.reliability.monitor import PlatformHealthMonitor
 from plaudit.reviews.import_commands import import_commands
 from plaudit.webhooks.control import webhook_commands
@@ -78,6 +83,11 @@ class CommandHandler:
         self._commands["import"] = with_couples_import(daemon, self._commands["import"])
         self._commands.update(deliverability_commands(daemon))
         self._commands.update(inbound_commands(daemon))
+        self._commands.update(matching_commands(daemon))
+        self._commands.update(request_commands(daemon))
+        self._commands.update(personalisation_commands(daemon))
+        self._commands.update(alert_commands(daemon))
+        self._commands.update(push_commands(daemon))
 
     async def __call__(self, command: str, args: dict[str, Any]) -> Any:
         try:
@@ -133,6 +143,7 @@ class CommandHandler:
                 row.update(
                     paused=stats.paused, health=stats.health, jobs_succeeded=stats.jobs_succeeded
                 )
+                row["breaker"] = self._breaker_state(child.name)
                 row["last_error"] = row["last_error"] or stats.last_error
             rows.append(row)
         return rows
@@ -226,7 +237,16 @@ class CommandHandler:
             for actor in self.daemon.actors.values()
             if actor.breaker is not None
         ]
+        # One breaker guards every profile of a platform, so a profile shows its platform's.
+        for row in report["subjects"]:
+            row["breaker"] = self._breaker_state(str(row["platform"]))
         return report
+
+    def _breaker_state(self, name: str) -> str | None:
+        actor = self.daemon.actors.get(name)
+        if actor is None or actor.breaker is None:
+            return None
+        return str(actor.breaker.state)
 
     async def watch(self, args: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Stream the current health states, then each state change as it happens."""

@@ -18,10 +18,14 @@ from typing import Any
 
 import trio
 
+from plaudit import alerts_ctl
 from plaudit.daemon.control import request_stream, request_sync
 from plaudit.errors import ControlError
 from plaudit.inbound import control as inbound_ctl
+from plaudit.matching import ctl as matching_ctl
+from plaudit.messaging import push_ctl, request_ctl
 from plaudit.messaging.deliverability import ctl as deliverability_ctl
+from plaudit.personalisation import ctl as personalisation_ctl
 from plaudit.reviews import import_ctl
 from plaudit.webhooks import ctl as webhook_ctl
 
@@ -85,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     import_ctl.add_parsers(commands)
     deliverability_ctl.add_parsers(commands)
     inbound_ctl.add_parsers(commands)
+    matching_ctl.add_parsers(commands)
+    request_ctl.add_parsers(commands)
+    personalisation_ctl.add_parsers(commands)
+    alerts_ctl.add_parsers(commands)
+    push_ctl.add_parsers(commands)
     commands.add_parser(
         "watch", help="print health state changes as they happen, until interrupted"
     )
@@ -111,6 +120,16 @@ def request_args(options: argparse.Namespace) -> dict[str, Any]:
         return webhook_ctl.request_args(options)
     if options.command in import_ctl.COMMANDS:
         return import_ctl.request_args(options)
+    if options.command in matching_ctl.COMMANDS:
+        return matching_ctl.request_args(options)
+    if options.command in request_ctl.COMMANDS:
+        return request_ctl.request_args(options)
+    if options.command in personalisation_ctl.COMMANDS:
+        return personalisation_ctl.request_args(options)
+    if options.command in alerts_ctl.COMMANDS:
+        return alerts_ctl.request_args(options)
+    if options.command in push_ctl.COMMANDS:
+        return push_ctl.request_args(options)
     return {}
 
 
@@ -179,6 +198,11 @@ def render(command: str, result: Any) -> str:
         **import_ctl.renderers(),
         **deliverability_ctl.renderers(),
         "inbound": inbound_ctl.render_inbound,
+        **matching_ctl.renderers(),
+        **request_ctl.renderers(),
+        **personalisation_ctl.renderers(),
+        **alerts_ctl.renderers(),
+        **push_ctl.renderers(),
     }
     renderer = renderers.get(command)
     return renderer(result) if renderer is not None else render_json(result)
@@ -208,12 +232,13 @@ def _render_daemon(daemon: dict[str, Any]) -> str:
 
 
 def _render_actors(actors: list[Any]) -> str:
-    headers = ["ACTOR", "STATE", "PAUSED", "RESTARTS", "RESTART TYPE", "LAST ERROR"]
+    headers = ["ACTOR", "STATE", "PAUSED", "BREAKER", "RESTARTS", "RESTART TYPE", "LAST ERROR"]
     rows = [
         [
             _cell(actor.get("name")),
             _cell(actor.get("state")),
             _yes_no(actor.get("paused")),
+            _cell(actor.get("breaker")),
             _cell(actor.get("restarts")),
             _cell(actor.get("restart_type")),
             _cell(actor.get("last_error")),
@@ -326,6 +351,7 @@ def render_health(result: dict[str, Any]) -> str:
             [
                 _subject(row),
                 _cell(row.get("state")),
+                _cell(row.get("breaker")),
                 _time(row.get("since")),
                 _time(row.get("last_success_at")),
                 _percent(row.get("error_rate")),
@@ -334,7 +360,7 @@ def render_health(result: dict[str, Any]) -> str:
                 _cell(row.get("cause")),
             ]
         )
-    headers = ["SUBJECT", "STATE", "SINCE", "LAST SUCCESS", "ERRORS", "P95 S"]
+    headers = ["SUBJECT", "STATE", "BREAKER", "SINCE", "LAST SUCCESS", "ERRORS", "P95 S"]
     headers += ["UP 1H", "UP 24H", "UP 30D", "CAUSE"]
     text = format_table(headers, rows) if rows else "no platforms\n"
     breakers = [

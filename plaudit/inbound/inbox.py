@@ -26,6 +26,7 @@ from plaudit.inbound.mapping import InboundEvent, MappingError
 from plaudit.journal import AsyncJournal, Job, Tx
 from plaudit.messaging.deliverability.store import record_event
 from plaudit.messaging.deliverability.suppression import MessageEvent, SuppressionPolicy
+from plaudit.messaging.sms_events import HELP_EVENT, OPT_IN_EVENT, apply_keyword, track_status
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,12 @@ def _apply(
             else:
                 reasons.append(f"platform {event.platform!r} is not configured; push skipped")
             continue
+        if event.type in (HELP_EVENT, OPT_IN_EVENT):
+            if apply_keyword(tx, event):
+                recorded += 1
+            else:
+                reasons.append(f"{event.type} from a number with nothing to change")
+            continue
         if event.kind is None or not event.recipient:
             reasons.append(f"{event.type} {event.provider_event_id} names no recipient")
             continue
@@ -200,6 +207,8 @@ def _apply(
         )
         if record_event(tx, message, policy=policy, provider_event_id=event.provider_event_id):
             recorded += 1
+            if provider == "twilio":
+                track_status(tx, event)
     state: State = "processed" if recorded or syncs else "ignored"
     reason = "; ".join(reasons) if reasons else None
     if state == "ignored" and reason is None:

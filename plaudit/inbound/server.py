@@ -10,7 +10,8 @@ a crash could lose.  Answers:
   path, 405 wrong method, 413 body over the limit;
 - 503 when the journal cannot store the request, so the provider retries.
 
-``GET /inbound/facebook`` answers Facebook's subscription handshake.
+``GET /inbound/facebook`` answers Facebook's subscription handshake, and
+``/unsubscribe/{token}`` serves the one-click unsubscribe pages when given.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from plaudit.errors import JournalError
 from plaudit.inbound import inbox, verify
 from plaudit.inbound.providers import KEPT_HEADERS, Request, Verifiers
 from plaudit.journal import AsyncJournal
+from plaudit.messaging import unsubscribe
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class _Answer(msgspec.Struct, frozen=True):
     outcome: str
     text: str
     close: bool = False
+    content_type: str = TEXT_PLAIN
 
 
 @final
@@ -73,8 +76,10 @@ class InboundServer:
         clock: Callable[[], float] = time.time,
         max_connections: int = 256,
         idle_timeout: float = 30.0,
+        unsubscribe_pages: unsubscribe.UnsubscribePages | None = None,
     ) -> None:
         self._journal = journal
+        self._unsubscribe = unsubscribe_pages
         self._verifiers = verifiers
         self._max_body = max_body_bytes
         self._clock = clock
@@ -154,6 +159,8 @@ class InboundServer:
         self._requests += 1
         target = head.target.decode("ascii", errors="replace")
         path, _, query = target.partition("?")
+        if self._unsubscribe is not None and path.startswith(unsubscribe.PATH_PREFIX):
+            return await _unsubscribe_answer(self._unsubscribe, connection, stream, head, path)
         provider = path.removeprefix(PATH_PREFIX) if path.startswith(PATH_PREFIX) else ""
         answer = self._route(head, provider, query)
         if answer is None:
@@ -244,6 +251,36 @@ class InboundServer:
             self._rejected += 1
 
 
+async def _unsubscribe_answer(
+    pages: unsubscribe.UnsubscribePages,
+    connection: h11.Connection,
+    stream: trio.SocketStream,
+    head: h11.Request,
+    path: str,
+) -> _Answer:
+    body = b""
+    if head.method == b"POST":
+        try:
+            read = await _read_body(connection, stream, unsubscribe.MAX_BODY_BYTES)
+        except h11.RemoteProtocolError as error:
+            return _Answer(400, "malformed", f"bad request body: {error}\n", close=True)
+        if read is None:
+            limit = unsubscribe.MAX_BODY_BYTES
+            return _Answer(413, "oversized", f"body over the limit of {limit} bytes\n", True)
+        body = read
+    content_type = ""
+    for name, value in head.headers:
+        if name.lower() == b"content-type":
+            content_type = value.decode("latin-1")
+    page = await pages.answer(
+        head.method.decode("ascii", errors="replace"), path, content_type, body
+    )
+    # After a GET, or a response sent before the body was read, the
+    # connection is closed, because the rest of the request is unread.
+    close = connection.their_state is not h11.DONE or page.status >= 400
+    return _Answer(page.status, page.outcome, page.text, close, page.content_type)
+
+
 def _content_length(head: h11.Request) -> int | None:
     for name, value in head.headers:
         if name.lower() == b"content-length":
@@ -300,7 +337,7 @@ async def _send(connection: h11.Connection, stream: trio.SocketStream, answer: _
     if connection.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
         return
     body = answer.text.encode()
-    headers = [("Content-Type", TEXT_PLAIN), ("Content-Length", str(len(body)))]
+    headers = [("Content-Type", answer.content_type), ("Content-Length", str(len(body)))]
     if answer.close:
         headers.append(("Connection", "close"))
     data = connection.send(h11.Response(status_code=answer.status, headers=headers)) or b""
@@ -316,8 +353,11 @@ async def serve_inbound(
     port: int,
     *,
     max_body_bytes: int,
+    unsubscribe_pages: unsubscribe.UnsubscribePages | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the inbound listener until cancelled; started() reports the bound address."""
-    server = InboundServer(journal, verifiers, max_body_bytes=max_body_bytes)
+    server = InboundServer(
+        journal, verifiers, max_body_bytes=max_body_bytes, unsubscribe_pages=unsubscribe_pages
+    )
     await server.serve(host, port, task_status=task_status)

@@ -12,10 +12,15 @@ from plaudit.inbound.providers import CredentialError, Verifiers
 from plaudit.inbound.server import serve_inbound
 from plaudit.inbound.sns import TrustStoreError
 from plaudit.journal import AsyncJournal
+from plaudit.messaging.unsubscribe import UnsubscribePages
 
 
 def build_inbound(
-    config: Config, journal: AsyncJournal, *, config_path: str
+    config: Config,
+    journal: AsyncJournal,
+    *,
+    config_path: str,
+    unsubscribe_pages: UnsubscribePages | None = None,
 ) -> tuple[InboxActor, Callable[..., Awaitable[None]]] | None:
     """Return the inbox actor and the listener's serve function, or None without ``[inbound]``.
 
@@ -39,5 +44,6 @@ def build_inbound(
         inbound.host,
         inbound.port,
         max_body_bytes=inbound.max_body_bytes,
+        unsubscribe_pages=unsubscribe_pages,
     )
     return actor, serve

@@ -18,6 +18,7 @@ from plaudit.inbound.mapping import (
     iso_seconds,
 )
 from plaudit.messaging.deliverability.suppression import EventKind
+from plaudit.messaging.sms import Keyword, classify_keyword
 
 _TWILIO_KINDS: Final[dict[str, EventKind]] = {
     "sent": "sent",
@@ -28,7 +29,12 @@ _TWILIO_KINDS: Final[dict[str, EventKind]] = {
 }
 # Twilio error 21610: the recipient has opted out of messages from this sender.
 TWILIO_UNSUBSCRIBED: Final = "21610"
-_OPT_OUT_WORDS: Final = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
+# OptOutType values that Twilio's Advanced Opt-Out adds to keyword messages it recognised.
+_OPT_OUT_TYPE_KEYWORDS: Final[dict[str, Keyword]] = {
+    "STOP": "opt_out",
+    "START": "opt_in",
+    "HELP": "help",
+}
 
 
 def map_twilio(body: bytes, *, received_at: float) -> list[InboundEvent]:
@@ -42,20 +48,7 @@ def map_twilio(body: bytes, *, received_at: float) -> list[InboundEvent]:
         raise MalformedPayload("Twilio body has no MessageSid")
     status = params.get("MessageStatus") or params.get("SmsStatus") or ""
     if status == "received":
-        if (
-            params.get("Body", "").strip().upper() in _OPT_OUT_WORDS
-            or params.get("OptOutType") == "STOP"
-        ):
-            return [
-                delivery(
-                    "unsubscribe",
-                    event_id=f"{sid}:stop",
-                    at=received_at,
-                    recipient=params.get("From"),
-                    message_id=sid,
-                )
-            ]
-        raise NotDeliveryEvent("Twilio incoming message is not an opt-out")
+        return [_incoming(params, sid, received_at=received_at)]
     kind = _TWILIO_KINDS.get(status)
     if kind is None:
         raise NotDeliveryEvent(f"Twilio MessageStatus {status!r} is not recorded")
@@ -73,6 +66,27 @@ def map_twilio(body: bytes, *, received_at: float) -> list[InboundEvent]:
             status=params.get("ErrorCode"),
         )
     ]
+
+
+def _incoming(params: dict[str, str], sid: str, *, received_at: float) -> InboundEvent:
+    """Map an inbound text: an opt-out, an opt-in or a HELP request; other texts raise."""
+    keyword = classify_keyword(params.get("Body", "")) or _OPT_OUT_TYPE_KEYWORDS.get(
+        params.get("OptOutType", "").upper()
+    )
+    sender = params.get("From")
+    if keyword == "opt_out":
+        return delivery(
+            "unsubscribe", event_id=f"{sid}:stop", at=received_at, recipient=sender, message_id=sid
+        )
+    if keyword is None:
+        raise NotDeliveryEvent("Twilio incoming message is not a keyword (STOP, HELP, START)")
+    return InboundEvent(
+        type=f"sms.{keyword}",
+        provider_event_id=f"{sid}:{keyword}",
+        occurred_at=received_at,
+        recipient=sender,
+        message_id=sid,
+    )
 
 
 def map_facebook(body: bytes, *, received_at: float) -> list[InboundEvent]:

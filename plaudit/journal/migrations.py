@@ -341,6 +341,135 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX alerts_raised ON alerts (raised_at);
         """,
     ),
+    Migration(
+        8,
+        "matches between reviews and couples",
+        """
+        CREATE TABLE review_matches (
+            id INTEGER PRIMARY KEY,
+            platform TEXT NOT NULL,
+            review_id TEXT NOT NULL,
+            couple_id INTEGER NOT NULL REFERENCES couples (id),
+            -- 0 to 1; 1 for an exact match by e-mail address or reference.
+            confidence REAL NOT NULL,
+            -- exact or name.
+            method TEXT NOT NULL,
+            -- candidate, confirmed or rejected.
+            state TEXT NOT NULL,
+            -- automatic or operator; NULL while a candidate.
+            decided_by TEXT,
+            -- JSON array of strings explaining the score.
+            reasons TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            decided_at REAL,
+            UNIQUE (platform, review_id, couple_id)
+        ) STRICT;
+        CREATE INDEX review_matches_couple ON review_matches (couple_id, state);
+        CREATE INDEX review_matches_state ON review_matches (state, confidence);
+        """,
+    ),
+    Migration(
+        9,
+        "couple profiles and personalisation assignments",
+        """
+        CREATE TABLE couple_profiles (
+            couple_id INTEGER PRIMARY KEY REFERENCES couples (id),
+            -- Where the couple found the vendor, as a [vendor] review_links key; '' if unknown.
+            found_on TEXT NOT NULL,
+            -- The vendor's own notes; the only text an AI draft may draw on.
+            notes TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        ) STRICT;
+        CREATE TABLE personalisation_assignments (
+            request_id INTEGER PRIMARY KEY REFERENCES requests (id),
+            couple_id INTEGER NOT NULL REFERENCES couples (id),
+            campaign TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            -- holdout (always the baseline) or treatment.
+            arm TEXT NOT NULL,
+            -- The template variant's name; 'base' for the step's own template.
+            variant TEXT NOT NULL,
+            -- Unix times: when the step was due and when the model chose to send it.
+            due_at REAL NOT NULL,
+            planned_at REAL NOT NULL,
+            -- JSON object explaining the chosen time.
+            explanation TEXT NOT NULL,
+            -- off, accepted, rejected, failed or timed_out; the opening line when accepted.
+            draft_state TEXT NOT NULL,
+            draft_reason TEXT,
+            opening_line TEXT,
+            sent_at REAL,
+            -- pending until sent and settled, then converted or not_converted.
+            outcome TEXT NOT NULL,
+            converted_at REAL,
+            assigned_at REAL NOT NULL
+        ) STRICT;
+        CREATE INDEX personalisation_assignments_arm
+            ON personalisation_assignments (campaign, step, variant, outcome);
+        CREATE INDEX personalisation_assignments_couple
+            ON personalisation_assignments (couple_id);
+        """,
+    ),
+    Migration(
+        10,
+        "web push subscriptions and SMS and push sends",
+        """
+        CREATE TABLE channel_sends (
+            request_id INTEGER NOT NULL REFERENCES requests (id),
+            -- sms or push.
+            channel TEXT NOT NULL,
+            -- The E.164 number or the push endpoint.
+            recipient TEXT NOT NULL,
+            -- Twilio's MessageSid or the push message URL, once the provider accepted it.
+            provider_id TEXT,
+            -- sending, unknown (the response was lost), unsent (failed before sending),
+            -- accepted, delivered or failed.
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            error TEXT,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (request_id, recipient)
+        ) STRICT;
+        CREATE UNIQUE INDEX channel_sends_provider_id
+            ON channel_sends (channel, provider_id) WHERE provider_id IS NOT NULL;
+        CREATE INDEX channel_sends_pending ON channel_sends (channel, recipient, state);
+        CREATE TABLE push_subscriptions (
+            id INTEGER PRIMARY KEY,
+            couple_id INTEGER NOT NULL REFERENCES couples (id),
+            -- The push service URL the browser handed out; https in production.
+            endpoint TEXT NOT NULL UNIQUE,
+            -- base64url: the browser's P-256 public key (65 bytes) and auth secret (16 bytes).
+            p256dh TEXT NOT NULL,
+            auth TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            -- Set when the push service answered 404 or 410; never sent to again.
+            removed_at REAL,
+            removed_reason TEXT
+        ) STRICT;
+        CREATE INDEX push_subscriptions_couple
+            ON push_subscriptions (couple_id) WHERE removed_at IS NULL;
+        """,
+    ),
+    Migration(
+        11,
+        "the e-mail address and reference a platform gives with a review",
+        """
+        CREATE TABLE review_contacts (
+            platform TEXT NOT NULL,
+            review_id TEXT NOT NULL,
+            -- As the platform sent them; either may be NULL, not both.
+            email TEXT,
+            reference TEXT,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (platform, review_id)
+        ) STRICT;
+        CREATE INDEX review_contacts_email ON review_contacts (lower(email))
+            WHERE email IS NOT NULL;
+        CREATE INDEX review_contacts_reference ON review_contacts (reference)
+            WHERE reference IS NOT NULL;
+        """,
+    ),
 )
 
 

@@ -15,6 +15,7 @@ from plaudit.errors import ControlError
 from plaudit.journal import Tx
 from plaudit.messaging.campaigns import schedule_new_couples
 from plaudit.messaging.couples import CoupleImport, StoreReport, parse_couples_csv, store_couples
+from plaudit.personalisation.profiles import read_profiles_file, store_profiles
 
 if TYPE_CHECKING:
     from plaudit.daemon.app import Daemon
@@ -61,9 +62,12 @@ async def import_couples(daemon: Daemon, args: dict[str, Any]) -> dict[str, Any]
 
     config = daemon.config
     vendor = config.vendor.name if config.vendor is not None else ""
+    profiles = await trio.to_thread.run_sync(read_profiles_file, Path(path))
 
     def store(tx: Tx) -> tuple[StoreReport, int]:
         report = store_couples(tx, parsed.couples, vendor=vendor)
+        # Lead source and notes columns, for personalisation.
+        store_profiles(tx, profiles)
         return report, schedule_new_couples(tx, config)
 
     report, scheduled = await journal.transaction(store)

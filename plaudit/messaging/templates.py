@@ -27,13 +27,30 @@ SAMPLE_VARIABLES: Final[dict[str, Any]] = {
     "vendor_address": "1 Main Street, Springfield, IL 62701, USA",
     "review_links": [{"platform": "google", "url": "https://reviews.invalid/google"}],
     "unsubscribe_link": "https://unsubscribe.invalid/token",
+    # Set by personalisation: an AI-drafted first sentence ("" without one) and
+    # the review_links platform where the couple found the vendor ("" if unknown).
+    "opening_line": "We loved photographing your day at The Old Mill.",
+    "found_on": "google",
 }
 # Output limit: a review request is a few kilobytes.
 MAX_OUTPUT_CHARS: Final = 100_000
 
 
 class TemplateError(PlauditError):
-    """A template that does not parse or refers to an unknown variable."""
+    """A template that does not parse or refers to an unknown variable.
+
+    ``part`` is "subject", "text" or "html" when the error is in one part,
+    and ``line`` and ``column`` (from 1) locate it there when Liquid reports a
+    position; an unclosed block is located at the end of its part.
+    """
+
+    def __init__(
+        self, message: str, *, part: str = "", line: int | None = None, column: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.part = part
+        self.line = line
+        self.column = column
 
 
 @final
@@ -93,7 +110,14 @@ def _parse(env: liquid.Environment, name: str, part: str, source: str) -> liquid
     try:
         return env.from_string(source)
     except LiquidError as error:
-        raise TemplateError(f"template {name!r} {part}: {error}; correct the template") from error
+        line, column = _position(error, source)
+        where = f"{part} line {line}" if line is not None else part
+        raise TemplateError(
+            f"template {name!r} {where}: {error}; correct the template",
+            part=part,
+            line=line,
+            column=column,
+        ) from error
 
 
 def _render(
@@ -103,6 +127,25 @@ def _render(
         return template.render(**variables)
     except LiquidError as error:
         known = ", ".join(sorted(SAMPLE_VARIABLES))
+        line, column = _position(error, "")
+        where = f"{part} line {line}" if line is not None else part
         raise TemplateError(
-            f"template {name!r} {part}: {error}; the variables are {known}"
+            f"template {name!r} {where}: {error}; the variables are {known}",
+            part=part,
+            line=line,
+            column=column,
         ) from error
+
+
+def _position(error: LiquidError, source: str) -> tuple[int | None, int | None]:
+    """Return the line and column (from 1) of ``error`` in its template, where known."""
+    token = error.token
+    if token is None:
+        return None, None
+    # Liquid leaves the source out of errors found at the end of a template.
+    text = token.source or source
+    if not text:
+        return None, None
+    index = token.start_index if 0 <= token.start_index <= len(text) else len(text)
+    before = text[:index]
+    return before.count("\n") + 1, index - (before.rfind("\n") + 1) + 1

@@ -5,9 +5,14 @@ follows from what it last observed, in this order of precedence:
 
 1. ``paused``: an operator paused the platform's actor.
 2. ``reconnect-required``: the platform revoked the credentials.
-3. ``down``: the platform's circuit breaker is open or half-open.
-4. ``degraded``: the last job failed, or at least ``degraded_ratio`` of the
-   jobs within ``window_seconds`` failed (once there are ``minimum_jobs``).
+3. ``down``: the platform's circuit breaker is open or half-open, or the
+   last ``down_after_failures`` jobs failed.
+4. ``degraded``: the last ``degraded_after_failures`` jobs failed, or at
+   least ``degraded_ratio`` of the jobs within ``window_seconds`` failed (once
+   there are ``minimum_jobs``).
+
+The thresholds are the ``[health]`` table of the configuration
+(:class:`~plaudit.config.model.HealthConfig`).
 5. ``healthy`` otherwise.
 
 Leaving ``healthy`` for any state but ``paused`` opens an incident; a change
@@ -24,6 +29,8 @@ from collections.abc import Iterable, Sequence
 from typing import Final, final
 
 import msgspec
+
+from plaudit.config.model import HealthConfig
 
 
 class HealthState(enum.StrEnum):
@@ -47,13 +54,8 @@ UPTIME_WINDOWS: Final = {"1h": 3600.0, "24h": 86_400.0, "30d": 30 * 86_400.0}
 MAX_OUTCOMES: Final = 200
 
 
-@final
-class HealthPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """Thresholds of the ``degraded`` state."""
-
-    window_seconds: float = 60.0
-    degraded_ratio: float = 0.2
-    minimum_jobs: int = 5
+# The thresholds of the degraded and down states: the ``[health]`` table.
+HealthPolicy = HealthConfig
 
 
 # Observations.
@@ -200,7 +202,11 @@ def derive_state(
     if subject.breaker_tripped:
         return HealthState.DOWN, f"circuit breaker open: {subject.last_error or 'failures'}"
 
-    if subject.consecutive_failures:
+    failures = subject.consecutive_failures
+    if failures >= policy.down_after_failures:
+        return HealthState.DOWN, f"{failures} jobs failed in a row: {subject.last_error}"
+
+    if failures >= policy.degraded_after_failures:
         return HealthState.DEGRADED, subject.last_error or "the last job failed"
 
     rate = error_rate(subject, policy, now=now)

@@ -377,7 +377,7 @@ class PlatformHealthMonitor:
             # nothing new is recorded until the journal can be written.
             log.error(
                 "health.journal_unwritable",
-                extra={"error": str(error), "disk_full": _disk_full(error)},
+                extra={"error": str(error), "disk_full": disk_full(error)},
             )
         self._journal_error = str(error)
 
@@ -395,7 +395,7 @@ class PlatformHealthMonitor:
                 )
 
 
-def _disk_full(error: BaseException) -> bool:
+def disk_full(error: BaseException) -> bool:
     """Return True when ``error`` or one of its causes is SQLite's SQLITE_FULL."""
     cause: BaseException | None = error
     while cause is not None:

@@ -9,12 +9,16 @@ detected separately.
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime
-from typing import Any, Literal, final
+from typing import Any, Final, Literal, final
 
 import msgspec
 
 Recommendation = Literal["positive", "negative"]
+
+# The stored form: UTC with milliseconds, as format_timestamp() writes it.
+_CANONICAL: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", re.ASCII)
 
 
 def format_timestamp(moment: datetime | float) -> str:
@@ -44,6 +48,11 @@ def normalize_timestamp(text: str) -> str:
         raise ValueError(
             f"invalid timestamp {text!r}: expected ISO 8601 such as 2024-05-01T12:00:00Z"
         ) from error
+
+    if _CANONICAL.fullmatch(text):
+        # Already in the stored form, as most platform timestamps are, so
+        # formatting it again would return the same text.
+        return text
 
     return format_timestamp(parsed)
 
@@ -95,3 +104,15 @@ class Review(msgspec.Struct, frozen=True, kw_only=True):
     def to_dict(self) -> dict[str, Any]:
         """Return the review as a JSON-ready dict, as event payloads carry it."""
         return msgspec.structs.asdict(self)
+
+
+@final
+class Contact(msgspec.Struct, frozen=True, kw_only=True):
+    """The e-mail address and reference a platform gives with a review, for exact matching.
+
+    Trustpilot's private reviews carry them: the address the invitation went
+    to and the reference id the vendor set on it.
+    """
+
+    email: str | None
+    reference: str | None

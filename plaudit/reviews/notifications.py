@@ -8,19 +8,24 @@ profile, in one journal transaction.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, final
 
 import msgspec
 
-from plaudit.connectors.marketplace.mailbox import mark_processed, read_new_notifications
+from plaudit.connectors.marketplace.mailbox import (
+    MailboxEntry,
+    mark_processed,
+    read_new_notifications,
+)
 from plaudit.connectors.marketplace.models import to_review
 from plaudit.reviews.model import Review
 from plaudit.reviews.store import apply_snapshot
 
 if TYPE_CHECKING:
     from plaudit.journal.store import Journal
+    from plaudit.journal.tx import Tx
 
 
 @final
@@ -54,9 +59,51 @@ def import_notifications(
     ones, which the report lists.  Raises MaildirError when the folder is not
     a Maildir.
     """
-    moment = time.time() if now is None else now
-    report = MailboxReport(maildir=str(maildir))
     entries = read_new_notifications(maildir)
+    with journal.transaction() as tx:
+        report = store_notifications(tx, entries, profiles=profiles, mailbox=str(maildir), now=now)
+    mark_processed(maildir, (entry.key for entry in entries))
+    return report
+
+
+def store_notifications(
+    tx: Tx,
+    entries: Sequence[MailboxEntry],
+    *,
+    profiles: Mapping[str, str],
+    mailbox: str,
+    now: float | None = None,
+) -> MailboxReport:
+    """Store the reviews of parsed messages from any mailbox in one transaction.
+
+    ``mailbox`` names the source in the report; the caller marks the
+    messages read once the transaction commits.
+    """
+    moment = time.time() if now is None else now
+    report = MailboxReport(maildir=mailbox)
+    groups = _group_reviews(entries, profiles=profiles, now=moment, report=report)
+    for (platform, profile), reviews in groups.items():
+        outcome = apply_snapshot(
+            tx,
+            platform=platform,
+            profile=profile,
+            reviews=list(reviews.values()),
+            complete=False,
+        )
+        report.reviews += len(reviews)
+        report.created += outcome.created + outcome.restored
+        report.updated += outcome.updated + outcome.replied
+        report.unchanged += outcome.unchanged
+    return report
+
+
+def _group_reviews(
+    entries: Sequence[MailboxEntry],
+    *,
+    profiles: Mapping[str, str],
+    now: float,
+    report: MailboxReport,
+) -> dict[tuple[str, str], dict[str, Review]]:
     groups: dict[tuple[str, str], dict[str, Review]] = {}
     for entry in entries:
         report.messages += 1
@@ -78,22 +125,6 @@ def import_notifications(
             report.duplicates += 1
             continue
         group[notice.review_id] = to_review(
-            notice.to_page_review(), platform=notice.platform, profile=profile, fallback_time=moment
+            notice.to_page_review(), platform=notice.platform, profile=profile, fallback_time=now
         )
-
-    with journal.transaction() as tx:
-        for (platform, profile), reviews in groups.items():
-            outcome = apply_snapshot(
-                tx,
-                platform=platform,
-                profile=profile,
-                reviews=list(reviews.values()),
-                complete=False,
-            )
-            report.reviews += len(reviews)
-            report.created += outcome.created + outcome.restored
-            report.updated += outcome.updated + outcome.replied
-            report.unchanged += outcome.unchanged
-
-    mark_processed(maildir, (entry.key for entry in entries))
-    return report
+    return groups

@@ -33,11 +33,13 @@ time in the update and reply keys keeps an edit back to earlier content
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
 import msgspec
+from prometheus_client import Counter
 
 from plaudit.metrics import REVIEWS_CHANGED
 from plaudit.reviews.model import Review, format_timestamp
@@ -70,6 +72,11 @@ UPDATE reviews SET profile = ?, stars = ?, recommendation = ?, text = ?, author 
     content_hash = ?, last_seen_at = ?
 WHERE platform = ? AND review_id = ?
 """
+_LIVE_IDS: Final = """
+SELECT review_id FROM reviews WHERE platform = ? AND profile = ? AND deleted_at IS NULL
+"""
+# Ids per ``IN (...)`` lookup; SQLite before 3.32 allows at most 999 parameters.
+_IDS_PER_QUERY: Final = 500
 _TOMBSTONE: Final = """
 UPDATE reviews SET deleted_at = ? WHERE platform = ? AND review_id = ? AND deleted_at IS NULL
 """
@@ -134,21 +141,21 @@ def apply_snapshot(
     platform or profile or when a review id appears twice.
     """
     _check_snapshot(platform, profile, reviews)
-    stored = {
-        review.review_id: review
-        for review in load_reviews(tx, platform, profile, include_deleted=True)
-    }
+    # Earlier rows by id, whichever profile they are under: the platform may
+    # have moved a review, and the upsert moves it too.
+    previous_rows = _load_by_ids(tx, platform, [review.review_id for review in reviews])
     outcome = SyncOutcome()
     for review in reviews:
-        previous = stored.get(review.review_id) or _load_one(tx, platform, review.review_id)
-        _apply_one(tx, review, previous, outcome)
+        _apply_one(tx, review, previous_rows.get(review.review_id), outcome)
 
     if complete:
         present = {review.review_id for review in reviews}
-        for previous in stored.values():
-            if previous.deleted_at is None and previous.review_id not in present:
-                _mark_deleted(tx, previous)
-                outcome.deleted += 1
+        live = tx.execute(_LIVE_IDS, (platform, profile)).fetchall()
+        missing = sorted(row[0] for row in live if row[0] not in present)
+        deleted_rows = _load_by_ids(tx, platform, missing)
+        for review_id in missing:
+            _mark_deleted(tx, deleted_rows[review_id])
+            outcome.deleted += 1
 
     return outcome
 
@@ -171,13 +178,19 @@ def _check_snapshot(platform: str, profile: str, reviews: Sequence[Review]) -> N
         seen.add(review.review_id)
 
 
-def _load_one(tx: Tx, platform: str, review_id: str) -> Review | None:
-    # A review stored under another profile of the same platform: the
-    # platform moved it, and the upsert moves it too.
-    row = tx.execute(
-        f"{_SELECT} WHERE platform = ? AND review_id = ?", (platform, review_id)
-    ).fetchone()
-    return None if row is None else _row_to_review(row)
+def _load_by_ids(tx: Tx, platform: str, review_ids: Sequence[str]) -> dict[str, Review]:
+    """Return the stored reviews of ``platform`` with these ids, deleted ones included."""
+    found: dict[str, Review] = {}
+    for start in range(0, len(review_ids), _IDS_PER_QUERY):
+        chunk = review_ids[start : start + _IDS_PER_QUERY]
+        marks = ", ".join("?" for _ in chunk)
+        rows = tx.execute(
+            f"{_SELECT} WHERE platform = ? AND review_id IN ({marks})", (platform, *chunk)
+        ).fetchall()
+        for row in rows:
+            review = _row_to_review(row)
+            found[review.review_id] = review
+    return found
 
 
 def _apply_one(tx: Tx, review: Review, previous: Review | None, outcome: SyncOutcome) -> None:
@@ -275,8 +288,14 @@ def _emit(tx: Tx, event_type: str, key: str, review: Review, change: dict[str, A
         payload=payload,
     )
     if emitted:
-        change_label = event_type.removeprefix("review.")
-        REVIEWS_CHANGED.labels(platform=review.platform, change=change_label).inc()
+        _changed_counter(review.platform, event_type).inc()
+
+
+@functools.cache
+def _changed_counter(platform: str, event_type: str) -> Counter:
+    # Cached because labels() takes a lock and builds a tuple on every call;
+    # platforms and event types are few.
+    return REVIEWS_CHANGED.labels(platform=platform, change=event_type.removeprefix("review."))
 
 
 def _key(review: Review, change: str, *parts: str) -> str:

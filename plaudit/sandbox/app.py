@@ -4,12 +4,14 @@ Routes, all under the sandbox's base URL:
 
 - ``POST /google/oauth2/token``: the OAuth 2.0 refresh-token grant.
 - ``GET /google/v4/accounts/{a}/locations/{l}/reviews``: ``reviews.list``,
-  newest update first, at most 50 a page, with opaque page tokens.
+  newest update first (``orderBy=updateTime desc``, the only order served),
+  at most 50 a page, with opaque page tokens.
 - ``GET .../reviews/{id}`` and ``PUT .../reviews/{id}/reply``.
 - ``GET /_sandbox/truth``: every review, deleted ones flagged.
 - ``POST /_sandbox/advance``: move sandbox time forward by ``seconds``.
 - ``GET /_sandbox/stats``: requests served and faults injected.
-- ``GET|POST /_sandbox/faults``: read or change the fault settings.
+- ``GET|POST /_sandbox/faults``: read or change the fault settings;
+  ``page_token_loop`` (bool) makes every later page repeat its own token.
 - ``POST /_sandbox/auth``: revoke access tokens or the refresh token.
 """
 
@@ -66,11 +68,22 @@ class Response:
     status: int
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
+    # Send the status line and part of the body, then close the connection.
+    reset: bool = False
+
+
+class ConnectionResetFault(Exception):
+    """Raised after a partial response, so the server closes the connection mid-body."""
 
 
 def json_response(status: int, content: Any, *headers: tuple[str, str]) -> Response:
     """Return a response whose body is ``content`` encoded as JSON."""
     return Response(status, msgspec.json.encode(content), headers)
+
+
+def reset_response() -> Response:
+    """Return a response that breaks off after the status line and the first body bytes."""
+    return Response(200, b'{"reviews": [{"reviewId": "', reset=True)
 
 
 def google_error(code: int, status: str, message: str) -> Response:
@@ -116,6 +129,7 @@ class SandboxApp:
         self._advanced = 0.0
         self._access_tokens: dict[str, float] = {}
         self._refresh_token_valid = True
+        self.page_token_loop = False
         self._tokens_issued = 0
         self._requests: collections.Counter[str] = collections.Counter()
         self._routes: list[tuple[str, re.Pattern[str], str, Handler]] = [
@@ -238,10 +252,10 @@ class SandboxApp:
     # Google Business Profile API v4.
 
     async def _api_preamble(
-        self, request: Request, *, listing: bool
+        self, request: Request, *, route: str, listing: bool = False
     ) -> tuple[Fault, Response | None]:
         """Apply latency, check the token and decide the faults; return an early response if any."""
-        fault = self.faults.decide(listing=listing)
+        fault = self.faults.decide(listing=listing, route=route)
         if fault.latency > 0:
             await trio.sleep(fault.latency)
 
@@ -258,7 +272,7 @@ class SandboxApp:
         return self.world.location(f"accounts/{match[1]}", f"locations/{match[2]}")
 
     async def _list_reviews(self, request: Request, match: re.Match[str]) -> Response:
-        fault, early = await self._api_preamble(request, listing=True)
+        fault, early = await self._api_preamble(request, route="reviews.list", listing=True)
         if early is not None:
             return early
 
@@ -266,19 +280,23 @@ class SandboxApp:
         if location is None:
             return _not_found()
 
+        token = request.query.get("pageToken")
         try:
+            _check_order(request.query.get("orderBy"))
             page_size = _page_size(request.query.get("pageSize"))
-            after = _decode_page_token(request.query.get("pageToken"), location.profile)
+            after = _decode_page_token(token, location.profile)
         except ValueError as error:
             return google_error(400, "INVALID_ARGUMENT", str(error))
 
         body = _review_page(location, page_size, after, fault)
+        if self.page_token_loop and token and "nextPageToken" in body:
+            body["nextPageToken"] = token
         if fault.malformed:
             _corrupt_list(body)
         return json_response(200, body)
 
     async def _get_review(self, request: Request, match: re.Match[str]) -> Response:
-        fault, early = await self._api_preamble(request, listing=False)
+        fault, early = await self._api_preamble(request, route="reviews.get")
         if early is not None:
             return early
 
@@ -293,7 +311,7 @@ class SandboxApp:
         return json_response(200, body)
 
     async def _put_reply(self, request: Request, match: re.Match[str]) -> Response:
-        fault, early = await self._api_preamble(request, listing=False)
+        fault, early = await self._api_preamble(request, route="reviews.reply")
         if early is not None:
             return early
 
@@ -348,14 +366,20 @@ class SandboxApp:
     async def _set_faults(self, request: Request, match: re.Match[str]) -> Response:
         try:
             changes = msgspec.json.decode(request.body, type=dict[str, Any])
+            loop = bool(changes.pop("page_token_loop", self.page_token_loop))
             self.faults.update(changes)
-        except msgspec.DecodeError as error:
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
             return json_response(400, {"error": f"invalid fault settings: {error}"})
 
+        self.page_token_loop = loop
         return json_response(200, self._fault_state())
 
     def _fault_state(self) -> dict[str, Any]:
-        return {**msgspec.structs.asdict(self.faults.settings), **self.faults.statistics()}
+        return {
+            **msgspec.structs.asdict(self.faults.settings),
+            **self.faults.statistics(),
+            "page_token_loop": self.page_token_loop,
+        }
 
     async def _change_auth(self, request: Request, match: re.Match[str]) -> Response:
         try:
@@ -380,6 +404,9 @@ def _too_large() -> Response:
 
 
 def _fault_response(fault: Fault) -> Response | None:
+    if fault.reset:
+        return reset_response()
+
     if fault.status is None:
         return None
 
@@ -390,6 +417,12 @@ def _fault_response(fault: Fault) -> Response | None:
         return dataclasses.replace(error, headers=(("Retry-After", retry_after),))
 
     return google_error(fault.status, "INTERNAL", "Internal error encountered.")
+
+
+def _check_order(raw: str | None) -> None:
+    # Google also offers rating orders; the sandbox serves update time only.
+    if raw is not None and " ".join(raw.split()) != "updateTime desc":
+        raise ValueError(f"orderBy {raw!r} is not served by the sandbox; use 'updateTime desc'")
 
 
 def _page_size(raw: str | None) -> int:
@@ -509,10 +542,17 @@ async def _read_request(scope: Scope, receive: Receive) -> Request | None:
 
 
 async def _send_response(send: Send, response: Response) -> None:
+    # A reset response announces twice the bytes it sends before it breaks off.
+    length = len(response.body) * (2 if response.reset else 1)
     headers = [
         (b"content-type", b"application/json; charset=utf-8"),
-        (b"content-length", str(len(response.body)).encode()),
+        (b"content-length", str(length).encode()),
         *((name.lower().encode(), value.encode()) for name, value in response.headers),
     ]
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    if response.reset:
+        await send({"type": "http.response.body", "body": response.body, "more_body": True})
+        # Hypercorn closes a connection whose application fails mid-response.
+        raise ConnectionResetFault("sandbox fault: connection closed mid-response")
+
     await send({"type": "http.response.body", "body": response.body})

@@ -91,8 +91,8 @@ text = "{TEXT}"
         """Return how many first steps have not been sent or suppressed yet."""
         done = sum(
             count
-            for _channel, state, count in _request_counts(journal)
-            if state in ("sent", "suppressed")
+            for channel, state, count in _request_counts(journal)
+            if channel == "email" and state in ("sent", "suppressed")
         )
         return max(0, EXPECTED_SENT + 1 - done)
 

@@ -13,16 +13,16 @@ Routes, under the sandbox's base URL (``{v}`` is a Graph version such as v19.0):
 Every API route takes the Page token as ``Authorization: Bearer``.  Ratings
 with an odd serial also carry the legacy 1 to 5 ``rating``.
 
-NOTE: the cursors are offsets, so a rating deleted between two page requests
-shifts the next page and one rating is skipped.  The listing then counts as
-complete, and the skipped rating is marked deleted until the next sync
-restores it.
+Cursors are opaque, as Graph's are: ``after`` encodes the creation time and
+id of the page's last rating, and the next page starts after that key, so a
+rating deleted between two page requests shifts nothing.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import math
 import re
 import time
 import urllib.parse
@@ -32,7 +32,7 @@ from typing import Any, Final, final
 import msgspec
 import trio
 
-from plaudit.sandbox.app import Handler, Request, Response, json_response
+from plaudit.sandbox.app import Handler, Request, Response, json_response, reset_response
 from plaudit.sandbox.faults import Fault, FaultInjector
 from plaudit.sandbox.standin import StandInReview, StandInWorld
 
@@ -129,9 +129,11 @@ class FacebookStandIn:
             profiles.append({"profile": page_id, "reviews": entries})
         return {"profiles": profiles}
 
-    async def _preamble(self, request: Request, *, listing: bool) -> tuple[Fault, Response | None]:
+    async def _preamble(
+        self, request: Request, *, route: str, listing: bool = False
+    ) -> tuple[Fault, Response | None]:
         self.world.advance_to(self._elapsed())
-        fault = self.faults.decide(listing=listing)
+        fault = self.faults.decide(listing=listing, route=route)
         if fault.latency > 0:
             await trio.sleep(fault.latency)
 
@@ -140,6 +142,8 @@ class FacebookStandIn:
                 400, 190, "Error validating access token: Session has expired."
             )
 
+        if fault.reset:
+            return fault, reset_response()
         if fault.status == 429:
             return fault, dataclasses.replace(
                 graph_error(400, 32, "Page request limit reached"),
@@ -159,7 +163,7 @@ class FacebookStandIn:
                 "OAuthException",
             )
 
-        fault, early = await self._preamble(request, listing=True)
+        fault, early = await self._preamble(request, route="fb.ratings", listing=True)
         if early is not None:
             return early
 
@@ -171,19 +175,27 @@ class FacebookStandIn:
 
         try:
             limit = max(1, min(100, int(request.query.get("limit", "25"))))
-            offset = _decode_cursor(request.query.get("after"))
+            start = _decode_cursor(request.query.get("after"))
         except ValueError as error:
             return graph_error(400, 100, f"Invalid parameter: {error}")
 
-        live = self.world.live(page_id)
-        chunk = live[offset : offset + limit]
+        remaining = [
+            review
+            for review in self.world.live(page_id)
+            if start is None or _sort_key(review) > start
+        ]
+        chunk = remaining[:limit]
         self.listed.update(review.review_id for review in chunk)
         body: dict[str, Any] = {"data": [self._rating(page_id, review) for review in chunk]}
-        end = offset + len(chunk)
         if chunk:
-            after = _encode_cursor(offset if self.cursor_loop else end)
-            body["paging"] = {"cursors": {"before": _encode_cursor(offset), "after": after}}
-            if end < len(live) or self.cursor_loop:
+            if self.cursor_loop:
+                # The cursor of this very page, so the listing never ends.
+                after = request.query.get("after") or _encode_cursor((-math.inf, ""))
+            else:
+                after = _encode_cursor(_sort_key(chunk[-1]))
+            before = _encode_cursor(_sort_key(chunk[0]))
+            body["paging"] = {"cursors": {"before": before, "after": after}}
+            if len(remaining) > limit or self.cursor_loop:
                 body["paging"]["next"] = f"/facebook/{page_id}/ratings?after={after}"
         if fault.malformed:
             body["data"] = "unavailable"
@@ -214,7 +226,7 @@ class FacebookStandIn:
         return rating
 
     async def _comment(self, request: Request, match: re.Match[str]) -> Response:
-        _, early = await self._preamble(request, listing=False)
+        _, early = await self._preamble(request, route="fb.comment")
         if early is not None:
             return early
 
@@ -243,15 +255,23 @@ class FacebookStandIn:
         return await self._get_faults(request, match)
 
 
-def _encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode().rstrip("=")
+def _sort_key(review: StandInReview) -> tuple[float, str]:
+    # The order of StandInWorld.live: newest first, then by id.
+    return (-review.created, review.review_id)
 
 
-def _decode_cursor(cursor: str | None) -> int:
+def _encode_cursor(key: tuple[float, str]) -> str:
+    created, review_id = key
+    return base64.urlsafe_b64encode(f"{created!r}|{review_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> tuple[float, str] | None:
+    """Return the sort key that the next page starts after, or None for the first page."""
     if not cursor:
-        return 0
+        return None
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        return int(text.removeprefix("offset:"))
+        created, review_id = text.split("|", 1)
+        return float(created), review_id
     except (ValueError, UnicodeDecodeError) as error:
         raise ValueError(f"invalid after cursor {cursor!r}") from error

@@ -1,9 +1,11 @@
 """Seeded fault injection for the sandbox's platform API routes.
 
 Each API request calls :meth:`FaultInjector.decide` for its faults.  Queued
-statuses come first, in order, so a test can script an exact failure
-sequence.  After them, the seeded rates decide.  Faults never apply to the token
-endpoint or to the ``/_sandbox`` control routes.
+statuses come first, in order, then queued connection resets, so a test can
+script an exact failure sequence.  After them, the seeded rates decide.
+Faults never apply to the token endpoint or to the ``/_sandbox`` control
+routes.  A reset sends the status line and part of the body, then closes the
+connection: the ASGI server gives no way to close it before the status line.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import msgspec
 Rate = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
 FaultStatus = Annotated[int, msgspec.Meta(ge=400, le=599)]
-FaultKind = Literal["error", "rate_limit", "status", "malformed", "duplicate", "latency"]
+FaultKind = Literal["error", "rate_limit", "status", "malformed", "duplicate", "latency", "reset"]
 FAULT_KINDS: Final[tuple[FaultKind, ...]] = (
     "error",
     "rate_limit",
@@ -25,6 +27,7 @@ FAULT_KINDS: Final[tuple[FaultKind, ...]] = (
     "malformed",
     "duplicate",
     "latency",
+    "reset",
 )
 
 
@@ -43,8 +46,18 @@ class FaultSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     malformed_rate: Rate = 0.0
     # Share of review list pages that also carry a stale copy of one review.
     duplicate_rate: Rate = 0.0
+    # Share of API requests whose connection closes after the status line and
+    # part of the body, as a crashed proxy or a reset connection does.
+    reset_rate: Rate = 0.0
     # Statuses for the next API requests, one each, before the rates apply.
     next_statuses: tuple[FaultStatus, ...] = ()
+    # API requests after the queued statuses whose connections are reset, one
+    # each, before the rates apply.
+    next_resets: Annotated[int, msgspec.Meta(ge=0)] = 0
+    # The route names that the faults apply to, as the sandbox's request
+    # statistics name them ("reviews.list", "fb.comment").  Empty means every
+    # API route of the stand-in.
+    routes: tuple[str, ...] = ()
 
 
 NO_FAULTS: Final = FaultSettings()
@@ -66,6 +79,8 @@ class Fault(msgspec.Struct, frozen=True, kw_only=True):
     retry_after: float | None = None
     malformed: bool = False
     duplicate: bool = False
+    # Close the connection partway through the response body.
+    reset: bool = False
 
 
 @final
@@ -76,6 +91,7 @@ class FaultInjector:
         self._rng = random.Random(seed)
         self._settings = fault_settings_of(settings)
         self._queue: collections.deque[int] = collections.deque(settings.next_statuses)
+        self._resets_left = settings.next_resets
         self.counts: dict[FaultKind, int] = dict.fromkeys(FAULT_KINDS, 0)
 
     def __repr__(self) -> str:
@@ -98,16 +114,29 @@ class FaultInjector:
         self._settings = settings
         if "next_statuses" in changes:
             self._queue = collections.deque(settings.next_statuses)
+        if "next_resets" in changes:
+            self._resets_left = settings.next_resets
 
         return settings
 
     def statistics(self) -> dict[str, Any]:
         """Return injected faults by kind and the statuses still queued."""
-        return {"injected": dict(self.counts), "queued_statuses": list(self._queue)}
+        return {
+            "injected": dict(self.counts),
+            "queued_statuses": list(self._queue),
+            "queued_resets": self._resets_left,
+        }
 
-    def decide(self, *, listing: bool) -> Fault:
-        """Return the faults for the next API request; ``listing`` allows a duplicate."""
+    def decide(self, *, listing: bool, route: str = "") -> Fault:
+        """Return the faults for the next API request; ``listing`` allows a duplicate.
+
+        A request to a route outside ``routes`` gets no fault, and it takes
+        no queued status or reset and no random draw.
+        """
         settings = self._settings
+        if settings.routes and route not in settings.routes:
+            return Fault()
+
         latency = settings.latency
         if latency > 0:
             self.counts["latency"] += 1
@@ -117,6 +146,11 @@ class FaultInjector:
             self.counts["status"] += 1
             retry_after = settings.retry_after if status == 429 else None
             return Fault(latency=latency, status=status, retry_after=retry_after)
+
+        if self._resets_left > 0:
+            self._resets_left -= 1
+            self.counts["reset"] += 1
+            return Fault(latency=latency, reset=True)
 
         return self._decide_by_rate(settings, latency, listing=listing)
 
@@ -130,6 +164,12 @@ class FaultInjector:
         if draws[1] < settings.rate_limit_rate:
             self.counts["rate_limit"] += 1
             return Fault(latency=latency, status=429, retry_after=settings.retry_after)
+
+        # Drawn only when set, so the sequences of seeds chosen before this
+        # fault existed stay as they were.
+        if settings.reset_rate > 0 and self._rng.random() < settings.reset_rate:
+            self.counts["reset"] += 1
+            return Fault(latency=latency, reset=True)
 
         malformed = draws[2] < settings.malformed_rate
         duplicate = listing and draws[3] < settings.duplicate_rate

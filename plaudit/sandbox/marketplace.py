@@ -6,6 +6,9 @@ Routes, under the sandbox's base URL:
 - ``GET /marketplace/{site}/search``: a listing page with one card per profile.
 - ``GET /marketplace/{site}/{profile}.htm``: a storefront page.  ETag and
   Last-Modified are set, and a matching conditional request gets 304.
+- ``GET /marketplace/{site}/paged/{profile}.htm?page=N``: the same
+  storefront with its reviews over pages of :data:`PAGE_SIZE`, each linking
+  the next with ``<link rel="next">``; the header still counts every review.
 
 Each profile shows one page variant, so every parser path has a page.  The
 variants are ``willow-barn`` (JSON-LD), ``finca-olivos`` (markup only,
@@ -47,6 +50,8 @@ _SPANISH_MONTHS: Final = (
     "julio", "agosto", "septiembre", "octubre", "noviembre", "diciembre",
 )  # fmt: skip
 _ROBOTS: Final = b"User-agent: *\nDisallow: /marketplace/private/\n"
+# Reviews per page of the paginated storefront variant.
+PAGE_SIZE: Final = 2
 _CHALLENGE: Final = (
     "<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>"
     '<div id="challenge-running">Checking your browser.</div>'
@@ -101,6 +106,12 @@ class MarketplaceStandIn:
                 "marketplace.storefront",
                 self._storefront,
             ),
+            (
+                "GET",
+                re.compile(r"^/marketplace/(\w+)/paged/([\w-]+)\.htm$"),
+                "marketplace.paged",
+                self._paged,
+            ),
         ]
 
     def truth(self) -> dict[str, Any]:
@@ -141,22 +152,51 @@ class MarketplaceStandIn:
         last_modified = format_datetime(modified, usegmt=True)
         return _html_response(200, body, ("ETag", etag), ("Last-Modified", last_modified))
 
+    async def _paged(self, request: Request, match: re.Match[str]) -> Response:
+        self.world.advance_to(self._elapsed())
+        site, profile = match[1], match[2]
+        number = request.query.get("page", "1")
+        live = self.world.live(profile)
+        last = max(1, -(-len(live) // PAGE_SIZE))
+        if (
+            profile not in self.world.profiles
+            or not number.isdigit()
+            or not 1 <= int(number) <= last
+        ):
+            return _html_response(404, "<html><body><h1>Page not found</h1></body></html>")
+        if profile in ("challenge", "moved"):
+            return await self._storefront(request, match)
+
+        page = int(number)
+        shown = live[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+        link = ""
+        if page < last:
+            link = (
+                f'<link rel="next" href="/marketplace/{site}/paged/{profile}.htm?page={page + 1}">'
+            )
+        self._pages += 1
+        return _html_response(200, self._storefront_page(site, profile, shown=shown, head=link))
+
     def _last_modified(self, profile: str) -> datetime:
         reviews = self.world.profiles[profile]
         latest = max((max(r.updated, r.deleted or 0.0) for r in reviews), default=self.world.epoch)
         return datetime.fromtimestamp(int(latest), tz=UTC)
 
-    def _storefront_page(self, site: str, profile: str) -> str:
+    def _storefront_page(
+        self, site: str, profile: str, *, shown: list[StandInReview] | None = None, head: str = ""
+    ) -> str:
+        """Render the storefront with every review, or with only ``shown`` (one page of them)."""
         live = self.world.live(profile)
+        shown = live if shown is None else shown
         name = NAMES[profile]
         average = sum(review.stars for review in live) / len(live) if live else 0.0
         canonical = f"/marketplace/{site}/{profile}.htm"
-        head = f'<title>{html.escape(name)}</title><link rel="canonical" href="{canonical}">'
+        head += f'<title>{html.escape(name)}</title><link rel="canonical" href="{canonical}">'
         if profile == "willow-barn":
-            head += _json_ld(name, canonical, average, live)
+            head += _json_ld(name, canonical, average, shown, count=len(live))
         tile = "reviewCard" if profile == "renamed-class" else "storefrontReviewsTile"
         spanish = profile == "finca-olivos"
-        items = "".join(_review_markup(review, tile, spanish=spanish) for review in live)
+        items = "".join(_review_markup(review, tile, spanish=spanish) for review in shown)
         return (
             f"<!DOCTYPE html><html><head>{head}</head><body>"
             f'<h1 class="storefrontHeading__title">{html.escape(name)}</h1>'
@@ -184,7 +224,9 @@ class MarketplaceStandIn:
         )
 
 
-def _json_ld(name: str, url: str, average: float, reviews: list[StandInReview]) -> str:
+def _json_ld(
+    name: str, url: str, average: float, reviews: list[StandInReview], *, count: int
+) -> str:
     document = {
         "@context": "https://schema.org",
         "@type": "LocalBusiness",
@@ -193,7 +235,7 @@ def _json_ld(name: str, url: str, average: float, reviews: list[StandInReview]) 
         "aggregateRating": {
             "@type": "AggregateRating",
             "ratingValue": f"{average:.1f}",
-            "reviewCount": len(reviews),
+            "reviewCount": count,
         },
         "review": [
             {

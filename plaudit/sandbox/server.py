@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Annotated, Final, cast
 
 import msgspec
@@ -24,7 +25,9 @@ from hypercorn.typing import ASGIFramework
 
 from plaudit.errors import PlauditError
 from plaudit.sandbox.app import SandboxApp
+from plaudit.sandbox.channel_standins import serve_channel_stand_ins
 from plaudit.sandbox.faults import FaultInjector, FaultSettings
+from plaudit.sandbox.notices import NoticeScript
 from plaudit.sandbox.world import GoogleWorld, WorldOptions
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,9 @@ class SandboxOptions(FaultSettings, frozen=True, kw_only=True, forbid_unknown_fi
     extra_locations: Annotated[int, msgspec.Meta(ge=0)] = 0
     # Scripted events come every 1 to 2 s until this many seconds after start.
     script_seconds: Annotated[float, msgspec.Meta(ge=0)] = 20.0
+    # A Maildir that receives scripted "new review" notices over script_seconds
+    # (plaudit.sandbox.notices); "" writes none.
+    maildir: str = ""
 
     def world_options(self) -> WorldOptions:
         """Return the options of the world this sandbox serves."""
@@ -140,8 +146,25 @@ async def serve_sandbox(
             serve, framework, config, shutdown_trigger=shutdown_trigger
         )
         await nursery.start(hypercorn_task)
+        if options.maildir:
+            notices = NoticeScript(
+                Path(options.maildir), seed=options.seed, script_seconds=options.script_seconds
+            )
+            await nursery.start(_run_notices, notices)
         log.info("sandbox.started", extra={"base_url": base_url, "seed": options.seed})
         task_status.started(base_url)
+
+
+async def _run_notices(
+    notices: NoticeScript, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    try:
+        await notices.run(task_status=task_status)
+    except OSError as error:
+        raise SandboxError(
+            f"cannot write notices into the Maildir {notices.maildir}: {error.strerror}; "
+            "choose a writable --maildir"
+        ) from error
 
 
 def _validated(options: SandboxOptions) -> SandboxOptions:
@@ -181,6 +204,12 @@ def _parser() -> argparse.ArgumentParser:
         default=20.0,
         help="seconds after start during which scripted review events happen",
     )
+    parser.add_argument(
+        "--maildir",
+        default="",
+        help="Maildir to receive scripted 'new review' e-mails of a Zola profile over "
+        "--script-seconds, for the marketplace mailbox mode",
+    )
 
     _add_fault_options(parser)
     return parser
@@ -192,6 +221,7 @@ def _add_fault_options(parser: argparse.ArgumentParser) -> None:
         "--rate-limit-rate": "share of API requests that get a 429 response (0-1)",
         "--malformed-rate": "share of API responses with a malformed field (0-1)",
         "--duplicate-rate": "share of review pages that repeat a review (0-1)",
+        "--reset-rate": "share of API requests whose connection closes mid-response (0-1)",
     }
     for option, help_text in rates.items():
         parser.add_argument(option, type=float, default=0.0, help=help_text)
@@ -221,6 +251,11 @@ async def _serve_until_signal(options: SandboxOptions) -> None:
             print(f"  Google API base:  {base_url}/google/v4", flush=True)
             print(f"  Google token URL: {base_url}/google/oauth2/token", flush=True)
             print(f"  Ground truth:     {base_url}/_sandbox/truth", flush=True)
+            if options.maildir:
+                print(f"  Review notices:   {options.maildir}", flush=True)
+            channels = await nursery.start(serve_channel_stand_ins, stop.wait)
+            for line in channels.lines():
+                print(line, flush=True)
             async for received in signals:
                 log.info("sandbox.stopping", extra={"signal": signal.Signals(received).name})
                 stop.set()

@@ -26,7 +26,7 @@ import msgspec
 import trio
 
 from plaudit.reviews.model import format_timestamp
-from plaudit.sandbox.app import Handler, Request, Response, json_response
+from plaudit.sandbox.app import Handler, Request, Response, json_response, reset_response
 from plaudit.sandbox.faults import Fault, FaultInjector
 from plaudit.sandbox.standin import StandInReview, StandInWorld
 
@@ -133,9 +133,11 @@ class TrustpilotStandIn:
         body = {"access_token": token, "expires_in": str(TOKEN_LIFETIME), "token_type": "Bearer"}
         return json_response(200, body)
 
-    async def _preamble(self, request: Request, *, listing: bool) -> tuple[Fault, Response | None]:
+    async def _preamble(
+        self, request: Request, *, route: str, listing: bool = False
+    ) -> tuple[Fault, Response | None]:
         self.world.advance_to(self._elapsed())
-        fault = self.faults.decide(listing=listing)
+        fault = self.faults.decide(listing=listing, route=route)
         if fault.latency > 0:
             await trio.sleep(fault.latency)
 
@@ -143,6 +145,8 @@ class TrustpilotStandIn:
         if scheme != "Bearer" or token not in self.tokens:
             return fault, _error(401, "Unauthorized")
 
+        if fault.reset:
+            return fault, reset_response()
         if fault.status is not None:
             response = _error(fault.status, "Service unavailable")
             if fault.status == 429:
@@ -153,7 +157,7 @@ class TrustpilotStandIn:
         return fault, None
 
     async def _reviews(self, request: Request, match: re.Match[str]) -> Response:
-        fault, early = await self._preamble(request, listing=True)
+        fault, early = await self._preamble(request, route="tp.reviews", listing=True)
         if early is not None:
             return early
 
@@ -182,7 +186,7 @@ class TrustpilotStandIn:
         return json_response(200, body)
 
     async def _reply(self, request: Request, match: re.Match[str]) -> Response:
-        _, early = await self._preamble(request, listing=False)
+        _, early = await self._preamble(request, route="tp.reply")
         if early is not None:
             return early
 

@@ -23,7 +23,7 @@ from typing import Any, Final, final
 import msgspec
 import trio
 
-from plaudit.sandbox.app import Handler, Request, Response, json_response
+from plaudit.sandbox.app import Handler, Request, Response, json_response, reset_response
 from plaudit.sandbox.faults import FaultInjector
 from plaudit.sandbox.standin import StandInReview, StandInWorld
 
@@ -104,13 +104,15 @@ class YelpStandIn:
 
     async def _reviews(self, request: Request, match: re.Match[str]) -> Response:
         self.world.advance_to(self._elapsed())
-        fault = self.faults.decide(listing=True)
+        fault = self.faults.decide(listing=True, route="yelp.reviews")
         if fault.latency > 0:
             await trio.sleep(fault.latency)
 
         if request.headers.get("authorization") != f"Bearer {SANDBOX_API_KEY}":
             return _error(401, "TOKEN_INVALID", "Invalid access token or authorization header.")
 
+        if fault.reset:
+            return reset_response()
         if fault.status is not None:
             if fault.status == 429:
                 retry_after = str(-int(-(fault.retry_after or 0.0) // 1))

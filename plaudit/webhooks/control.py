@@ -92,6 +92,8 @@ async def _overview(actor: WebhookActor) -> dict[str, Any]:
                 "configured": True,
                 "enabled_in_config": endpoint.enabled,
                 "events": list(endpoint.events),
+                "max_in_flight": endpoint.max_in_flight,
+                "max_per_second": endpoint.max_per_second,
                 "breaker": None if breaker is None else msgspec.to_builtins(breaker.statistics()),
             }
         )
@@ -100,6 +102,7 @@ async def _overview(actor: WebhookActor) -> dict[str, Any]:
     return {
         "endpoints": endpoints,
         "statistics": msgspec.to_builtins(actor.webhook_statistics()),
+        "batching": msgspec.to_builtins(actor.batcher_statistics()),
     }
 
 

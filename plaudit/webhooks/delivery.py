@@ -10,6 +10,7 @@ disable the endpoint (410 Gone, or failing without a success for
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -83,7 +84,26 @@ def decide(
     health: EndpointHealth,
     now: float,
 ) -> Decision:
-    """Choose what follows attempt number ``attempt`` (1-based) of one delivery."""
+    """Choose what follows attempt number ``attempt`` (1-based) of one delivery.
+
+    An endpoint that ``health`` shows disabled stays disabled whatever the
+    result: another attempt in flight at the same time may have disabled it.
+    """
+    decision = _decide(result, attempt=attempt, endpoint=endpoint, health=health, now=now)
+    if health.disabled and not decision.health.disabled:
+        reason = health.disabled_reason or "disabled"
+        return dataclasses.replace(decision, health=_disabled(decision.health, reason))
+    return decision
+
+
+def _decide(
+    result: AttemptResult,
+    *,
+    attempt: int,
+    endpoint: Endpoint,
+    health: EndpointHealth,
+    now: float,
+) -> Decision:
     if result.succeeded:
         healthy = EndpointHealth(failing_since=None, last_success_at=now)
         return Decision(Outcome.DELIVERED, healthy)

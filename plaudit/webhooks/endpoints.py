@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,10 @@ class Endpoint:
     disable_after: float
     allow_private: bool
     max_in_flight: int = 1
+    # PEM file of trusted CAs for an https receiver, or "" for the system bundle.
+    ca_file: str = ""
+    # Attempts started per second at most; 0 sets no limit.
+    max_per_second: float = 0.0
 
     @property
     def max_attempts(self) -> int:
@@ -78,6 +83,8 @@ def _build(entry: WebhookEndpoint) -> Endpoint:
         disable_after=float(entry.disable_after),
         allow_private=entry.allow_private,
         max_in_flight=entry.max_in_flight,
+        ca_file=entry.ca_file,
+        max_per_second=entry.max_per_second,
     )
 
 
@@ -107,6 +114,9 @@ def check_endpoints(config: WebhooksConfig) -> Iterator[tuple[tuple[str | int, .
         url_problem = url_error(entry.url)
         if url_problem:
             yield (*path, "url"), url_problem
+        ca_problem = ca_file_error(entry.ca_file, entry.url)
+        if ca_problem:
+            yield (*path, "ca_file"), ca_problem
         yield from _check_secrets((*path, "secrets"), entry.secrets)
         yield from _check_events((*path, "events"), entry.events)
 
@@ -125,6 +135,25 @@ def url_error(url: str) -> str:
         return f"{quoted} contains credentials; authenticate receivers by the signature instead"
     if parts.fragment:
         return f"{quoted} has a fragment, which is never sent; remove it"
+    return ""
+
+
+def ca_file_error(ca_file: str, url: str) -> str:
+    """Return why ``ca_file`` cannot verify ``url``'s receiver, or "" when it can."""
+    if not ca_file:
+        return ""
+    quoted = json.dumps(ca_file)
+    if not url.lower().startswith("https://"):
+        return f"{quoted} is set for a plain http:// URL; use an https:// URL or remove ca_file"
+    try:
+        ssl.create_default_context(cafile=ca_file)
+    except FileNotFoundError:
+        return f"CA file {quoted} not found; give the path of a PEM file of CA certificates"
+    except (OSError, ssl.SSLError) as error:
+        return (
+            f"cannot load CA file {quoted} ({error}); "
+            "it must be a readable PEM file of CA certificates"
+        )
     return ""
 
 

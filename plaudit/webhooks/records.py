@@ -7,8 +7,11 @@ run commit together.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final, final
 
+from plaudit.alerts import raise_alert, resolve_alert
 from plaudit.journal import Job, Journal, Tx
 from plaudit.journal import operations as job_operations
 from plaudit.webhooks.delivery import AttemptResult, Decision, EndpointHealth, Outcome
@@ -27,11 +30,12 @@ ON CONFLICT (name) DO UPDATE SET
     last_success_at = excluded.last_success_at,
     updated_at = excluded.updated_at
 """
-_INSERT_ATTEMPT: Final = """
+_INSERT_ATTEMPTS: Final = """
 INSERT INTO webhook_attempts (job_id, endpoint, event_key, event_type, attempt, status_code,
                               latency_ms, error, outcome, attempted_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
+VALUES """
+_ATTEMPT_VALUES: Final = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_ATTEMPT: Final = _INSERT_ATTEMPTS + _ATTEMPT_VALUES
 # Pending deliveries of one endpoint; the key starts with "webhook:<name>:".
 _PENDING_OF_ENDPOINT: Final = """
 SELECT id FROM jobs
@@ -50,8 +54,30 @@ ATTEMPT_COLUMNS: Final = (
     "outcome",
     "attempted_at",
 )
+# The ``source`` of the operator alerts raised here.
+ALERT_SOURCE: Final = "webhooks"
 # Longer error texts are cut so that a huge response cannot bloat the log.
 MAX_ERROR_CHARS: Final = 1000
+# Rows per statement: 500 attempt rows bind 5,000 variables, under SQLite's
+# limit of 32,766 (since SQLite 3.32).
+MAX_ROWS_PER_STATEMENT: Final = 500
+# Completes the listed jobs that this instance still holds, like operations.complete.
+_COMPLETE_OWNED: Final = """
+UPDATE jobs SET state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL,
+                updated_at = ?, finished_at = ?
+WHERE id IN ({marks}) AND state = 'running' AND lease_owner = ?
+RETURNING id
+"""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """One successful attempt waiting to be written with others."""
+
+    job: Job
+    result: AttemptResult
+    decision: Decision
 
 
 def endpoint_prefix(name: str) -> str:
@@ -66,7 +92,7 @@ def record_decision(tx: Tx, job: Job, *, result: AttemptResult | None, decision:
     disabled.
     """
     endpoint = str(job.payload["endpoint"])
-    _insert_attempt(tx, job, endpoint, result=result, decision=decision)
+    _insert_attempt(tx, job, result=result, decision=decision)
     save_health(tx, endpoint, decision.health)
     error = decision.error or ""
 
@@ -86,28 +112,100 @@ def record_decision(tx: Tx, job: Job, *, result: AttemptResult | None, decision:
     job_operations.fail(tx, job.id, error, retry_after=None, permanent=True)
     if decision.outcome is Outcome.DISABLED:
         reason = decision.health.disabled_reason or "disabled"
-        return stop_pending(tx, endpoint, f"endpoint {endpoint} disabled: {reason}")
+        stopped = stop_pending(tx, endpoint, f"endpoint {endpoint} disabled: {reason}")
+        alert_disabled(tx, endpoint, reason=reason, stopped=stopped, status=disable_status(result))
+        return stopped
     return 0
 
 
-def _insert_attempt(
-    tx: Tx, job: Job, endpoint: str, *, result: AttemptResult | None, decision: Decision
-) -> None:
-    error = decision.error[:MAX_ERROR_CHARS] if decision.error else None
-    tx.execute(
-        _INSERT_ATTEMPT,
-        (
-            job.id,
-            endpoint,
-            str(job.payload["event_key"]),
-            str(job.payload["type"]),
-            job.attempts,
-            None if result is None else result.status,
-            None if result is None else round(result.latency_ms, 3),
-            error,
-            decision.outcome.value,
-            tx.now,
+def alert_disabled(tx: Tx, endpoint: str, *, reason: str, stopped: int, status: int | None) -> None:
+    """Raise the operator alert for a disabled endpoint, in the transaction that disabled it."""
+    cause = disable_cause(status)
+    raise_alert(
+        tx,
+        source=ALERT_SOURCE,
+        key=disabled_alert_key(endpoint),
+        severity="critical",
+        summary=(
+            f"Webhook endpoint {endpoint} was disabled: {reason}. Fix the receiver, then run "
+            f"`plaudit ctl webhooks --enable {endpoint}` and "
+            f"`plaudit ctl replay --endpoint {endpoint} --since TIME` to send what it missed."
         ),
+        detail={
+            "endpoint": endpoint,
+            "cause": cause,
+            "reason": reason,
+            "deliveries_stopped": stopped,
+        },
+    )
+
+
+def disable_status(result: AttemptResult | None) -> int | None:
+    return None if result is None else result.status
+
+
+def disable_cause(status: int | None) -> str:
+    """Return the bounded reason label of a disable: "gone" (410) or "failing"."""
+    return "gone" if status == 410 else "failing"
+
+
+def disabled_alert_key(endpoint: str) -> str:
+    return f"endpoint_disabled:{endpoint}"
+
+
+def record_delivered(tx: Tx, deliveries: Sequence[Delivered]) -> set[int]:
+    """Write the outcomes of many successful attempts with one statement per table.
+
+    Completes every job this instance still holds, logs one attempt row for
+    each of them and saves each endpoint's newest health.  Returns the ids
+    of the jobs it completed.  The others lost their lease, so their outcome
+    is not written and a later attempt repeats them.
+    """
+    completed: set[int] = set()
+    for first in range(0, len(deliveries), MAX_ROWS_PER_STATEMENT):
+        chunk = deliveries[first : first + MAX_ROWS_PER_STATEMENT]
+        marks = ", ".join("?" * len(chunk))
+        rows = tx.execute(
+            _COMPLETE_OWNED.format(marks=marks),
+            (tx.now, tx.now, *(item.job.id for item in chunk), tx.policy.instance),
+        ).fetchall()
+        completed.update(int(job_id) for (job_id,) in rows)
+
+    owned = [item for item in deliveries if item.job.id in completed]
+    for first in range(0, len(owned), MAX_ROWS_PER_STATEMENT):
+        chunk = owned[first : first + MAX_ROWS_PER_STATEMENT]
+        values = ", ".join([_ATTEMPT_VALUES] * len(chunk))
+        params = [
+            value
+            for item in chunk
+            for value in _attempt_row(tx, item.job, result=item.result, decision=item.decision)
+        ]
+        tx.execute(_INSERT_ATTEMPTS + values, params)
+    newest = {str(item.job.payload["endpoint"]): item.decision.health for item in owned}
+    for name, health in newest.items():
+        save_health(tx, name, health)
+    return completed
+
+
+def _insert_attempt(tx: Tx, job: Job, *, result: AttemptResult | None, decision: Decision) -> None:
+    tx.execute(_INSERT_ATTEMPT, _attempt_row(tx, job, result=result, decision=decision))
+
+
+def _attempt_row(
+    tx: Tx, job: Job, *, result: AttemptResult | None, decision: Decision
+) -> tuple[Any, ...]:
+    error = decision.error[:MAX_ERROR_CHARS] if decision.error else None
+    return (
+        job.id,
+        str(job.payload["endpoint"]),
+        str(job.payload["event_key"]),
+        str(job.payload["type"]),
+        job.attempts,
+        None if result is None else result.status,
+        None if result is None else round(result.latency_ms, 3),
+        error,
+        decision.outcome.value,
+        tx.now,
     )
 
 
@@ -140,8 +238,9 @@ def stop_pending(tx: Tx, endpoint: str, reason: str) -> int:
 
 
 def enable_endpoint(tx: Tx, name: str) -> None:
-    """Clear an endpoint's disabled state and failure run (an operator action)."""
+    """Clear an endpoint's disabled state and failure run, and resolve its alert."""
     save_health(tx, name, EndpointHealth())
+    resolve_alert(tx, source=ALERT_SOURCE, key=disabled_alert_key(name))
 
 
 def load_health(journal: Journal) -> dict[str, EndpointHealth]:

@@ -63,6 +63,8 @@ class Target:
     # plain HTTP or an IP literal.
     sni_hostname: str | None
     address: IPAddress
+    # The URL's host is an IP address, so every resolution gives the same target.
+    literal: bool = False
 
 
 def forbidden_reason(address: IPAddress, *, allow_private: bool) -> str | None:
@@ -130,13 +132,12 @@ async def resolve_target(
 
     chosen = addresses[0]
     literal = _is_literal(parsed.host)
-    # NOTE: the https path (SNI and the certificate check against the original
-    # name) has no test yet; the tests use plain HTTP on loopback.
     return Target(
         url=parsed.copy_with(host=str(chosen)),
         host_header=parsed.netloc.decode("ascii"),
         sni_hostname=None if literal or parsed.scheme != "https" else parsed.host,
         address=chosen,
+        literal=literal,
     )
 
 

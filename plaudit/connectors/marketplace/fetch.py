@@ -105,6 +105,10 @@ class FetchPlan:
             state.etag = headers.get("etag")
             state.last_modified = headers.get("last-modified")
 
+    def touch(self, profile: str, *, now: float) -> None:
+        """Record a request for the profile without changing its validators."""
+        self._state(profile).last_request_at = now
+
     def _state(self, profile: str) -> _ProfileState:
         return self._profiles.setdefault(profile, _ProfileState())
 
@@ -174,6 +178,28 @@ class StorefrontFetcher:
         response = await self._get(url, headers, site=site)
         self._requests += 1
         self.plan.record(profile, now=now, status=response.status_code, headers=response.headers)
+        return self._result(url, response, site=site, profile=profile)
+
+    async def fetch_page(self, url: str, *, site: Site, profile: str) -> FetchResult:
+        """Fetch a further review page of the storefront just fetched, unless robots.txt forbids it.
+
+        The caller paces these requests and caps their number; each one
+        restarts the profile's interval.  No validators are sent, because
+        only the first page's are kept.  Raises as :meth:`fetch` does.
+        """
+        now = self._clock()
+        if not await self._robots_allow(url, now):
+            self._disallowed += 1
+            return FetchResult(
+                outcome="disallowed",
+                url=url,
+                final_url=url,
+                next_allowed_at=self.plan.next_allowed_at(profile),
+            )
+
+        self.plan.touch(profile, now=now)
+        response = await self._get(url, {"User-Agent": self._agent}, site=site)
+        self._requests += 1
         return self._result(url, response, site=site, profile=profile)
 
     def _result(

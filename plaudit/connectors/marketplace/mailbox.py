@@ -66,8 +66,13 @@ def _read_one(path: Path, *, key: str) -> MailboxEntry:
     except OSError as error:
         return MailboxEntry(key=key, error=f"cannot read {path}: {error.strerror}")
 
+    return parse_entry(key, data, source=str(path))
+
+
+def parse_entry(key: str, data: bytes, *, source: str) -> MailboxEntry:
+    """Parse one message read from any mailbox; ``source`` names it in errors."""
     try:
-        notification = parse_notification(data, source=str(path))
+        notification = parse_notification(data, source=source)
     except NotificationError as error:
         return MailboxEntry(key=key, error=str(error))
     return MailboxEntry(key=key, notification=notification)

@@ -47,6 +47,9 @@ class Storefront(msgspec.Struct, frozen=True, kw_only=True):
     # The source of the vendor and the reviews: "json-ld", "markup", or
     # "json-ld+markup" for a vendor from JSON-LD and reviews from the markup.
     source: str
+    # The href of the page's next-page link as written (often relative), or
+    # None on the last or only page of reviews.
+    next_page: str | None = None
 
 
 def derived_review_id(*parts: str) -> str:

@@ -49,6 +49,8 @@ REVIEW_DATE: Final = ".storefrontReviewsTile__date"
 REVIEW_RATING: Final = ".storefrontReviewsTile__rating"
 REVIEW_TEXT: Final = ".storefrontReviewsTile__description"
 REVIEW_REPLY: Final = ".storefrontReviewsTile__reply"
+# The standard next-page link of a paginated review list, in the head or the body.
+NEXT_PAGE: Final = 'link[rel="next"], a[rel="next"]'
 
 
 def parse_storefront(html: str, *, site: Site, profile: str) -> Storefront:
@@ -60,6 +62,13 @@ def parse_storefront(html: str, *, site: Site, profile: str) -> Storefront:
     """
     tree = parse_html(html)
     check_not_blocked(tree, html, site=site, profile=profile)
+    page = _parse_vendor_page(tree, site=site, profile=profile)
+    link = tree.css_first(NEXT_PAGE)
+    href = (link.attributes.get("href") or "").strip() if link is not None else ""
+    return msgspec.structs.replace(page, next_page=href or None) if href else page
+
+
+def _parse_vendor_page(tree: LexborHTMLParser, *, site: Site, profile: str) -> Storefront:
     businesses = [item for item in json_ld_objects(tree) if _is_vendor(item)]
     tiles = len(tree.css(CARD))
     if len(businesses) > 1 or tiles > 1:

@@ -41,7 +41,7 @@ def render_deliverability(result: dict[str, Any]) -> str:
             _cell(rate.get("domain") or "*"),
             _window(rate.get("window_seconds")),
             _cell(rate.get("attempts")),
-            _percent(rate.get("delivery_rate")),
+            _delivery(rate),
             _percent(rate.get("hard_bounce_rate")),
             _percent(rate.get("complaint_rate")),
             _cell(rate.get("level")),
@@ -53,6 +53,8 @@ def render_deliverability(result: dict[str, Any]) -> str:
         lines.append(format_table([*headers, "LEVEL"], rows).rstrip("\n"))
     else:
         lines.append("no message events in any window")
+    if any(_dict(rate).get("delivery_estimated") for rate in _list(result.get("rates"))):
+        lines.append("~ estimated: no deliveries reported, so mail that did not bounce counts")
 
     alerts = [_dict(alert) for alert in _list(result.get("alerts"))]
     lines += ["", f"active alerts: {len(alerts)}"]
@@ -71,6 +73,11 @@ def render_deliverability(result: dict[str, Any]) -> str:
 def _scope(rate: dict[str, Any]) -> tuple[str, str, float]:
     window = rate.get("window_seconds")
     return (str(rate.get("provider")), str(rate.get("domain")), float(window or 0))
+
+
+def _delivery(rate: dict[str, Any]) -> str:
+    text = _percent(rate.get("delivery_rate"))
+    return "~" + text if rate.get("delivery_estimated") and text != "-" else text
 
 
 def _percent(value: Any) -> str:

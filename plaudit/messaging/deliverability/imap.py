@@ -1,4 +1,4 @@
-"""An IMAP bounce mailbox read with the standard library's imaplib.
+"""An IMAP mailbox read with the standard library's imaplib: bounces and review notifications.
 
 Every method blocks, so the actor calls them in a worker thread.  One pass
 connects, lists the unseen messages, fetches each with ``BODY.PEEK[]`` (which
@@ -16,9 +16,8 @@ import logging
 import ssl
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final, TypeVar, final
+from typing import Final, Protocol, TypeVar, final
 
-from plaudit.config.model import BounceMailboxConfig
 from plaudit.errors import PlauditError
 
 log = logging.getLogger(__name__)
@@ -31,6 +30,23 @@ T = TypeVar("T")
 
 class ImapMailboxError(PlauditError, OSError):
     """The IMAP mailbox cannot be reached, logged into or read."""
+
+
+class ImapSettings(Protocol):
+    """The ``imap_*`` keys of [deliverability.mailbox] and of a marketplace profile."""
+
+    @property
+    def imap_host(self) -> str: ...
+    @property
+    def imap_port(self) -> int: ...
+    @property
+    def imap_user(self) -> str: ...
+    @property
+    def imap_password_file(self) -> str: ...
+    @property
+    def imap_folder(self) -> str: ...
+    @property
+    def imap_security(self) -> str: ...
 
 
 def is_loopback(host: str) -> bool:
@@ -46,7 +62,8 @@ def is_loopback(host: str) -> bool:
 class ImapSource:
     """The unseen messages of one IMAP folder."""
 
-    def __init__(self, config: BounceMailboxConfig, *, state_dir: Path) -> None:
+    def __init__(self, config: ImapSettings, *, state_dir: Path) -> None:
+        """Keep the settings; a relative ``imap_password_file`` is taken from ``state_dir``."""
         if config.imap_security == "none" and not is_loopback(config.imap_host):
             raise ImapMailboxError(
                 f"imap_security = 'none' with imap_host {config.imap_host!r} would send the "
@@ -123,7 +140,9 @@ class ImapSource:
     def _reject(self, key: str, reason: str) -> None:
         status, data = self._require().uid("STORE", key, "+FLAGS", f"(\\Seen {REJECTED_FLAG})")
         self._check(status, data, f"flagging UID {key} as rejected")
-        log.warning("bounces.imap_rejected", extra={"uid": key, "reason": reason})
+        log.warning(
+            "imap.message_rejected", extra={"mailbox": self.label, "uid": key, "reason": reason}
+        )
 
     def close(self) -> None:
         client, self._client = self._client, None

@@ -5,8 +5,11 @@ per provider and recipient domain plus the alerts they raise out.  The
 :class:`DeliverabilityMonitor` shell runs it every ``evaluate_interval``
 seconds and sets ``plaudit_deliverability_rate`` per provider.  Recipient
 domains appear only in ``ctl`` output, because as metric labels their number
-would be unbounded.  Each alert that appears is logged and emitted as a
-``deliverability.alert`` event once.
+would be unbounded.  Each threshold crossing opens one operator alert in the
+journal (:mod:`plaudit.alerts`), is logged and is emitted as a
+``deliverability.alert`` event once; the alert resolves at the first
+evaluation that no longer finds the crossing.  Because the open alerts live
+in the journal, a restart neither repeats nor forgets them.
 """
 
 from __future__ import annotations
@@ -19,8 +22,15 @@ from typing import Any, Final, final, get_args
 import msgspec
 import trio
 
+from plaudit.alerts import raise_alert, resolve_alert
 from plaudit.config.model import DeliverabilityConfig
 from plaudit.journal import AsyncJournal, Journal, Tx
+from plaudit.messaging.deliverability.alerting import (
+    ALERT_SOURCE,
+    POLICY_PREFIX,
+    RATE_PREFIX,
+    open_alert_keys,
+)
 from plaudit.messaging.deliverability.rates import RateThresholds, WindowRates, rolling_rates
 from plaudit.messaging.deliverability.suppression import EventKind, MessageEvent
 from plaudit.metrics import DELIVERABILITY_RATE
@@ -78,9 +88,7 @@ def evaluate(
     """Rate the events per provider and per provider and domain over every window."""
     thresholds = thresholds_of(config)
     windows = tuple(config.windows)
-    # The same events with the address cut to nothing group by provider alone.
-    whole = [msgspec.structs.replace(event, address="") for event in events]
-    rates = rolling_rates(whole, now=now, windows=windows, thresholds=thresholds)
+    rates = rolling_rates(events, now=now, windows=windows, thresholds=thresholds, by_domain=False)
     rates += rolling_rates(events, now=now, windows=windows, thresholds=thresholds)
     alerts = tuple(
         Alert(
@@ -139,17 +147,36 @@ def set_gauges(evaluation: Evaluation, *, window_seconds: float) -> None:
 
 
 def new_alerts(evaluation: Evaluation, active: Iterable[str]) -> list[Alert]:
-    """Return the alerts that were not active before this evaluation."""
+    """Return the alerts whose operator alert keys are not in ``active``."""
     known = set(active)
-    return [alert for alert in evaluation.alerts if alert.key not in known]
+    return [alert for alert in evaluation.alerts if RATE_PREFIX + alert.key not in known]
+
+
+def settled_alerts(evaluation: Evaluation, active: Iterable[str], *, window: float) -> list[str]:
+    """Return the open alert keys that ``evaluation`` no longer supports.
+
+    A rate alert is settled when its crossing is gone; a policy-block alert
+    when the recipient domain has no policy block within ``window`` seconds.
+    """
+    crossed = {RATE_PREFIX + alert.key for alert in evaluation.alerts}
+    blocked = {
+        rate.domain or "*"
+        for rate in evaluation.rates
+        if rate.window_seconds == window and rate.domain and rate.policy_blocks
+    }
+    return [key for key in sorted(active) if _is_settled(key, crossed, blocked)]
+
+
+def _is_settled(key: str, crossed: set[str], blocked: set[str]) -> bool:
+    if key.startswith(RATE_PREFIX):
+        return key not in crossed
+    if key.startswith(POLICY_PREFIX):
+        return key.removeprefix(POLICY_PREFIX) not in blocked
+    return False
 
 
 def emit_alert(tx: Tx, alert: Alert, *, at: float) -> None:
-    """Emit one ``deliverability.alert`` event; the key makes it once per alert and hour.
-
-    NOTE: the monitor keeps active alerts in memory, so after a restart an
-    alert still active is emitted again (unless within the same hour).
-    """
+    """Emit one ``deliverability.alert`` event; the key makes it once per alert and hour."""
     tx.emit(
         type=ALERT_EVENT,
         key=f"{ALERT_EVENT}:{alert.key}:{int(at // 3600)}",
@@ -164,6 +191,7 @@ class MonitorStatistics(msgspec.Struct, frozen=True, kw_only=True):
     """A point-in-time view of the monitor."""
 
     evaluations: int
+    # Open deliverability alerts after the last evaluation, policy blocks included.
     active_alerts: int
     last_evaluated_at: float | None
 
@@ -183,34 +211,33 @@ class DeliverabilityMonitor:
         # Returns the current configuration, read at each evaluation so a reload applies.
         self.settings = settings
         self._clock = clock
-        self._active: set[str] = set()
+        self._active = 0
         self._evaluations = 0
         self._last: Evaluation | None = None
 
     def __repr__(self) -> str:
         return (
-            f"<DeliverabilityMonitor evaluations={self._evaluations} "
-            f"active_alerts={len(self._active)}>"
+            f"<DeliverabilityMonitor evaluations={self._evaluations} active_alerts={self._active}>"
         )
 
     def statistics(self) -> MonitorStatistics:
         return MonitorStatistics(
             evaluations=self._evaluations,
-            active_alerts=len(self._active),
+            active_alerts=self._active,
             last_evaluated_at=None if self._last is None else self._last.at,
         )
 
     async def evaluate_once(self) -> Evaluation:
-        """Rate the stored events now, update the gauges and raise the alerts that are new."""
+        """Rate the stored events now, update the gauges, then open and resolve alerts."""
         now = self._clock()
         config = self.settings()
         since = now - max(config.windows)
         events = await self.journal.read(lambda journal: load_events(journal, since=since))
         evaluation = evaluate(events, now=now, config=config)
         set_gauges(evaluation, window_seconds=min(config.windows))
-        raised = new_alerts(evaluation, self._active)
-        if raised:
-            await self.journal.transaction(lambda tx: _emit_all(tx, raised, now))
+        raised, self._active = await self.journal.transaction(
+            lambda tx: _apply_alerts(tx, evaluation, window=min(config.windows))
+        )
         for alert in raised:
             log.warning(
                 "deliverability.alert",
@@ -222,7 +249,6 @@ class DeliverabilityMonitor:
                     "reasons": list(alert.reasons),
                 },
             )
-        self._active = {alert.key for alert in evaluation.alerts}
         self._evaluations += 1
         self._last = evaluation
         return evaluation
@@ -236,6 +262,27 @@ class DeliverabilityMonitor:
                 await ctx.stop_requested.wait()
 
 
-def _emit_all(tx: Tx, alerts: Sequence[Alert], now: float) -> None:
-    for alert in alerts:
-        emit_alert(tx, alert, at=now)
+def _apply_alerts(tx: Tx, evaluation: Evaluation, *, window: float) -> tuple[list[Alert], int]:
+    """Open the new crossings, resolve the settled ones; return those opened and the open count."""
+    active = open_alert_keys(tx)
+    raised = new_alerts(evaluation, active)
+    for alert in raised:
+        raise_alert(
+            tx,
+            source=ALERT_SOURCE,
+            key=RATE_PREFIX + alert.key,
+            severity="critical" if alert.level == "critical" else "warning",
+            summary=_summary(alert),
+            detail=msgspec.to_builtins(alert),
+        )
+        emit_alert(tx, alert, at=evaluation.at)
+    settled = settled_alerts(evaluation, active, window=window)
+    for key in settled:
+        resolve_alert(tx, source=ALERT_SOURCE, key=key)
+    return raised, len(active) + len(raised) - len(settled)
+
+
+def _summary(alert: Alert) -> str:
+    days = alert.window_seconds / 86400
+    scope = f"{alert.provider} to {alert.domain or 'all domains'} over {days:g} days"
+    return f"deliverability {alert.level} for {scope}: {'; '.join(alert.reasons)}"

@@ -9,7 +9,7 @@ raise no alert, because one complaint in a dozen messages is noise.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal, final
+from typing import Final, Literal, final
 
 import msgspec
 
@@ -47,6 +47,9 @@ class WindowRates(msgspec.Struct, frozen=True, kw_only=True):
     opened: int
     clicked: int
     delivery_rate: float | None
+    # True when the provider reported no deliveries, so delivery_rate counts
+    # every accepted message that did not come back failed as delivered.
+    delivery_estimated: bool
     hard_bounce_rate: float | None
     complaint_rate: float | None
     level: Level
@@ -64,21 +67,33 @@ def compute_rates(
     now: float,
     window_seconds: float,
     thresholds: RateThresholds | None = None,
+    by_domain: bool = True,
 ) -> list[WindowRates]:
-    """Group the events of the window ending at ``now`` by (provider, domain) and rate them."""
+    """Group the events of the window ending at ``now`` by provider (and domain) and rate them.
+
+    Events that name a Message-ID count once per message and recipient, and
+    an outcome of a message Plaudit sent counts under the provider of that
+    send, so the send is the denominator of its own outcome.  With
+    ``by_domain`` False, every recipient domain of a provider shares one
+    group whose domain is "".
+    """
     thresholds = thresholds or RateThresholds()
-    groups: dict[tuple[str, str], dict[str, int]] = {}
+    materialized = list(events)
+    senders = sending_providers(materialized)
+    groups: dict[tuple[str, str], _Tally] = {}
     start = now - window_seconds
-    for event in events:
+    for event in materialized:
         if not start < event.at <= now:
             continue
-        key = (event.provider or "unknown", recipient_domain(event.address))
-        counts = groups.setdefault(key, {})
-        counts[event.kind] = counts.get(event.kind, 0) + 1
+        message = message_key(event)
+        provider = senders.get(message) if message else None
+        provider = provider or event.provider or "unknown"
+        domain = recipient_domain(event.address) if by_domain else ""
+        groups.setdefault((provider, domain), _Tally()).add(event.kind, message)
 
     return [
-        _rate(provider, domain, window_seconds, counts, thresholds)
-        for (provider, domain), counts in sorted(groups.items())
+        _rate(provider, domain, window_seconds, tally, thresholds)
+        for (provider, domain), tally in sorted(groups.items())
     ]
 
 
@@ -88,6 +103,7 @@ def rolling_rates(
     now: float,
     windows: tuple[float, ...] = DEFAULT_WINDOWS,
     thresholds: RateThresholds | None = None,
+    by_domain: bool = True,
 ) -> list[WindowRates]:
     """Compute :func:`compute_rates` for every window, shortest first."""
     materialized = list(events)
@@ -95,29 +111,97 @@ def rolling_rates(
         rates
         for window in sorted(windows)
         for rates in compute_rates(
-            materialized, now=now, window_seconds=window, thresholds=thresholds
+            materialized,
+            now=now,
+            window_seconds=window,
+            thresholds=thresholds,
+            by_domain=by_domain,
         )
     ]
+
+
+MessageKey = tuple[str, str]
+
+
+def message_key(event: MessageEvent) -> MessageKey | None:
+    """Return (Message-ID without angle brackets, recipient), or None without a Message-ID."""
+    if not event.message_id:
+        return None
+    message_id = event.message_id.strip().strip("<>").strip()
+    if not message_id:
+        return None
+    return message_id, event.address.strip().lower()
+
+
+def sending_providers(events: Iterable[MessageEvent]) -> dict[MessageKey, str]:
+    """Map each sent message and recipient to the provider of its earliest ``sent`` event.
+
+    The earliest wins because a provider may report the acceptance again
+    (Mailgun's "accepted") after Plaudit recorded the send itself.
+    """
+    senders: dict[MessageKey, tuple[float, str]] = {}
+    for event in events:
+        message = message_key(event)
+        if event.kind != "sent" or message is None or not event.provider:
+            continue
+        known = senders.get(message)
+        if known is None or event.at < known[0]:
+            senders[message] = (event.at, event.provider)
+    return {message: provider for message, (_, provider) in senders.items()}
+
+
+# Kinds that end a message's delivery attempt, one way or the other.
+_OUTCOMES: Final = frozenset({"delivered", "hard_bounce", "soft_bounce", "policy_block"})
+
+
+@final
+class _Tally:
+    """Event counts of one group: distinct messages where a Message-ID links them."""
+
+    def __init__(self) -> None:
+        self.messages: dict[str, set[MessageKey]] = {}
+        self.unlinked: dict[str, int] = {}
+
+    def add(self, kind: str, message: MessageKey | None) -> None:
+        if message is None:
+            self.unlinked[kind] = self.unlinked.get(kind, 0) + 1
+        else:
+            self.messages.setdefault(kind, set()).add(message)
+
+    def count(self, kind: str) -> int:
+        return len(self.messages.get(kind, ())) + self.unlinked.get(kind, 0)
+
+    def attempts(self) -> int:
+        linked: set[MessageKey] = set()
+        for kind in ("sent", *_OUTCOMES):
+            linked |= self.messages.get(kind, set())
+        # Without a Message-ID a send and its outcome cannot be matched, and
+        # a send may have no outcome yet or an outcome may predate the window.
+        unlinked_outcomes = sum(self.unlinked.get(kind, 0) for kind in _OUTCOMES)
+        return len(linked) + max(self.unlinked.get("sent", 0), unlinked_outcomes)
 
 
 def _rate(
     provider: str,
     domain: str,
     window_seconds: float,
-    counts: dict[str, int],
+    tally: _Tally,
     thresholds: RateThresholds,
 ) -> WindowRates:
-    delivered = counts.get("delivered", 0)
-    hard = counts.get("hard_bounce", 0)
-    soft = counts.get("soft_bounce", 0)
-    policy = counts.get("policy_block", 0)
-    complaints = counts.get("complaint", 0)
+    delivered = tally.count("delivered")
+    hard = tally.count("hard_bounce")
+    soft = tally.count("soft_bounce")
+    policy = tally.count("policy_block")
+    complaints = tally.count("complaint")
+    attempts = tally.attempts()
 
-    # A send may have no outcome yet, and an outcome may predate the window's sends.
-    attempts = max(counts.get("sent", 0), delivered + hard + soft + policy)
+    # Plain SMTP reports no deliveries, so then a message that did not come
+    # back failed counts as delivered, and the rate is marked as an estimate.
+    estimated = delivered == 0 and tally.count("sent") > 0
+    reached = max(attempts - hard - soft - policy, 0) if estimated else delivered
     hard_rate = hard / attempts if attempts else None
     # Providers measure complaints against delivered mail.
-    complaint_rate = complaints / delivered if delivered else None
+    complaint_rate = complaints / reached if reached else None
 
     level, alerts = _judge(attempts, hard_rate, complaint_rate, thresholds)
     return WindowRates(
@@ -126,14 +210,15 @@ def _rate(
         window_seconds=window_seconds,
         attempts=attempts,
         delivered=delivered,
-        deferred=counts.get("deferred", 0),
+        deferred=tally.count("deferred"),
         hard_bounces=hard,
         soft_bounces=soft,
         policy_blocks=policy,
         complaints=complaints,
-        opened=counts.get("opened", 0),
-        clicked=counts.get("clicked", 0),
-        delivery_rate=delivered / attempts if attempts else None,
+        opened=tally.count("opened"),
+        clicked=tally.count("clicked"),
+        delivery_rate=reached / attempts if attempts else None,
+        delivery_estimated=estimated,
         hard_bounce_rate=hard_rate,
         complaint_rate=complaint_rate,
         level=level,

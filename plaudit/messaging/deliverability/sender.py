@@ -7,6 +7,8 @@ Reads three kinds of TXT record through one resolver the operator names:
 - DKIM (RFC 6376) at ``SELECTOR._domainkey.DOMAIN`` for each selector: the
   key type and the public key's length in bits;
 - DMARC (RFC 7489) at ``_dmarc.DOMAIN``: p, sp, pct, rua, adkim and aspf.
+  Without a record there, the organizational domain's record applies, with
+  its ``sp`` policy when it has one (RFC 7489 section 6.6.3).
 
 The resolver is never a default public one: the caller passes an address,
 or requests the system configuration (``/etc/resolv.conf``) explicitly.
@@ -28,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from plaudit.errors import PlauditError
+from plaudit.messaging.deliverability.domains import organizational_domain
 
 # RFC 7208 section 4.6.4: an SPF evaluation may cause at most 10 DNS lookups.
 MAX_SPF_LOOKUPS: Final = 10
@@ -78,8 +81,14 @@ class DmarcReport(msgspec.Struct, frozen=True, kw_only=True):
     """The domain's DMARC policy."""
 
     record: str | None
+    # The domain whose _dmarc record was read: the checked domain, or its
+    # organizational domain when the checked domain publishes none.
+    record_domain: str | None = None
     policy: str | None = None
     subdomain_policy: str | None = None
+    # The policy receivers apply to the checked domain: sp (else p) of an
+    # organizational domain's record, p of the domain's own record.
+    applied_policy: str | None = None
     pct: int = 100
     rua: tuple[str, ...] = ()
     adkim: str = "r"
@@ -354,12 +363,32 @@ def key_length(encoded: str, key_type: str) -> tuple[int | None, str | None]:
 
 
 def check_dmarc(domain: str, lookup: TxtLookup) -> DmarcReport:
-    """Read the domain's DMARC record.
+    """Read the DMARC record that applies to ``domain``, as receivers discover it.
 
-    NOTE: receivers fall back to the organizational domain's record when a
-    subdomain has none; this check reads only ``_dmarc.DOMAIN``, so check the
-    parent domain as well for a subdomain sender.
+    Receivers read ``_dmarc.DOMAIN`` and, only when it contains no DMARC record
+    at all, the organizational domain's record, whose ``sp`` (else ``p``)
+    then applies (RFC 7489 section 6.6.3).
     """
+    name = f"_dmarc.{domain}"
+    records = _records(lookup, name, "v=dmarc1")
+    organizational = organizational_domain(domain)
+    if not records and organizational != domain:
+        inherited = _read_dmarc(organizational, lookup)
+        if inherited.record is not None:
+            return msgspec.structs.replace(
+                inherited, applied_policy=inherited.subdomain_policy or inherited.policy
+            )
+        return DmarcReport(
+            record=None,
+            problems=(
+                f"no DMARC record (v=DMARC1) at {name} or at its organizational domain's "
+                f"_dmarc.{organizational}: publish at least p=none with rua= at either",
+            ),
+        )
+    return _read_dmarc(domain, lookup)
+
+
+def _read_dmarc(domain: str, lookup: TxtLookup) -> DmarcReport:
     name = f"_dmarc.{domain}"
     records = _records(lookup, name, "v=dmarc1")
     if not records:
@@ -368,8 +397,10 @@ def check_dmarc(domain: str, lookup: TxtLookup) -> DmarcReport:
             problems=(f"no DMARC record (v=DMARC1) at {name}: publish at least p=none with rua=",),
         )
     if len(records) > 1:
+        # Receivers then apply no DMARC policy at all, and look no further.
         return DmarcReport(
             record=records[0],
+            record_domain=domain,
             problems=(f"{len(records)} DMARC records at {name}: publish exactly one",),
         )
 
@@ -389,7 +420,9 @@ def check_dmarc(domain: str, lookup: TxtLookup) -> DmarcReport:
         problems.append(f"DMARC at {name} has no rua=: aggregate reports go nowhere")
     return DmarcReport(
         record=record,
+        record_domain=domain,
         policy=policy,
+        applied_policy=policy,
         subdomain_policy=tags.get("sp", "").lower() or None,
         pct=pct,
         rua=rua,
@@ -414,6 +447,11 @@ def render_report(report: SenderReport) -> str:
         lines.append(f"DKIM:  {key.selector}: {bits if key.record else 'missing'}")
     dmarc = report.dmarc
     lines.append(f"DMARC: {dmarc.record or 'missing'}")
+    if dmarc.record is not None and dmarc.record_domain != report.domain:
+        lines.append(
+            f"       inherited from the organizational domain {dmarc.record_domain}: "
+            f"{report.domain} gets p={dmarc.applied_policy}"
+        )
     if dmarc.record is not None:
         lines.append(
             f"       p={dmarc.policy} sp={dmarc.subdomain_policy or dmarc.policy} "

@@ -13,6 +13,7 @@ from typing import final
 import msgspec
 
 from plaudit.journal.tx import Tx
+from plaudit.messaging.deliverability.alerting import raise_policy_alert
 from plaudit.messaging.deliverability.rates import recipient_domain
 from plaudit.messaging.deliverability.suppression import (
     Decision,
@@ -104,9 +105,10 @@ def record_event(
             extra={"domain": recipient_domain(address), "reason": decision.reason},
         )
     if decision.alert is not None:
+        alert_id = raise_policy_alert(tx, decision.alert)
         log.warning(
             "deliverability.policy_block",
-            extra={"provider": event.provider, "status": event.status},
+            extra={"provider": event.provider, "status": event.status, "alert": alert_id},
         )
     return decision
 

@@ -99,6 +99,13 @@ def is_address_level(status: str | None) -> bool:
     return status is not None and status.startswith("5.1.")
 
 
+def rejection_kind(status: str | None) -> EventKind:
+    """Classify a 5xx rejection at submission: 5.7.x rejects the sender, others the address."""
+    if status is not None and status.startswith("5.7."):
+        return "policy_block"
+    return "hard_bounce"
+
+
 def decide(
     history: Sequence[MessageEvent], event: MessageEvent, policy: SuppressionPolicy
 ) -> Decision:

@@ -1,0 +1,206 @@
+"""The report as text tables, JSON and CSV files."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from plaudit.reporting.model import PlatformFigures, Report, VendorReport
+
+# One CSV file per table, named after it.
+CSV_FILES: Final = ("platforms.csv", "months.csv", "ratings.csv", "funnel.csv")
+
+
+def to_json(report: Report) -> str:
+    """Return the report as one line of JSON."""
+    return msgspec.json.encode(report).decode()
+
+
+def percent(value: float | None) -> str:
+    """Format a 0-to-1 rate as a percentage, or "-" when it is empty."""
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def number(value: float | None) -> str:
+    """Format a figure that may be empty."""
+    return "-" if value is None else f"{value:g}"
+
+
+def render_text(report: Report) -> str:
+    """Return the report as aligned tables, one block per vendor."""
+    blocks = [f"report of {report.journal} at {report.generated_at}"]
+    for vendor in report.vendors:
+        blocks.append(_vendor_text(vendor))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _vendor_text(vendor: VendorReport) -> str:
+    lines = [f"VENDOR {vendor.vendor}"]
+    lines += [f"  note: {note}" for note in vendor.notes]
+    headers = ["PLATFORM", "REVIEWS", "AVG STARS", "POSITIVE", "REPLY RATE", "REPLY H"]
+    headers += ["CONVERSION", "DAYS TO REVIEW", "TREND"]
+    rows = [_platform_row(figures) for figures in vendor.platforms]
+    lines.append(_table(headers, rows) if rows else "no platforms")
+    for figures in vendor.platforms:
+        lines += [f"  {figures.platform}: {note}" for note in figures.notes]
+
+    funnel = vendor.funnel
+    lines.append(
+        f"FUNNEL couples {funnel.couples}, sent {funnel.sent}, delivered {funnel.delivered}, "
+        f"clicked {funnel.clicked}, reviewed {funnel.reviewed}; conversion "
+        f"{percent(funnel.conversion_rate)}, median days to review "
+        f"{number(funnel.median_days_to_review)}"
+    )
+    lines += [f"  note: {note}" for note in funnel.notes]
+    mail = vendor.deliverability
+    lines.append(
+        f"DELIVERABILITY sent {mail.sent}, delivered {mail.delivered} "
+        f"({percent(mail.delivery_rate)}), hard bounces {mail.hard_bounces} "
+        f"({percent(mail.hard_bounce_rate)}), complaints {mail.complaints} "
+        f"({percent(mail.complaint_rate)})"
+    )
+    lines.append(
+        f"LINKED couples with reviews {vendor.links.couples_with_reviews}, "
+        f"on several platforms {vendor.links.couples_on_several_platforms}"
+    )
+    lead = vendor.recommendation
+    lines.append(f"LEAD WITH {lead.platform or '-'}: {lead.reason}")
+    return "\n".join(lines)
+
+
+def _platform_row(figures: PlatformFigures) -> list[str]:
+    trend = figures.trend
+    return [
+        figures.platform,
+        str(figures.reviews),
+        number(figures.stars.average),
+        percent(figures.recommendations.positive_share),
+        percent(figures.replies.reply_rate),
+        number(figures.replies.median_reply_hours),
+        percent(figures.conversion_rate),
+        number(figures.median_days_to_review),
+        f"{trend.direction} ({trend.previous_reviews} -> {trend.recent_reviews})",
+    ]
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = [headers, *rows]
+    widths = [max(len(line[column]) for line in lines) for column in range(len(headers))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def write_csv(report: Report, directory: Path) -> list[Path]:
+    """Write one CSV file per table into ``directory``, creating it; return the paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tables: dict[str, tuple[list[str], list[list[Any]]]] = {
+        "platforms.csv": _platform_table(report),
+        "months.csv": _month_table(report),
+        "ratings.csv": _rating_table(report),
+        "funnel.csv": _funnel_table(report),
+    }
+    written = []
+    for name in CSV_FILES:
+        headers, rows = tables[name]
+        path = directory / name
+        with path.open("w", encoding="utf-8", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(headers)
+            writer.writerows([[_csv_cell(value) for value in row] for row in rows])
+        written.append(path)
+    return written
+
+
+def _platform_table(report: Report) -> tuple[list[str], list[list[Any]]]:
+    headers = [
+        "vendor", "platform", "reviews", "deleted", "edited", "rated", "average_stars",
+        "positive", "negative", "positive_share", "replied", "reply_rate", "median_reply_hours",
+        "matched", "couples_sent_link", "couples_reviewed", "conversion_rate",
+        "median_days_to_review", "clock_adjusted", "trend", "recent_reviews", "previous_reviews",
+    ]  # fmt: skip
+    rows = [
+        [
+            vendor.vendor,
+            item.platform,
+            item.reviews,
+            item.deleted,
+            item.edited,
+            item.stars.rated,
+            _blank(item.stars.average),
+            item.recommendations.positive,
+            item.recommendations.negative,
+            _blank(item.recommendations.positive_share),
+            item.replies.replied,
+            _blank(item.replies.reply_rate),
+            _blank(item.replies.median_reply_hours),
+            item.matched,
+            item.couples_sent_link,
+            item.couples_reviewed,
+            _blank(item.conversion_rate),
+            _blank(item.median_days_to_review),
+            item.clock_adjusted,
+            item.trend.direction,
+            item.trend.recent_reviews,
+            item.trend.previous_reviews,
+        ]
+        for vendor in report.vendors
+        for item in vendor.platforms
+    ]
+    return headers, rows
+
+
+def _month_table(report: Report) -> tuple[list[str], list[list[Any]]]:
+    rows = [
+        [vendor.vendor, item.platform, month, count]
+        for vendor in report.vendors
+        for item in vendor.platforms
+        for month, count in item.reviews_per_month.items()
+    ]
+    return ["vendor", "platform", "month", "reviews"], rows
+
+
+def _rating_table(report: Report) -> tuple[list[str], list[list[Any]]]:
+    rows = [
+        [vendor.vendor, item.platform, stars, count]
+        for vendor in report.vendors
+        for item in vendor.platforms
+        for stars, count in item.stars.distribution.items()
+    ]
+    return ["vendor", "platform", "stars", "reviews"], rows
+
+
+def _funnel_table(report: Report) -> tuple[list[str], list[list[Any]]]:
+    headers = ["vendor", "couples", "sent", "delivered", "clicked", "reviewed"]
+    headers += ["conversion_rate", "median_days_to_review", "lead_with", "lead_reason"]
+    rows = [
+        [
+            vendor.vendor,
+            vendor.funnel.couples,
+            vendor.funnel.sent,
+            vendor.funnel.delivered,
+            vendor.funnel.clicked,
+            vendor.funnel.reviewed,
+            _blank(vendor.funnel.conversion_rate),
+            _blank(vendor.funnel.median_days_to_review),
+            vendor.recommendation.platform or "",
+            vendor.recommendation.reason,
+        ]
+        for vendor in report.vendors
+    ]
+    return headers, rows
+
+
+def _csv_cell(value: Any) -> Any:
+    """Prefix text that a spreadsheet would run as a formula with an apostrophe."""
+    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return "'" + value
+    return value
+
+
+def _blank(value: float | None) -> float | str:
+    return "" if value is None else value

@@ -1,0 +1,249 @@
+"""Google incremental syncs by update time, and the full listings that find deletions."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+import trio
+
+from plaudit.actors.google import (
+    FULL_SYNC_CURSOR,
+    FetchPage,
+    Finish,
+    GoogleActor,
+    PageArrived,
+    begin,
+    decide,
+    incremental_mark,
+)
+from plaudit.config.model import GoogleConfig, GoogleLocation
+from plaudit.connectors.google import GoogleClient, ReviewPage
+from plaudit.journal import AsyncJournal, Journal
+from plaudit.reviews.model import Review, format_timestamp
+from plaudit.reviews.store import load_reviews
+from plaudit.sandbox import SandboxOptions, serve_sandbox
+from plaudit.sandbox import app as google_sandbox
+from plaudit.sandbox.truth import truth_reviews
+from plaudit.sandbox.world import DEFAULT_EPOCH
+
+PROFILE = "accounts/1001/locations/2001"
+
+
+def review(review_id: str, updated_at: str) -> Review:
+    return Review(
+        platform="google",
+        profile=PROFILE,
+        review_id=review_id,
+        stars=5,
+        text="Lovely photos",
+        author="Ana P",
+        created_at="2026-01-01T10:00:00.000Z",
+        updated_at=updated_at,
+    )
+
+
+def page(reviews: list[Review], token: str | None) -> ReviewPage:
+    return ReviewPage(
+        reviews=reviews, next_page_token=token, average_rating=5.0, total_review_count=9
+    )
+
+
+# The pure steps.
+
+
+def test_listing_stops_at_older_page() -> None:
+    state, _ = begin(PROFILE, stop_before="2026-06-01T00:00:00.000Z")
+    newer = [review("a", "2026-06-03T00:00:00.000Z"), review("b", "2026-06-02T00:00:00.000Z")]
+    state, action = decide(state, PageArrived(page(newer, "t2")))
+    assert action == FetchPage(token="t2")
+
+    older = [review("c", "2026-06-01T12:00:00.000Z"), review("d", "2026-05-20T00:00:00.000Z")]
+    _state, action = decide(state, PageArrived(page(older, "t3")))
+    assert isinstance(action, Finish)
+    assert not action.complete
+    assert sorted(item.review_id for item in action.reviews) == ["a", "b", "c", "d"]
+
+
+def test_last_page_completes_incremental_listing() -> None:
+    state, _ = begin(PROFILE, stop_before="2026-06-01T00:00:00.000Z")
+    older = [review("a", "2026-05-01T00:00:00.000Z")]
+    _state, action = decide(state, PageArrived(page(older, None)))
+    assert isinstance(action, Finish)
+    assert action.complete
+
+
+def test_full_listing_ignores_update_times() -> None:
+    state, _ = begin(PROFILE)
+    older = [review("a", "2001-01-01T00:00:00.000Z")]
+    _state, action = decide(state, PageArrived(page(older, "t2")))
+    assert action == FetchPage(token="t2")
+
+
+@pytest.mark.parametrize(
+    ("high_water", "last_full", "expected"),
+    [
+        (None, 1000.0, None),
+        ("2026-06-01T12:00:00.000Z", None, None),
+        ("2026-06-01T12:00:00.000Z", 1000.0 - 86400.0, None),
+        ("2026-06-01T12:00:00.000Z", 1000.0 - 10.0, "2026-06-01T11:00:00.000Z"),
+    ],
+)
+def test_incremental_mark_cases(
+    high_water: str | None, last_full: float | None, expected: str | None
+) -> None:
+    mark = incremental_mark(
+        high_water=high_water,
+        last_full=last_full,
+        now=1000.0,
+        full_interval=86400.0,
+        overlap=3600.0,
+    )
+    assert mark == expected
+
+
+# On the sandbox.
+
+
+class Context:
+    def __init__(self) -> None:
+        self.name = "test"
+        self.stop_requested = trio.Event()
+
+    def started(self) -> None:
+        pass
+
+
+@pytest.fixture
+async def base_url(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> AsyncIterator[str]:
+    # Scripted events from 1 s to 30 s of sandbox time: arrivals, edits, replies, deletions.
+    url: str = await nursery.start(serve_sandbox, SandboxOptions(seed=11, script_seconds=30))
+    yield url
+
+
+def config_for(base_url: str, *, full_sync_interval: float) -> GoogleConfig:
+    return GoogleConfig(
+        api_base=f"{base_url}/google/v4",
+        token_url=f"{base_url}/google/oauth2/token",
+        client_id=google_sandbox.SANDBOX_CLIENT_ID,
+        client_secret=google_sandbox.SANDBOX_CLIENT_SECRET,
+        refresh_token=google_sandbox.SANDBOX_REFRESH_TOKEN,
+        page_size=20,
+        request_timeout=5.0,
+        full_sync_interval=full_sync_interval,
+        locations=[GoogleLocation(account="accounts/1001", location="locations/2001")],
+    )
+
+
+def google_client(config: GoogleConfig) -> GoogleClient:
+    return GoogleClient(
+        config, client_secret=config.client_secret, refresh_token=config.refresh_token
+    )
+
+
+async def sandbox(base_url: str, path: str) -> Any:
+    async with httpx.AsyncClient() as http:
+        return (await http.get(f"{base_url}{path}")).json()
+
+
+async def list_requests(base_url: str) -> int:
+    stats = await sandbox(base_url, "/_sandbox/stats")
+    return int(stats["requests"].get("reviews.list", 0))
+
+
+def stored(path: Path) -> list[Review]:
+    with sqlite3.connect(path) as connection:
+        reviews = load_reviews(connection, "google", PROFILE, include_deleted=True)
+    return sorted(reviews, key=lambda item: item.review_id)
+
+
+async def sync_once(actor: GoogleActor, writer: AsyncJournal, name: str) -> None:
+    await writer.enqueue(
+        kind="google.sync",
+        owner="google",
+        key=f"google.sync:{PROFILE}:{name}",
+        payload={"account": "accounts/1001", "location": "locations/2001"},
+    )
+    actor.wake()
+    await trio.sleep(3.0)
+
+
+async def test_incremental_then_full_sync(base_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    opened = Journal.open(path, instance="incremental-1")
+    context = Context()
+    async with trio.open_nursery() as nursery:
+        writer = AsyncJournal(opened)
+        await nursery.start(writer.run)
+        actor = GoogleActor(
+            writer,
+            config_for(base_url, full_sync_interval=86400.0),
+            google_client,
+            lease_seconds=30.0,
+        )
+        nursery.start_soon(actor.start, context)
+        # The first sync is full: nothing is stored yet.
+        await trio.sleep(0.5)
+        first_requests = await list_requests(base_url)
+        after_full = stored(path)
+        cursor = opened.query(
+            "SELECT value FROM cursors WHERE owner = 'google' AND name = ?",
+            [FULL_SYNC_CURSOR.format(profile=PROFILE)],
+        )
+
+        # Let the whole script happen, then sync incrementally.
+        await trio.sleep(40.0)
+        await sync_once(actor, writer, "incremental")
+        incremental_requests = await list_requests(base_url) - first_requests
+        after_incremental = stored(path)
+        truth = truth_reviews(await sandbox(base_url, "/_sandbox/truth"))
+
+        # A reload that makes every sync full finds the deletions.
+        actor.reconfigure(config_for(base_url, full_sync_interval=0.001))
+        await sync_once(actor, writer, "full")
+        after_reconciliation = stored(path)
+        context.stop_requested.set()
+        actor.wake()
+        await trio.sleep(1.0)
+        nursery.cancel_scope.cancel()
+    opened.close()
+
+    location_truth = sorted(
+        (r for r in truth if r.profile == PROFILE), key=lambda item: item.review_id
+    )
+    deleted_ids = {r.review_id for r in location_truth if r.deleted_at is not None}
+    changed = [
+        r
+        for r in location_truth
+        if r.updated_at > format_timestamp(DEFAULT_EPOCH) and r.deleted_at is None
+    ]
+    assert deleted_ids, "the script deleted no review of this location; pick another seed"
+    assert changed, "the script changed no review of this location; pick another seed"
+
+    # 120 reviews at 20 a page.
+    assert first_requests == 6
+    assert len(after_full) == 120
+    assert cursor
+
+    # The incremental sync read one page or two, stored every scripted change...
+    assert 1 <= incremental_requests <= 2
+    by_id = {r.review_id: r for r in after_incremental}
+    for review in changed:
+        # A reply leaves updateTime as it was, so only a full listing must see it.
+        current = by_id[review.review_id]
+        assert msgspec.structs.replace(current, reply_text=None, reply_updated_at=None) == (
+            msgspec.structs.replace(review, reply_text=None, reply_updated_at=None)
+        )
+    # ...and marked nothing deleted.
+    assert all(r.deleted_at is None for r in after_incremental)
+
+    # The full listing agrees with the sandbox, deletions included.
+    live = [r for r in location_truth if r.deleted_at is None]
+    assert [r for r in after_reconciliation if r.deleted_at is None] == live
+    tombstoned = {r.review_id for r in after_reconciliation if r.deleted_at is not None}
+    assert tombstoned == deleted_ids & {r.review_id for r in after_full}
