@@ -99,7 +99,7 @@ PLATFORMS: Final = ("google", "facebook", "trustpilot", "yelp")
 SYNC_INTERVAL: Final = 15.0
 # Seconds of the short outage on a second platform.
 SHORT_OUTAGE: Final = 10.0
-# Seconds between full Google listings; production lists in full once a day.
+# Seconds between full Google listings; the production default is an hour.
 GOOGLE_FULL_SYNC_INTERVAL: Final = 30.0
 MIN_SECONDS: Final = 30.0
 # Seconds the first daemon may take to open its control socket.

@@ -28,6 +28,12 @@ from plaudit.reviews.model import Review
 from plaudit.reviews.store import load_reviews
 from plaudit.sandbox import SandboxOptions, serve_sandbox
 from plaudit.sandbox.demo_channels import DemoChannels, free_port
+from plaudit.sandbox.demo_faults import (
+    FaultScript,
+    platform_faults_summary,
+    reliability_config,
+    retries_by_cause,
+)
 from plaudit.sandbox.demo_mail import DemoMail
 from plaudit.sandbox.notices import NoticeScript
 from plaudit.sandbox.receiver import DemoWebhooks, serve_receiver
@@ -49,12 +55,25 @@ COMPARED = (
 )
 
 
+# Seconds between full Google listings in the demo.  Only a full listing
+# finds a reply to an older review.  So the interval must be short beside the
+# half of the run that follows the script, in which the daemon catches up.
+# With 2 s syncs, every other sync is full.
+DEMO_FULL_SYNC_INTERVAL = 5.0
+
+
 class DemoError(PlauditError):
     """The demo could not start or stop its daemon."""
 
 
-def demo_config(base_url: str, *, sync_interval: float) -> str:
-    """Return a configuration that syncs every platform of the sandbox."""
+def demo_config(
+    base_url: str, *, sync_interval: float, full_sync_interval: float | None = None
+) -> str:
+    """Return a configuration that syncs every platform of the sandbox.
+
+    Without ``full_sync_interval`` the Google table keeps the default.
+    """
+    full_sync = "" if full_sync_interval is None else f"full_sync_interval = {full_sync_interval}\n"
     return f"""\
 [daemon]
 shutdown_timeout = 10.0
@@ -80,7 +99,7 @@ client_id = "plaudit-sandbox"
 client_secret = "sandbox-secret"
 refresh_token = "sandbox-refresh-token"
 sync_interval = {sync_interval}
-request_timeout = 5.0
+{full_sync}request_timeout = 5.0
 
 [[platforms.google.locations]]
 account = "accounts/1001"
@@ -289,6 +308,11 @@ class Demo:
         self.channels = DemoChannels()
         # Set in run(), where the script's length is known.
         self.notices: NoticeScript | None = None
+        # Set in run(), where the sandbox's address is known.
+        self.faults: FaultScript | None = None
+        # Set when the daemon first responds on its control socket.
+        self.daemon_ready = trio.Event()
+        self.metrics_address: str | None = None
 
     def say(self, line: str) -> None:
         # With --json the summary must be the last line; progress goes to stderr.
@@ -303,6 +327,8 @@ class Demo:
             self.base_url = await nursery.start(serve_sandbox, options)
             self.script_ends_at = time.monotonic() + script_seconds
             self.say(f"sandbox: {self.base_url} (script of events for {script_seconds:.0f} s)")
+            self.faults = FaultScript(self.base_url)
+            nursery.start_soon(self.faults.run, self.daemon_ready)
             receiver_url = await nursery.start(serve_receiver, self.webhooks.receiver)
             self.say(f"webhook receiver: {receiver_url}")
             smtp_port = await nursery.start(self.mail.sink.serve)
@@ -316,7 +342,10 @@ class Demo:
             await nursery.start(self.notices.run)
             self.say(f"review notices: {self.notices.maildir}")
             self.config_path.write_text(
-                demo_config(self.base_url, sync_interval=2.0)
+                demo_config(
+                    self.base_url, sync_interval=2.0, full_sync_interval=DEMO_FULL_SYNC_INTERVAL
+                )
+                + reliability_config()
                 + marketplace_demo_config(self.base_url, poll_interval=2.0, notices=self.notices)
                 + self.webhooks.config(receiver_url)
                 + self.mail.config(smtp_port, self.base_url)
@@ -342,11 +371,25 @@ class Demo:
             self.say(f"daemon: pid {process.pid}, log {log_path}")
             try:
                 agreed_early = await self._watch(process)
+                errors_seen = await self._errors_seen()
             finally:
                 exit_code = await self._stop(process)
         return await self._summarise(
-            exit_code=exit_code, agreed_early=agreed_early, log_path=log_path
+            exit_code=exit_code, agreed_early=agreed_early, log_path=log_path, errors=errors_seen
         )
+
+    async def _errors_seen(self) -> dict[str, dict[str, int]]:
+        """Return the daemon's repeated call attempts by platform and cause, from its metrics."""
+        if not self.metrics_address:
+            return {}
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as client:
+                response = await client.get(f"http://{self.metrics_address}/metrics")
+                response.raise_for_status()
+        except httpx.HTTPError as error:
+            self.say(f"metrics not read from {self.metrics_address}: {error}")
+            return {}
+        return retries_by_cause(response.text)
 
     async def _watch(self, process: trio.Process) -> bool:
         """Print progress until the script is over and the journal agrees, or time runs out."""
@@ -360,7 +403,9 @@ class Demo:
                 )
             line, agrees = await self._progress(began)
             self.say(line)
-            if agrees and time.monotonic() > self.script_ends_at:
+            # The agreement counts once the faults are over too.
+            faults_over = self.faults is None or self.faults.finished.is_set()
+            if agrees and faults_over and time.monotonic() > self.script_ends_at:
                 return True
         return False
 
@@ -370,6 +415,8 @@ class Demo:
             status = await request(self.socket_path, "status", timeout=5.0)
         except (ControlError, OSError):
             return f"{elapsed:5.1f}s  daemon starting", False
+        self.metrics_address = status["daemon"].get("metrics_address")
+        self.daemon_ready.set()
         await self.channels.import_couples(self.mail, self.socket_path, self.state_dir)
         totals = status["journal"]["totals"]
         jobs = " ".join(f"{state}={count}" for state, count in totals.items() if count)
@@ -411,13 +458,18 @@ class Demo:
         return await process.wait()
 
     async def _summarise(
-        self, *, exit_code: int, agreed_early: bool, log_path: Path
+        self,
+        *,
+        exit_code: int,
+        agreed_early: bool,
+        log_path: Path,
+        errors: dict[str, dict[str, int]],
     ) -> dict[str, Any]:
         reviews, events = await trio.to_thread.run_sync(read_journal, self.journal_path)
         truth = await self._truth()
         discrepancies = compare(reviews, truth)
         live = [review for review in reviews if review.deleted_at is None]
-        platforms: dict[str, dict[str, int]] = {}
+        platforms: dict[str, dict[str, Any]] = {}
         for review in reviews:
             counts = platforms.setdefault(review.platform, {"reviews": 0, "deleted": 0})
             counts["deleted" if review.deleted_at else "reviews"] += 1
@@ -425,6 +477,10 @@ class Demo:
             platforms.setdefault(platform, {"reviews": 0, "deleted": 0})[f"{event_type}_events"] = (
                 count
             )
+        if self.faults is not None:
+            injected = await self.faults.injected()
+            for platform, faults in platform_faults_summary(self.faults, injected, errors).items():
+                platforms.setdefault(platform, {"reviews": 0, "deleted": 0}).update(faults)
         return {
             "reviews_synced": len(live),
             "platforms": platforms,
@@ -449,8 +505,15 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"(sandbox truth: {summary['truth_reviews']})"
     )
     for platform, counts in summary["platforms"].items():
-        details = ", ".join(f"{name} {value}" for name, value in sorted(counts.items()))
+        details = ", ".join(
+            f"{name} {value}" for name, value in sorted(counts.items()) if isinstance(value, int)
+        )
         print(f"  {platform}: {details}")
+        if "faults_injected" in counts:
+            injected = ", ".join(f"{k} {v}" for k, v in counts["faults_injected"].items())
+            seen = ", ".join(f"{k} {v}" for k, v in counts["errors_seen"].items())
+            print(f"    faults injected: {injected or 'none'}")
+            print(f"    errors seen:     {seen or 'none'}")
     print(f"daemon exit code:  {summary['daemon_exit_code']}")
     verdict = (
         "yes" if summary["agrees_with_truth"] else f"NO, {summary['discrepancy_count']} differences"

@@ -77,6 +77,20 @@ PLATFORM_REQUESTS = Counter(
     ["platform", "outcome"],
     registry=REGISTRY,
 )
+UNKNOWN_ENUM_VALUES = Counter(
+    "plaudit_platform_unknown_values_total",
+    "Review fields whose value this Plaudit does not know (stored as no rating), by platform "
+    "and field.",
+    ["platform", "field"],
+    registry=REGISTRY,
+)
+PLATFORM_RETRIES = Counter(
+    "plaudit_platform_retries_total",
+    "Failed platform call attempts that were repeated, by platform and cause (server_error, "
+    "rate_limited, unauthorized, timeout, connection, malformed_body, missing_field, other).",
+    ["platform", "cause"],
+    registry=REGISTRY,
+)
 PLATFORM_REQUEST_DURATION = Histogram(
     "plaudit_platform_request_duration_seconds",
     "Latency of HTTP requests to review platforms.",
@@ -156,6 +170,12 @@ RATE_LIMIT_WAIT = Counter(
     ["limiter"],
     registry=REGISTRY,
 )
+PLATFORM_QUOTA_USED = Gauge(
+    "plaudit_platform_quota_used_ratio",
+    "Share of its quota, 0 to 1, that a platform last reported as used in its usage headers.",
+    ["platform"],
+    registry=REGISTRY,
+)
 PLATFORM_STATE = Gauge(
     "plaudit_platform_state",
     "1 for the health state each platform is in "
@@ -212,7 +232,16 @@ SUPPRESSIONS = Counter(
 )
 REVIEW_REQUESTS = Counter(
     "plaudit_review_requests_total",
-    "Review request steps by channel and outcome (sent, bounced, suppressed, stopped, retried).",
+    "Review request steps by channel and outcome (sent, unconfirmed, bounced, suppressed,"
+    " stopped, retried).",
+    ["channel", "outcome"],
+    registry=REGISTRY,
+)
+CHANNEL_MESSAGES = Counter(
+    "plaudit_channel_messages_total",
+    "SMS and push messages by channel (sms, push) and outcome: sent (accepted by Twilio or "
+    "the push service), delivered (Twilio status callback), failed (rejected or undelivered), "
+    "opted_out (STOP or Twilio error 21610; a push subscription gone with 404 or 410).",
     ["channel", "outcome"],
     registry=REGISTRY,
 )
@@ -249,6 +278,12 @@ INBOUND_PROCESSED = Counter(
     "plaudit_inbound_events_processed_total",
     "Stored inbound events processed, by provider and outcome (processed, ignored).",
     ["provider", "outcome"],
+    registry=REGISTRY,
+)
+INBOUND_POISON_EVENTS = Counter(
+    "plaudit_inbound_events_failed_total",
+    "Stored inbound events whose processing raised; each is marked failed and skipped.",
+    ["provider"],
     registry=REGISTRY,
 )
 UNSUBSCRIBE_REQUESTS = Counter(

@@ -63,11 +63,26 @@ def plaudit_env(**extra: str) -> dict[str, str]:
     return env
 
 
+# Daemons started by the running test; tests/conftest.py kills any left
+# running when the test ends, so a failed test never leaves one behind.
+STARTED_DAEMONS: list[trio.Process] = []
+
+
 async def open_daemon(dirs: DaemonDirs, **env: str) -> trio.Process:
     log = dirs.log.open("ab")
-    return await trio.lowlevel.open_process(
+    process = await trio.lowlevel.open_process(
         run_command(dirs), stdout=log, stderr=log, env=plaudit_env(**env)
     )
+    STARTED_DAEMONS.append(process)
+    return process
+
+
+def kill_started_daemons() -> None:
+    """Kill every daemon this test started that is still running."""
+    while STARTED_DAEMONS:
+        process = STARTED_DAEMONS.pop()
+        if process.poll() is None:
+            process.kill()
 
 
 async def wait_for(

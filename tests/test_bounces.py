@@ -198,6 +198,27 @@ def test_truncated_dsn_keeps_what_was_read() -> None:
     assert result.recipient == "ana.lucia@example.net"
 
 
+def test_dsn_cut_before_action_and_status_is_unknown() -> None:
+    data = (
+        b"From: MAILER-DAEMON@mx.example.org\n"
+        b"To: bounces@mail.example.com\n"
+        b"Subject: Undelivered Mail Returned to Sender\n"
+        b"MIME-Version: 1.0\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\n\n'
+        b"--B\nContent-Type: text/plain\n\nThis is the mail system.\n\n"
+        b"--B\nContent-Type: message/delivery-status\n\n"
+        b"Reporting-MTA: dns; mx.example.org\n\n"
+        b"Final-Recipient: rfc822; bob@"
+    )
+
+    result = parse_bounce(data)
+
+    assert result.kind == "unknown"
+    assert result.final is None
+    assert result.status is None
+    assert "no action, status or cause" in result.reason
+
+
 def test_deeply_nested_rfc822_does_not_crash() -> None:
     inner = (FIXTURES / "dsn_postfix_user_unknown.eml").read_bytes()
     for depth in range(60):

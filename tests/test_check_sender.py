@@ -183,6 +183,21 @@ def test_revoked_and_missing_selectors(dns_server: tuple[str, dict[str, list[str
     assert report.ready is True
 
 
+def test_without_selectors_the_common_ones_are_probed(
+    dns_server: tuple[str, dict[str, list[str]]],
+) -> None:
+    resolver, _zone = dns_server
+    lookup = dns_lookup(make_resolver(resolver))
+    report = check_sender("vendor.test", [], lookup, resolver=resolver)
+    assert [key.selector for key in report.dkim] == ["s1"]
+    assert report.dkim_ready is True
+    assert not any("selector" in problem for problem in report.problems)
+
+    bare = check_sender("mail.vendor.test", [], lookup, resolver=resolver)
+    assert bare.dkim == ()
+    assert any("no DKIM key at the common selectors" in p for p in bare.problems)
+
+
 def test_spf_over_lookup_limit(dns_server: tuple[str, dict[str, list[str]]]) -> None:
     resolver, zone = dns_server
     includes = " ".join(f"include:n{index}.mailer.test" for index in range(6))

@@ -29,6 +29,7 @@ name = "Willow Studio"
 postal_address = "12 Elm Street, Springfield, IL 62701"
 from_address = "hello@willow.example"
 unsubscribe_url = "https://willow.example/unsubscribe"
+unsubscribe_mailto = "unsubscribe@willow.example"
 review_links = { google = "https://reviews.invalid/google" }
 
 [smtp]

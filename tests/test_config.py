@@ -490,6 +490,8 @@ def test_check_config_missing_file(tmp_path: Path) -> None:
 def test_check_config_reads_secret_files(tmp_path: Path) -> None:
     secret = tmp_path / "client-secret"
     secret.write_text("s3cret\n", encoding="utf-8")
+    # Other users may not read it, so check-config prints no warning.
+    secret.chmod(0o600)
     text = google_config(client_secret=f'client_secret_file = "{secret}"')
     out, err = io.StringIO(), io.StringIO()
 

@@ -491,7 +491,7 @@ async def test_idle_connection_is_closed(
     sock_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with trio.open_nursery() as nursery:
-        await start_server(nursery, sock_path, idle_timeout=5.0)
+        await start_server(nursery, sock_path, idle_timeout=5.0, first_request_timeout=5.0)
         client = await RawClient.connect(sock_path)
         start = trio.current_time()
         closed = await client.at_eof()

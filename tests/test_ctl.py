@@ -284,3 +284,20 @@ def test_default_socket_fallback() -> None:
 def test_format_table_aligns_columns() -> None:
     table = format_table(["A", "LONGER"], [["wide-cell", "x"], ["b", "y"]])
     assert table.splitlines() == ["A          LONGER", "wide-cell  x", "b          y"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["health"], False),
+        (["--json", "health"], True),
+        (["health", "--json"], True),
+        (["watch", "--json"], True),
+        (["request", "show", "5", "--json"], True),
+        (["--json", "request", "show", "5"], True),
+    ],
+)
+def test_json_is_accepted_before_or_after_the_command(argv: list[str], expected: bool) -> None:
+    from plaudit.daemon.ctl import build_parser
+
+    assert build_parser().parse_args(argv).json is expected

@@ -49,17 +49,20 @@ async def fetch_metrics(address: str) -> str:
     return response.text
 
 
-async def agrees(dirs: DaemonDirs, base_url: str) -> bool:
+async def differences(dirs: DaemonDirs, base_url: str) -> list[str]:
     if not dirs.journal.exists():
-        return False
+        return ["no journal yet"]
     reviews, _ = read_journal(dirs.journal)
-    return not compare(reviews, await fetch_truth(base_url))
+    return [str(item) for item in compare(reviews, await fetch_truth(base_url))]
 
 
 async def wait_until_agrees(dirs: DaemonDirs, base_url: str, *, timeout: float) -> None:
-    with trio.fail_after(timeout):
-        while not await agrees(dirs, base_url):
+    remaining: list[str] = []
+    with trio.move_on_after(timeout):
+        while remaining := await differences(dirs, base_url):
             await trio.sleep(0.25)
+        return
+    pytest.fail(f"the journal still differs from the truth: {remaining[:5]}")
 
 
 def running_job_ids(dirs: DaemonDirs) -> list[int]:

@@ -35,7 +35,7 @@ def make_event(kind: str, address: str, *, at: float = NOW - HOUR, provider: str
 
 
 def traffic(domain: str, *, delivered: int, hard: int = 0, complaints: int = 0) -> list[Any]:
-    events = [make_event("sent", f"s{i}@{domain}") for i in range(delivered + hard)]
+    events = [make_event("accepted", f"s{i}@{domain}") for i in range(delivered + hard)]
     events += [make_event("delivered", f"s{i}@{domain}") for i in range(delivered)]
     events += [make_event("hard_bounce", f"h{i}@{domain}") for i in range(hard)]
     events += [make_event("complaint", f"s{i}@{domain}") for i in range(complaints)]
@@ -225,7 +225,7 @@ async def test_unknown_event_kind_skipped(writer: AsyncJournal, journal: Journal
         tx.execute(
             "INSERT INTO message_events (address, domain, kind, status, provider,"
             " provider_event_id, message_id, occurred_at, recorded_at)"
-            " VALUES ('r@isp.test', 'isp.test', 'accepted', NULL, 'smtp', NULL, NULL, ?, ?)",
+            " VALUES ('r@isp.test', 'isp.test', 'forwarded', NULL, 'smtp', NULL, NULL, ?, ?)",
             (NOW - HOUR, NOW),
         )
 

@@ -144,7 +144,7 @@ async def test_sends_recorded_per_recipient(tmp_path: Path) -> None:
         message_ids = await f.send_all()
         rows = f.journal.query(
             "SELECT address, domain, provider, message_id FROM message_events"
-            " WHERE kind = 'sent' ORDER BY address"
+            " WHERE kind = 'accepted' ORDER BY address"
         )
 
     assert len(f.sink.messages) == 4
@@ -242,7 +242,7 @@ async def test_policy_block_alerts_without_suppression(tmp_path: Path) -> None:
 
 async def test_submission_policy_reject_blocks(tmp_path: Path) -> None:
     class RejectingSender:
-        async def send(self, message: object) -> None:
+        async def send(self, message: object, *, before_data: object = None) -> None:
             error = SendError("550 5.7.1 sender rejected", permanent=True, code=550)
             error.status = "5.7.1"
             raise error

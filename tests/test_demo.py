@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,22 +16,36 @@ from tests.support import plaudit_env
 pytestmark = pytest.mark.slow
 
 
-def test_demo_json_agrees_with_truth(tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class DemoRun:
+    result: subprocess.CompletedProcess[str]
+    summary: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """One ``plaudit demo --json`` run, shared by the tests that read its summary."""
     command = [
         sys.executable,
         "-m",
         "plaudit",
         "demo",
         "--seconds",
-        "15",
+        "30",
         "--json",
         "--state-dir",
-        str(tmp_path),
+        str(tmp_path_factory.mktemp("demo")),
     ]
+    # The demo stops as soon as everything agrees; the limit only matters on a loaded machine.
     result = subprocess.run(
-        command, capture_output=True, text=True, timeout=120, env=plaudit_env(), check=False
+        command, capture_output=True, text=True, timeout=180, env=plaudit_env(), check=False
     )
     summary = json.loads(result.stdout.strip().splitlines()[-1])
+    return DemoRun(result=result, summary=summary)
+
+
+def test_demo_json_agrees_with_truth(demo_run: DemoRun) -> None:
+    result, summary = demo_run.result, demo_run.summary
     assert result.returncode == 0, result.stderr[-3000:]
     assert summary["agrees_with_truth"] is True
     assert summary["discrepancies"] == []
@@ -68,6 +84,39 @@ def test_demo_json_agrees_with_truth(tmp_path: Path) -> None:
     assert summary["sms_messages_received"] == 1
     assert summary["sms_status_callbacks"] == 2
     assert summary["push_messages_received"] == 1
+
+
+# Every fault class the script queues, and the cause the daemon counts for it.
+SCRIPTED = {
+    "status": ("server_error", "rate_limited"),
+    "reset": ("connection",),
+    "malformed": ("malformed_body",),
+    "missing_fields": ("missing_field",),
+    "timeout": ("timeout",),
+}
+
+
+def test_demo_faults_reach_every_api_platform(demo_run: DemoRun) -> None:
+    result, summary = demo_run.result, demo_run.summary
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert summary["agrees_with_truth"] is True
+    for platform in ("google", "facebook", "trustpilot", "yelp"):
+        report = summary["platforms"][platform]
+        injected, seen = report["faults_injected"], report["errors_seen"]
+        for kind, causes in SCRIPTED.items():
+            assert injected.get(kind, 0) >= 1, (platform, kind)
+            for cause in causes:
+                assert seen.get(cause, 0) >= 1, (platform, cause)
+        assert injected["status"] == 3, platform
+    for platform in ("google", "trustpilot"):
+        report = summary["platforms"][platform]
+        assert report["faults_injected"]["expired_token"] == 1, platform
+        assert report["errors_seen"]["unauthorized"] >= 1, platform
+    for platform in ("facebook", "yelp"):
+        assert "expired_token" in summary["platforms"][platform]["faults_not_applicable"]
+    # The page-token loop on Google, and the cursor and page loops on Facebook and Trustpilot.
+    for platform in ("google", "facebook", "trustpilot"):
+        assert summary["platforms"][platform]["faults_injected"]["page_loop"] >= 1, platform
 
 
 def test_demo_rejects_too_short_run(tmp_path: Path) -> None:

@@ -171,6 +171,21 @@ def test_unspecified_rating_maps_to_none() -> None:
     assert parse_review(body, profile=PROFILE).stars is None
 
 
+def test_unknown_rating_is_logged_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    from plaudit.metrics import UNKNOWN_ENUM_VALUES
+
+    counter = UNKNOWN_ENUM_VALUES.labels("google", "starRating")
+    before = counter._value.get()
+    with caplog.at_level("WARNING"):
+        review = parse_review(api_review(starRating="SIX"), profile=PROFILE)
+
+    assert review.stars is None
+    assert counter._value.get() == before + 1
+    warning = next(r for r in caplog.records if r.message == "google.unknown_star_rating")
+    assert warning.__dict__["value"] == "SIX"
+    assert warning.__dict__["profile"] == PROFILE
+
+
 def test_unknown_fields_tolerated() -> None:
     body = {"reviews": [api_review(mood="sunny")], "somethingNew": {"nested": [1, 2]}}
     assert parse_review_list(body, profile=PROFILE).reviews[0].review_id == "r1"

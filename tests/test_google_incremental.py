@@ -107,6 +107,38 @@ def test_incremental_mark_cases(
     assert mark == expected
 
 
+@pytest.mark.parametrize(
+    ("since_full", "expected_full"),
+    [(3000.0, False), (3299.0, False), (3300.0, True), (3600.0, True)],
+)
+def test_full_listing_due_before_gap_exceeds(since_full: float, expected_full: bool) -> None:
+    # Syncs every 300 s: the last sync that keeps the gap within 3600 s lists in full.
+    mark = incremental_mark(
+        high_water="2026-06-01T12:00:00.000Z",
+        last_full=10_000.0 - since_full,
+        now=10_000.0,
+        full_interval=3600.0,
+        overlap=3600.0,
+        sync_interval=300.0,
+    )
+    assert (mark is None) is expected_full
+
+
+def test_repeated_page_token_ends_listing() -> None:
+    state, _ = begin(PROFILE)
+    state, action = decide(
+        state, PageArrived(page([review("a", "2026-06-03T00:00:00.000Z")], "t2"))
+    )
+    assert action == FetchPage(token="t2")
+
+    looped = [review("b", "2026-06-02T00:00:00.000Z")]
+    state, action = decide(state, PageArrived(page(looped, "t2")))
+    assert isinstance(action, Finish)
+    assert not action.complete
+    assert sorted(item.review_id for item in action.reviews) == ["a", "b"]
+    assert state.pages == 2
+
+
 # On the sandbox.
 
 

@@ -270,6 +270,37 @@ async def test_incident_events_commit_with_row(opened: tuple[Journal, AsyncJourn
     assert recovered.payload["duration_seconds"] == pytest.approx(35.0)
 
 
+async def test_down_incident_alerts_the_operator_until_recovery(
+    opened: tuple[Journal, AsyncJournal],
+) -> None:
+    from plaudit.alerts import list_alerts
+
+    journal, writer = opened
+    clock = Clock()
+    monitor = await start_monitor(writer, clock)
+    monitor.register("google", ["accounts/1/locations/2"])
+    monitor.observe_job("google", "accounts/1/locations/2", ok=False, seconds=1.0, error="HTTP 503")
+    await monitor.flush()
+    with journal.transaction() as tx:
+        assert list_alerts(tx, open_only=True) == [], "a degraded platform alerts nobody"
+
+    clock.now += 5
+    monitor.observe_breaker("google", tripped=True)
+    await monitor.flush()
+    with journal.transaction() as tx:
+        down = list_alerts(tx, open_only=True)
+    assert {alert.key for alert in down} == {"google", "google/accounts/1/locations/2"}
+    assert all(alert.severity == "critical" and "down" in alert.summary for alert in down)
+
+    clock.now += 30
+    monitor.observe_breaker("google", tripped=False)
+    monitor.observe_job("google", "accounts/1/locations/2", ok=True, seconds=1.0)
+    await monitor.flush()
+    with journal.transaction() as tx:
+        assert list_alerts(tx, open_only=True) == []
+        assert len(list_alerts(tx)) == 2
+
+
 async def test_state_metric_follows_platform(opened: tuple[Journal, AsyncJournal]) -> None:
     _, writer = opened
     monitor = await start_monitor(writer, Clock())

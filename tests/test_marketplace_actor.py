@@ -127,7 +127,8 @@ modes = ["import"]
 
     assert any("unknown site" in p and "weddingbee" in p for p in problems)
     assert any("Zola storefronts cannot be read" in p for p in problems)
-    assert any("relative path" in p and "maildir" in p for p in problems)
+    # A relative maildir is taken from the state directory.
+    assert not any("maildir" in p for p in problems)
     assert any("import_folder" in p and "missing" in p for p in problems)
 
 
@@ -236,13 +237,9 @@ async def journal(tmp_path: Path) -> AsyncIterator[AsyncJournal]:
 
 
 def sandbox_profile(base_url: str, name: str, vendor: str, **fields: Any) -> MarketplaceProfile:
+    fields.setdefault("storefront_url", f"{base_url}/marketplace/hitched/{name}.htm")
     return profile(
-        profile_id=name,
-        vendor_name=vendor,
-        storefront_url=f"{base_url}/marketplace/hitched/{name}.htm",
-        allow_any_host=True,
-        poll_interval=3600.0,
-        **fields,
+        profile_id=name, vendor_name=vendor, allow_any_host=True, poll_interval=3600.0, **fields
     )
 
 
@@ -376,6 +373,37 @@ async def test_verify_ok_and_mismatch(sandbox: str, journal: AsyncJournal) -> No
     assert "Oak Barn Weddings" in mismatch.problems[0]
     assert monitor.state_of("bodas", "finca-olivos/verify") is HealthState.DEGRADED
     assert monitor.state_of("hitched", "willow-barn/verify") is HealthState.HEALTHY
+
+
+async def test_every_synced_storefront_is_verified(sandbox: str, journal: AsyncJournal) -> None:
+    config = MarketplaceConfig(
+        profiles=[
+            sandbox_profile(sandbox, "willow-barn", "The Willow Barn"),
+            sandbox_profile(
+                sandbox,
+                "impostor",
+                "Someone Else Entirely",
+                storefront_url=f"{sandbox}/marketplace/hitched/willow-barn.htm",
+            ),
+        ]
+    )
+    monitor = PlatformHealthMonitor()
+    actor = MarketplaceActor(
+        journal, HITCHED, config, lease_seconds=30.0, poll_interval=0.05, monitor=monitor
+    )
+
+    async def both_verified() -> bool:
+        states = {row["profile"] for row in monitor.states()}
+        return {"willow-barn/verify", "impostor/verify"} <= states
+
+    await run_until(actor, both_verified, timeout=30.0)
+
+    assert monitor.state_of("hitched", "willow-barn/verify") is HealthState.HEALTHY
+    assert monitor.state_of("hitched", "impostor/verify") is HealthState.DEGRADED
+    view = next(row for row in monitor.states() if row["profile"] == "impostor/verify")
+    assert "Someone Else Entirely" in view["cause"]
+    # The page still synced: a name mismatch is reported, not a reason to drop reviews.
+    assert await stored(journal, "impostor") > 0
 
 
 async def test_find_profile_actor(journal: AsyncJournal) -> None:

@@ -188,21 +188,23 @@ async def test_missing_storefront_not_retryable(sandbox: Sandbox) -> None:
     assert again.outcome == "too_soon"
 
 
-async def test_unreachable_robots_disallows_host() -> None:
+async def test_unreachable_robots_fails_retryably() -> None:
     # A port on loopback that nothing listens on: bind, read the port, close.
     with trio.socket.socket() as probe:
         await probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     async with httpx.AsyncClient(timeout=5.0) as client:
         fetcher = StorefrontFetcher(client, contact="ops@example.com", clock=FakeClock())
-        # robots.txt is unreachable too, which disallows the whole host.
-        result = await fetcher.fetch(
-            f"http://127.0.0.1:{port}/marketplace/hitched/willow-barn.htm",
-            site=HITCHED,
-            profile="willow-barn",
-        )
+        # robots.txt is unreachable too, so no page of the host is requested now.
+        with pytest.raises(PlatformError, match=r"failed to read .*/robots\.txt") as caught:
+            await fetcher.fetch(
+                f"http://127.0.0.1:{port}/marketplace/hitched/willow-barn.htm",
+                site=HITCHED,
+                profile="willow-barn",
+            )
 
-    assert result.outcome == "disallowed"
+    assert caught.value.retryable is True
+    assert "disallows" not in str(caught.value)
 
 
 def test_plan_rejects_zero_interval() -> None:

@@ -273,6 +273,19 @@ def test_nickname_match_stops_follow_ups(journal: Journal, clock: Clock) -> None
     assert match.couple_id == couple
 
 
+def test_match_keeps_follow_ups_unless_listed(journal: Journal, clock: Clock) -> None:
+    couple = add_couple(journal, ["William Turner", "Zoe Turner"], "will@example.com")
+    add_requests(journal, couple)
+    add_review(journal, clock, "g1", "Bill Turner")
+
+    # No campaign lists "review" in its stop_on.
+    outcome = refresh(journal, stop_campaigns=frozenset())
+
+    assert outcome.confirmed == 1
+    assert detected(journal, couple) is True
+    assert requests_of(journal, couple) == [("sent", None), ("scheduled", None)]
+
+
 def list_matches_of(journal: Journal, **options: Any) -> list[Any]:
     with journal.transaction() as tx:
         return list_matches(tx, **options)
@@ -478,3 +491,135 @@ def test_listing_escapes_control_characters() -> None:
     assert "\x1b" not in text
     assert "\x07" not in text
     assert "g1\\x1b[2J" in text
+
+
+def send_first_request(journal: Journal, couple_id: int, sent_at: float) -> None:
+    with journal.transaction() as tx:
+        tx.execute(
+            "INSERT INTO requests (couple_id, campaign, step, channel, state, scheduled_at,"
+            " sent_at, message_id, updated_at) VALUES (?, 'after', 0, 'email', 'sent', ?, ?, ?, ?)",
+            (couple_id, sent_at, sent_at, f"<m{couple_id}@example.com>", sent_at),
+        )
+
+
+def test_first_request_rescores_candidate(journal: Journal, clock: Clock) -> None:
+    couple = add_couple(journal, ["Anna Smith", "Ben Smith"], "anna@example.com")
+    add_review(journal, clock, "g1", "Annie S.")
+    refresh(journal)
+    [before] = list_matches_of(journal, state="candidate")
+    assert "time 1.00: 24 days after the wedding" in before.reasons
+
+    # The review was written three days before the first request went out.
+    send_first_request(journal, couple, NOW + 12 * DAY)
+    outcome = refresh(journal)
+
+    assert outcome.reviews_scored == 1
+    [after] = list_matches_of(journal, state="candidate")
+    assert after.id == before.id
+    assert "time 0.80: before the request, after the wedding" in after.reasons
+    assert "platform 1.00: was sent the google link" in after.reasons
+    assert after.confidence < before.confidence
+    assert refresh(journal).reviews_scored == 0
+
+
+def send_jobs(journal: Journal) -> list[tuple[str, str, float]]:
+    with journal.transaction() as tx:
+        rows = tx.execute(
+            "SELECT key, state, next_run_at FROM jobs WHERE kind = 'request.send' ORDER BY id"
+        ).fetchall()
+    return [(row[0], row[1], float(row[2])) for row in rows]
+
+
+# A reminder still ahead when the review arrives at NOW + 10 days.
+REMINDER_AT = NOW + 30 * DAY
+
+
+def confirmed_nickname_match(journal: Journal, clock: Clock) -> tuple[int, int]:
+    """Return a couple whose reminder a confirmed match stopped, and the match id."""
+    couple = add_couple(journal, ["William Turner", "Zoe Turner"], "will@example.com")
+    add_requests(journal, couple)
+    with journal.transaction() as tx:
+        tx.execute(
+            "UPDATE requests SET scheduled_at = ? WHERE couple_id = ? AND step = 1",
+            (REMINDER_AT, couple),
+        )
+    add_review(journal, clock, "g1", "Bill Turner")
+    refresh(journal)
+    [match] = list_matches_of(journal, state="confirmed")
+    assert requests_of(journal, couple)[1] == ("stopped", "stopped: review")
+    return couple, match.id
+
+
+def test_reject_reschedules_due_follow_up(journal: Journal, clock: Clock) -> None:
+    couple, match_id = confirmed_nickname_match(journal, clock)
+
+    with journal.transaction() as tx:
+        reject_match(tx, match_id)
+
+    assert requests_of(journal, couple) == [("sent", None), ("scheduled", None)]
+    [(key, state, run_at)] = send_jobs(journal)
+    assert key.startswith("request:")
+    assert state == "ready"
+    assert run_at == REMINDER_AT
+    assert detected(journal, couple) is False
+
+
+def test_reject_keeps_passed_follow_up_stopped(journal: Journal, clock: Clock) -> None:
+    couple, match_id = confirmed_nickname_match(journal, clock)
+    clock.now = REMINDER_AT + 1
+
+    with journal.transaction() as tx:
+        reject_match(tx, match_id)
+
+    assert requests_of(journal, couple)[1] == ("stopped", "stopped: review")
+    assert send_jobs(journal) == []
+
+
+def test_reject_reuses_waiting_send_job(journal: Journal, clock: Clock) -> None:
+    couple, match_id = confirmed_nickname_match(journal, clock)
+    with journal.transaction() as tx:
+        [(request_id,)] = tx.execute(
+            "SELECT id FROM requests WHERE couple_id = ? AND step = 1", (couple,)
+        ).fetchall()
+        tx.enqueue(
+            kind="request.send",
+            owner="notifier",
+            key=f"request:{request_id}",
+            payload={"request": request_id},
+            run_at=REMINDER_AT,
+        )
+
+    with journal.transaction() as tx:
+        reject_match(tx, match_id)
+
+    assert requests_of(journal, couple)[1] == ("scheduled", None)
+    assert [key for key, _state, _run_at in send_jobs(journal)] == [f"request:{request_id}"]
+
+
+def test_reject_candidate_changes_no_request(journal: Journal, clock: Clock) -> None:
+    first = add_couple(journal, ["Anna Smith", "Ben Smith"], "anna@example.com")
+    add_couple(journal, ["Anna Smith", "Ben Smith"], "smiths@example.org")
+    add_requests(journal, first)
+    add_review(journal, clock, "g1", "Anna & Ben Smith")
+    refresh(journal)
+    candidate = next(m for m in list_matches_of(journal) if m.couple_id == first)
+
+    with journal.transaction() as tx:
+        reject_match(tx, candidate.id)
+
+    assert requests_of(journal, first)[1] == ("scheduled", None)
+    assert send_jobs(journal) == []
+
+
+def test_reject_keeps_stop_while_other_match_stands(journal: Journal, clock: Clock) -> None:
+    couple, match_id = confirmed_nickname_match(journal, clock)
+    add_review(journal, clock, "fb1", "Zoe Turner", platform="facebook", profile="301")
+    refresh(journal, full=True)
+    assert len(list_matches_of(journal, state="confirmed")) == 2
+
+    with journal.transaction() as tx:
+        reject_match(tx, match_id)
+
+    assert detected(journal, couple) is True
+    assert requests_of(journal, couple)[1] == ("stopped", "stopped: review")
+    assert send_jobs(journal) == []

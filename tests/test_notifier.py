@@ -158,7 +158,7 @@ async def test_sent_request_schedules_next_step(tmp_path: Path) -> None:
     assert "12 Elm Street" in body
 
 
-async def test_crash_after_send_resends_same_message_id(tmp_path: Path) -> None:
+async def test_crash_after_send_not_sent_again(tmp_path: Path) -> None:
     async with harness(tmp_path) as h:
         job = await h.claim()
         await h.actor.handle(job)
@@ -168,11 +168,12 @@ async def test_crash_after_send_resends_same_message_id(tmp_path: Path) -> None:
         effects = await h.actor.handle(again)
         await h.facade.complete(again.id, effects)
         rows = h.request_rows()
+        unconfirmed = h.journal.query("SELECT unconfirmed FROM requests WHERE step = 0")
 
-    first, second = (message.parsed()["Message-ID"] for message in h.sink.messages)
-    assert first == second
-    assert rows[0][2] == first
+    (only,) = h.sink.messages
+    assert rows[0][2] == only.parsed()["Message-ID"]
     assert rows[0][1] == "sent"
+    assert unconfirmed == [(1,)]
 
 
 async def test_temporary_failure_retried(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "personalisation.py"
 
 
@@ -15,7 +17,7 @@ def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, str(BENCH), *args],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=3600,
         check=False,
     )
 
@@ -55,3 +57,17 @@ def test_bench_rejects_tiny_population() -> None:
 
     assert finished.returncode != 0
     assert "--couples must be at least 800" in finished.stderr
+
+
+@pytest.mark.slow
+def test_bench_default_seed_meets_targets() -> None:
+    # A generous --seconds so a loaded machine still simulates the whole
+    # population: the figures depend only on the seed once every couple runs.
+    finished = run_bench("--json", "--seconds", "3600")
+
+    assert finished.returncode == 0, finished.stderr
+    figures = json.loads(finished.stdout.strip().splitlines()[-1])
+    assert figures["details"]["couples"] == 40_000
+    assert figures["relative_lift"] >= 0.20
+    assert figures["lift_ci_low"] > 0
+    assert figures["send_time_oracle_share"] >= 0.8

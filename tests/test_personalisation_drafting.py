@@ -16,10 +16,11 @@ import trio
 from plaudit.config.model import Config, DraftingConfig, PersonalisationConfig, VendorConfig
 from plaudit.journal import AsyncJournal, Journal
 from plaudit.messaging.couples import Couple
-from plaudit.personalisation.drafting import Drafter
+from plaudit.personalisation.ahead import DraftQueue
+from plaudit.personalisation.drafting import DRAFT_BREAKER, Drafter
 from plaudit.personalisation.guardrails import DraftFacts, check_draft
 from plaudit.personalisation.sendtime import fixed_time
-from plaudit.personalisation.service import Plan, build_personaliser
+from plaudit.personalisation.service import Personaliser, Plan
 
 FACTS = DraftFacts(
     names=["Ana Pires", "Ben Okafor"],
@@ -204,7 +205,7 @@ async def test_deadline_shorter_than_timeout_wins() -> None:
 async def test_no_time_left_skips_request() -> None:
     async with stand_in("good") as (server, url):
         drafter = Drafter(drafting(url))
-        outcome = await drafter.draft(FACTS, seconds=0.1)
+        outcome = await drafter.draft(FACTS, seconds=0.05)
         await drafter.aclose()
 
     assert outcome.state == "timed_out"
@@ -249,7 +250,7 @@ def plan_for(request_id: int) -> Plan:
     )
 
 
-async def test_repeated_failures_raise_alert(tmp_path: Path) -> None:
+async def test_repeated_failures_pause_and_alert(tmp_path: Path) -> None:
     couple = Couple(
         names=["Ana Pires"],
         emails=["ana@example.com"],
@@ -262,9 +263,11 @@ async def test_repeated_failures_raise_alert(tmp_path: Path) -> None:
     )
     journal = Journal.open(tmp_path / "journal.sqlite3")
     facade = AsyncJournal(journal)
+    clock = ManualClock()
+    drafts = DraftQueue()
     try:
         async with (
-            stand_in(*["error"] * 5, "good") as (_server, url),
+            stand_in("error", "error", "error", "good") as (server, url),
             trio.open_nursery() as nursery,
         ):
             await nursery.start(facade.run)
@@ -272,21 +275,60 @@ async def test_repeated_failures_raise_alert(tmp_path: Path) -> None:
                 vendor=VendorConfig(
                     name="Willow Studio", postal_address="1 Elm", from_address="a@b.c"
                 ),
-                personalisation=PersonalisationConfig(drafting=drafting(url)),
+                personalisation=PersonalisationConfig(drafting=drafting(url, timeout=30.0)),
             )
-            personaliser = build_personaliser(config)
+            personaliser = Personaliser(config, drafter=Drafter(drafting(url), clock=clock))
             states = [
-                (await personaliser.complete_draft(facade, couple, plan_for(number))).draft_state
+                (await personaliser.complete_draft(facade, couple, plan_for(number), drafts=drafts))
                 for number in range(1, 6)
             ]
             opened = journal.query("SELECT summary, resolved_at FROM alerts")
-            await personaliser.complete_draft(facade, couple, plan_for(6))
+            requests_while_paused = len(server.requests)
+            clock.now += DRAFT_BREAKER.open_initial
+            probe = await personaliser.complete_draft(facade, couple, plan_for(6), drafts=drafts)
             resolved = journal.query("SELECT resolved_at IS NOT NULL FROM alerts")
             nursery.cancel_scope.cancel()
     finally:
         journal.close()
 
-    assert states == ["failed"] * 5
+    assert [plan.draft_state for plan in states] == ["failed"] * 3 + ["skipped"] * 2
+    assert requests_while_paused == 3
     assert len(opened) == 1
-    assert "failed 5 times in a row" in opened[0][0]
+    assert "failed 3 times in a row and is paused" in opened[0][0]
+    # The probe reached the endpoint; its line names people the facts lack.
+    assert probe.draft_state == "rejected"
+    assert len(server.requests) == 4
     assert resolved == [(1,)]
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_draft_queue_drops_when_full() -> None:
+    couple = Couple(
+        names=["Ana Pires"],
+        emails=["ana@example.com"],
+        phone=None,
+        wedding_date="2026-05-02",
+        venue="Orchard Barn",
+        timezone=None,
+        consent_email=True,
+        consent_sms=False,
+    )
+    drafts = DraftQueue(size=1)
+
+    drafts.submit(couple, plan_for(1))
+    drafts.submit(couple, plan_for(1))
+    drafts.submit(couple, plan_for(2))
+    waited = await drafts.wait_for(2, 0.0)
+
+    stats = drafts.statistics()
+    assert stats.queued == 1
+    assert stats.dropped == 1
+    assert stats.in_progress == 1
+    assert waited is False

@@ -29,6 +29,7 @@ from plaudit.config.model import (
     TemplateVariant,
     VendorConfig,
 )
+from plaudit.errors import PlatformError
 from plaudit.journal import AsyncJournal, Journal
 from plaudit.messaging.campaigns import schedule_new_couples
 from plaudit.messaging.couples import parse_couples_csv, store_couples
@@ -134,6 +135,7 @@ async def harness(
     profile: Profile | None = None,
     drafting_url: str = "",
     drafting_timeout: float = 30.0,
+    couples: str = COUPLES,
 ) -> AsyncIterator[Harness]:
     clock = Clock(DUE + 1)
     journal = Journal.open(tmp_path / "journal.sqlite3", lease_seconds=60, clock=clock)
@@ -149,13 +151,16 @@ async def harness(
                 drafting_url=drafting_url,
                 drafting_timeout=drafting_timeout,
             )
-            parsed = parse_couples_csv(COUPLES)
+            parsed = parse_couples_csv(couples)
             await facade.transaction(
                 lambda tx: store_couples(tx, parsed.couples, vendor="Willow Studio")
             )
             await facade.transaction(lambda tx: schedule_new_couples(tx, config))
             if profile is not None:
-                await facade.transaction(lambda tx: store_profile(tx, 1, profile))
+                for couple_id in range(1, len(parsed.couples) + 1):
+                    await facade.transaction(
+                        functools.partial(store_profile, couple_id=couple_id, profile=profile)
+                    )
             if clicks_at_hour is not None:
                 with journal.transaction() as tx:
                     for days in range(1, 6):
@@ -168,6 +173,7 @@ async def harness(
                         )
             actor = build_notifier(config, facade)
             assert actor is not None
+            nursery.start_soon(actor.drafts.run, facade, lambda: actor.personaliser)
             yield Harness(journal, facade, sink, actor, clock)
             nursery.cancel_scope.cancel()
     finally:
@@ -294,6 +300,10 @@ async def test_draft_made_ahead_of_deferred_send(tmp_path: Path) -> None:
         harness(tmp_path, profile=profile, drafting_url=url, clicks_at_hour=19) as h,
     ):
         await h.run_due()
+        # The worker drafts in the background; the stand-in responds at once.
+        with trio.fail_after(30):
+            while h.assignment()["draft_state"] == "pending":
+                await trio.sleep(0.01)
         drafted_before_send = (len(bodies), len(h.sink.messages))
         h.clock.now = h.assignment()["planned_at"]
         await h.run_due()
@@ -339,9 +349,11 @@ async def test_unknown_timezone_still_sends(
 
 async def test_retry_reuses_assignment(tmp_path: Path) -> None:
     async with harness(tmp_path) as h:
+        # A 451 reply to the message is a known failure, so the retry sends again.
+        h.sink.script = ["temporary"]
         (job,) = await h.facade.claim("notifier", limit=1)
-        await h.actor.handle(job)
-        # The process dies before completing the job; its lease returns it.
+        with pytest.raises(PlatformError):
+            await h.actor.handle(job)
         await h.facade.release(job.id)
         first = h.assignment()
         await h.run_due()
@@ -349,7 +361,8 @@ async def test_retry_reuses_assignment(tmp_path: Path) -> None:
 
     assert msgspec.json.encode(first["explanation"]) == msgspec.json.encode(second["explanation"])
     assert first["variant"] == second["variant"]
-    assert len(h.sink.messages) == 2
+    assert len(h.sink.messages) == 1
+    assert h.sink.statistics()["transactions"] == 2
 
 
 async def test_request_show_includes_explanation(tmp_path: Path) -> None:
@@ -381,3 +394,79 @@ async def test_zero_holdout_logged_and_sent(
     assert found["arm"] == "treatment"
     assert warnings[0].__dict__["campaign"] == "after-wedding"
     assert "no clicks or reviews" in planned[0].__dict__["reason"]
+
+
+SIX_COUPLES = "first_name,last_name,email,phone,wedding_date,venue,timezone\n" + "".join(
+    f"Ana{number},Pires,ana{number}@example.com,,2026-05-02,Orchard Barn,America/Chicago\n"
+    for number in range(6)
+)
+
+
+async def test_hanging_drafter_delays_no_due_send(tmp_path: Path) -> None:
+    # Real time.  Drafting each send in turn with the 10 s timeout would take
+    # 60 s.  Each send waits at most 0.5 s, and the breaker stops requests after
+    # three timeouts, so the run takes about 1.5 s.  The 20 s limit allows for
+    # a loaded machine.
+    profile = Profile(notes="Rainy morning at Orchard Barn.")
+    async with (
+        drafting_stand_in("hang") as (bodies, url),
+        harness(
+            tmp_path, profile=profile, drafting_url=url, drafting_timeout=10.0, couples=SIX_COUPLES
+        ) as h,
+    ):
+        with trio.fail_after(20):
+            ran = await h.run_due()
+        states = [
+            row[0]
+            for row in h.journal.query(
+                "SELECT draft_state FROM personalisation_assignments ORDER BY request_id"
+            )
+        ]
+        sent = h.journal.query(
+            "SELECT count(*) FROM personalisation_assignments WHERE sent_at = ?", (DUE + 1,)
+        )
+
+    assert ran == 6
+    assert len(h.sink.messages) == 6
+    assert sent == [(6,)]
+    assert states == ["timed_out"] * 3 + ["skipped"] * 3
+    assert len(bodies) == 3
+
+
+async def test_draft_ready_before_due_send(tmp_path: Path) -> None:
+    profile = Profile(notes="Rainy morning at Orchard Barn.")
+    async with (
+        drafting_stand_in("good") as (bodies, url),
+        harness(tmp_path, profile=profile, drafting_url=url) as h,
+    ):
+        h.clock.now = DUE - 1800
+        planned = await h.actor.drafts.plan_once(h.facade, h.actor.personaliser)
+        with trio.fail_after(30):
+            while h.assignment()["draft_state"] == "pending":
+                await trio.sleep(0.01)
+        early = h.journal.query("SELECT count(*) FROM jobs WHERE key = 'request:1:planned'")
+        h.clock.now = DUE + 1
+        await h.run_due()
+        found = h.assignment()
+
+    assert planned == 1
+    assert early == [(0,)]
+    assert found["draft_state"] == "accepted"
+    assert found["sent_at"] == DUE + 1
+    # Drafted once, ahead; the send itself called no model.
+    assert len(bodies) == 1
+    assert h.sink.messages[0].parsed().get_content().startswith("Ana, your rainy")
+
+
+async def test_plan_ahead_skips_due_requests(tmp_path: Path) -> None:
+    profile = Profile(notes="Rainy morning at Orchard Barn.")
+    async with (
+        drafting_stand_in("good") as (bodies, url),
+        harness(tmp_path, profile=profile, drafting_url=url) as h,
+    ):
+        planned = await h.actor.drafts.plan_once(h.facade, h.actor.personaliser)
+        rows = h.journal.query("SELECT count(*) FROM personalisation_assignments")
+
+    assert planned == 0
+    assert rows == [(0,)]
+    assert bodies == []

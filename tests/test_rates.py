@@ -100,7 +100,7 @@ def test_rolling_windows_shortest_first() -> None:
 
 
 def test_sent_counts_when_outcomes_are_missing() -> None:
-    history = events("sent", 200) + events("delivered", 100)
+    history = events("accepted", 200) + events("delivered", 100)
 
     (rate,) = compute_rates(history, now=NOW, window_seconds=DAY_SECONDS)
 
@@ -133,7 +133,7 @@ def linked(
 
 def test_outcome_counts_under_sending_provider() -> None:
     history = [
-        linked("sent", "ana@example.net"),
+        linked("accepted", "ana@example.net"),
         linked(
             "delivered",
             "ana@example.net",
@@ -151,8 +151,8 @@ def test_outcome_counts_under_sending_provider() -> None:
 
 def test_repeated_acceptance_counts_once() -> None:
     history = [
-        linked("sent", "ana@example.net", age=120.0),
-        linked("sent", "ana@example.net", provider="mailgun"),
+        linked("accepted", "ana@example.net", age=120.0),
+        linked("accepted", "ana@example.net", provider="mailgun"),
         linked("hard_bounce", "ana@example.net", provider="mailgun"),
     ]
 
@@ -164,7 +164,7 @@ def test_repeated_acceptance_counts_once() -> None:
 
 
 def test_each_recipient_of_a_message_counts() -> None:
-    history = [linked("sent", "ana@example.net"), linked("sent", "ben@example.net")]
+    history = [linked("accepted", "ana@example.net"), linked("accepted", "ben@example.net")]
     history.append(linked("hard_bounce", "ben@example.net"))
 
     (rate,) = compute_rates(history, now=NOW, window_seconds=DAY_SECONDS)
@@ -175,7 +175,7 @@ def test_each_recipient_of_a_message_counts() -> None:
 
 def test_delivery_estimated_without_reports() -> None:
     history = [
-        linked("sent", f"guest{index}@example.net", message_id=f"<request-{index}@w.example>")
+        linked("accepted", f"guest{index}@example.net", message_id=f"<request-{index}@w.example>")
         for index in range(4)
     ]
     history.append(linked("hard_bounce", "guest0@example.net", message_id="<request-0@w.example>"))
@@ -193,7 +193,7 @@ def test_delivery_estimated_without_reports() -> None:
 
 def test_rejection_at_submission_is_attempt() -> None:
     history = [
-        linked("sent", "ana@example.net"),
+        linked("accepted", "ana@example.net"),
         linked("hard_bounce", "ben@example.net", message_id="<request-2@willow.example>"),
     ]
 
@@ -204,7 +204,7 @@ def test_rejection_at_submission_is_attempt() -> None:
 
 
 def test_provider_wide_group_keeps_recipients_apart() -> None:
-    history = [linked("sent", "ana@example.net"), linked("sent", "ben@example.org")]
+    history = [linked("accepted", "ana@example.net"), linked("accepted", "ben@example.org")]
 
     (rate,) = compute_rates(history, now=NOW, window_seconds=DAY_SECONDS, by_domain=False)
 

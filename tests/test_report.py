@@ -223,8 +223,8 @@ def test_funnel_and_time_to_review(journal: Journal, clock: Clock, journal_path:
     turner = add_couple(journal, ["William Turner", "Zoe Turner"], "will@example.com")
     reed = add_couple(journal, ["Maya Ortiz", "Jonah Reed"], "maya@example.com")
     add_couple(journal, ["Lena Vogel"], "lena@example.net")
-    send_request(journal, turner, sent_at=NOW - 20 * DAY, events=["sent", "delivered", "clicked"])
-    send_request(journal, reed, sent_at=NOW - 20 * DAY, events=["sent", "delivered"])
+    send_request(journal, turner, sent_at=NOW - 20 * DAY, events=["accepted", "delivered", "clicked"])
+    send_request(journal, reed, sent_at=NOW - 20 * DAY, events=["accepted", "delivered"])
     put(journal, clock, review("g1", created=NOW - 16 * DAY, author="Bill Turner"))
     with journal.transaction() as tx:
         refresh_matches(tx, campaign_links=dict(CONTEXT.campaign_links))
@@ -283,6 +283,17 @@ def test_recommendation_without_data_picks_fewest_recent() -> None:
     lead = recommend(platforms, linkable={"google", "facebook"})
     assert lead.platform == "facebook"
     assert lead.basis == "fewest_recent"
+
+
+def test_recommendation_tie_names_the_rule() -> None:
+    platforms = [
+        figures("google", sent=0, reviewed=0, recent=0),
+        figures("facebook", sent=0, reviewed=0, recent=0),
+    ]
+    lead = recommend(platforms, linkable={"google", "facebook"})
+    assert lead.platform == "facebook"
+    assert lead.reason.startswith("Facebook has the fewest reviews")
+    assert "as do Google, and it comes first by name" in lead.reason
 
 
 def test_recommendation_without_links_explains() -> None:

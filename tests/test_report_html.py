@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from plaudit.reporting.html import bar_chart, render_html
+from plaudit.reporting.html import (
+    SCALE_COLOUR,
+    bar_chart,
+    render_html,
+    reply_time,
+    trend_text,
+)
 from plaudit.reporting.model import (
     Deliverability,
     Funnel,
@@ -18,8 +24,10 @@ from plaudit.reporting.model import (
     PlatformFigures,
     Recommendation,
     Report,
+    Trend,
     VendorReport,
 )
+from plaudit.reporting.names import platform_name
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Flags that turn off Chromium's own background traffic: updates, sync, QUIC, first-run pages.
@@ -116,7 +124,7 @@ def test_chromium_renders_the_page(tmp_path: Path) -> None:
     # Bars: 2 platforms, 2 months, 5 star values, 5 funnel stages.
     assert dom.count("<rect") == 2 + 2 + 5 + 5
     assert '<table id="platforms">' in dom
-    assert "Lead with <strong>facebook</strong>" in dom
+    assert "Lead with <strong>Facebook</strong>" in dom
     assert "Willow &amp; Vine &lt;Photography&gt;" in dom
 
 
@@ -144,3 +152,46 @@ def test_chromium_screenshot_is_drawn(tmp_path: Path) -> None:
     # At 900x1600 a blank page was a 7.5 kB PNG and this report about 85 kB (Chromium 150,
     # Debian bookworm), so 20 kB separates them with room to spare.
     assert len(data) > 20_000
+
+
+def test_platforms_use_vendor_names() -> None:
+    assert platform_name("facebook") == "Facebook"
+    assert platform_name("weddingwire") == "WeddingWire"
+    assert platform_name("bodas") == "Bodas.net"
+    assert platform_name("newsite") == "newsite"
+
+
+@pytest.mark.parametrize(
+    ("hours", "text"),
+    [(None, "-"), (0.25, "0.2 hours"), (47.5, "47.5 hours"), (49.0, "2 days"), (720.0, "30 days")],
+)
+def test_reply_time_units(hours: float | None, text: str) -> None:
+    assert reply_time(hours) == text
+
+
+def test_trend_text_states_windows() -> None:
+    assert trend_text(Trend(window_days=90)) == "no reviews in the last 180 days"
+    rising = Trend(window_days=90, recent_reviews=6, previous_reviews=2, direction="up")
+    assert trend_text(rising) == "up: 6 reviews, 2 in the 90 days before"
+
+
+def test_table_names_platforms_for_vendors() -> None:
+    page = render_html(sample_report())
+    table = page[page.index('<table id="platforms">') : page.index("</table>")]
+    assert "<td>Facebook</td>" in table
+    assert "<td>Google</td>" in table
+    assert "<th>Trend, last 90 days</th>" in table
+    assert "<td>facebook</td>" not in table
+
+
+def test_month_chart_uses_one_colour() -> None:
+    chart = bar_chart("months", [("2026-01", 1.0), ("2026-02", 2.0)], colour=SCALE_COLOUR)
+    assert chart.count(f'fill="{SCALE_COLOUR}"') == 2
+
+
+def test_vendor_without_reviews_says_so() -> None:
+    report = sample_report()
+    report.vendors[0].platforms = []
+    page = render_html(report)
+    assert "No reviews yet on any platform." in page
+    assert "No data for reviews per platform yet." in page

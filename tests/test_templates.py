@@ -79,6 +79,7 @@ name = "Willow Studio"
 postal_address = "12 Elm Street, Springfield, IL 62701"
 from_address = "hello@willow.example"
 unsubscribe_url = "https://willow.example/unsubscribe"
+unsubscribe_mailto = "unsubscribe@willow.example"
 review_links = { google = "https://reviews.invalid/google" }
 
 [smtp]
@@ -159,7 +160,8 @@ def test_check_config_requires_unsubscribe(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "plaudit.toml"
-    path.write_text(CONFIG.replace("TEXT", "Hi").replace("unsubscribe_url", "reply_to"))
+    config = CONFIG.replace("TEXT", "Hi").replace("unsubscribe_url", "reply_to")
+    path.write_text(config.replace('unsubscribe_mailto = "unsubscribe@willow.example"\n', ""))
 
     code = check_config(str(path), out=sys.stdout, err=sys.stderr)
 

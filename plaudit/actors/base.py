@@ -318,6 +318,14 @@ class Actor:
         try:
             outcome = await self._attempt(job)
             finished = True
+        except Exception as crash:
+            if isinstance(crash, LeaseLostError) or disk_full(crash):
+                raise
+            # A bug that raises on every attempt would otherwise be released
+            # with its attempt uncounted and never reach the dead state.
+            finished = True
+            await self._record_crash(job, crash)
+            raise
         finally:
             if not finished:
                 # Cut off by cancellation (hard shutdown deadline): hand the
@@ -373,6 +381,24 @@ class Actor:
             self._journal_full_waits = 0
         self.health = "healthy"
         return "succeeded"
+
+    async def _record_crash(self, job: Job, error: Exception) -> None:
+        """Count the attempt of a job whose handling raised an unexpected exception."""
+        self._failed += 1
+        self._last_error = repr(error)
+        with trio.CancelScope(shield=True):
+            try:
+                state = await self.journal.fail(job.id, f"unexpected error: {error!r}")
+            except JournalError as failure:
+                log.exception(
+                    "job.crash_not_recorded",
+                    extra={"actor": self.name, "job": job.id, "error": str(failure)},
+                )
+                return
+        log.error(
+            "job.crashed",
+            extra={"actor": self.name, "job": job.id, "kind": job.kind, "state": str(state)},
+        )
 
     def _record_breaker_failure(self, error: PlatformError) -> None:
         if self.breaker is None:

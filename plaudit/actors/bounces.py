@@ -40,6 +40,8 @@ from plaudit.messaging.deliverability.suppression import (
     MessageEvent,
     SuppressionPolicy,
 )
+from plaudit.messaging.request_events import emit_for_message_event
+from plaudit.messaging.submission import confirm_submission
 from plaudit.metrics import BOUNCE_MESSAGES
 
 log = logging.getLogger(__name__)
@@ -133,6 +135,8 @@ def record_message(tx: Tx, event_id: str, record: Record, *, policy: Suppression
             continue
         stored += 1
         request_id = link_request(tx, event)
+        emit_for_message_event(tx, event)
+        confirm_submission(tx, event)
         if decision.alert is not None:
             tx.emit(
                 type=REPUTATION_EVENT,

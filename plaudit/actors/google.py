@@ -6,15 +6,23 @@ slot twice is harmless and a restart never doubles the work.  A sync lists
 every page, then commits in one transaction: the review changes, their
 events, the job's completion and the next slot's job.  A listing that lacks
 stored reviews is repeated before they are marked deleted
-(:mod:`plaudit.reliability.reconcile`).
+(:mod:`plaudit.reliability.reconcile`).  The locations of one claimed batch
+(up to four jobs) are listed concurrently, each location's jobs in turn.
 
 Google lists reviews most recently updated first.  Between full listings
 (every ``full_sync_interval`` seconds per location) a sync is incremental: it
 stops after the first page whose oldest review was updated before the newest
 stored update time minus ``incremental_overlap``.  An incremental listing is
 partial, so it never marks reviews deleted; the next full listing does.
-NOTE: a vendor reply that leaves a review's updateTime unchanged is found by
-the next full listing or a Pub/Sub push, not by an incremental sync.
+
+A vendor reply made in Google's dashboard sets the reply's own updateTime,
+and Google does not document that it changes the review's updateTime, so an
+incremental sync may never reach it.  Full listings bound the delay: a full
+listing starts once the next sync would begin more than
+``full_sync_interval`` seconds after the last full one started.  While syncs
+run on schedule, a reply is stored at most ``full_sync_interval`` seconds
+(plus one listing's duration) after it was made.  Deletions follow the same
+bound.
 
 The listing logic is a pure decision step (``SyncState`` + ``PageArrived`` ->
 next action) so it is tested without a network or a clock; ``GoogleActor`` is
@@ -41,6 +49,7 @@ from plaudit.reliability.breaker import CircuitBreaker
 from plaudit.reliability.monitor import PlatformHealthMonitor
 from plaudit.reliability.reconcile import ProfileListing, confirmed_listing
 from plaudit.reviews.model import Review, format_timestamp
+from plaudit.reviews.replies import REPLY_KIND, post_reply
 from plaudit.reviews.store import apply_snapshot
 
 log = logging.getLogger(__name__)
@@ -98,6 +107,8 @@ class SyncState(msgspec.Struct, frozen=True):
     # An incremental listing stops after a page with a review updated before
     # this time (format_timestamp form); None lists every page.
     stop_before: str | None = None
+    # Page tokens already followed, so a token served twice ends the listing.
+    tokens: frozenset[str] = frozenset()
 
 
 class PageArrived(msgspec.Struct, frozen=True):
@@ -115,13 +126,19 @@ def incremental_mark(
     now: float,
     full_interval: float,
     overlap: float,
+    sync_interval: float = 0.0,
 ) -> str | None:
     """Return the update time where an incremental listing stops, or None for a full listing.
 
     A full listing is due when nothing is stored yet, when no full listing
-    was recorded, or when the last one is ``full_interval`` seconds old.
+    was recorded, or when waiting for the next sync (``sync_interval``
+    seconds away) would leave more than ``full_interval`` seconds between
+    the starts of two full listings.
     """
-    if high_water is None or last_full is None or now - last_full >= full_interval:
+    if high_water is None or last_full is None:
+        return None
+
+    if now - last_full >= full_interval - sync_interval:
         return None
 
     return format_timestamp(datetime.fromisoformat(high_water).timestamp() - overlap)
@@ -132,15 +149,24 @@ def decide(state: SyncState, event: PageArrived) -> tuple[SyncState, FetchPage |
     reviews = dict(state.reviews)
     for review in event.page.reviews:
         reviews[review.review_id] = review
+    token = event.page.next_page_token
+    repeated = token is not None and token in state.tokens
     state = SyncState(
         profile=state.profile,
         pages=state.pages + 1,
         reviews=reviews,
         stop_before=state.stop_before,
+        tokens=state.tokens | {token} if token else state.tokens,
     )
-    token = event.page.next_page_token
     if not token:
         return state, Finish(reviews=list(reviews.values()), complete=True)
+    if repeated:
+        # Following the token again would repeat pages without end; the
+        # listing is partial, so it marks nothing deleted.
+        log.warning(
+            "google.page_token_repeated", extra={"profile": state.profile, "pages": state.pages}
+        )
+        return state, Finish(reviews=list(reviews.values()), complete=False)
     if state.stop_before is not None and _reaches(event.page, state.stop_before):
         # Listed newest first: every later page is older still.
         return state, Finish(reviews=list(reviews.values()), complete=False)
@@ -161,7 +187,7 @@ def _reaches(page: ReviewPage, stop_before: str) -> bool:
 class GoogleActor(Actor):
     """Syncs every configured location's reviews into the journal."""
 
-    kinds: Sequence[str] = (SYNC_KIND,)
+    kinds: Sequence[str] = (SYNC_KIND, REPLY_KIND)
 
     def __init__(
         self,
@@ -218,17 +244,45 @@ class GoogleActor(Actor):
                 await client.aclose()
 
     async def _current_client(self) -> GoogleClient:
-        """Return the client, rebuilt first when a reload replaced the configuration.
-
-        Jobs run one at a time, so the old client is idle when it is closed here.
-        """
+        """Return the client that the jobs of the running batch share."""
         if self.client is None:
             raise RuntimeError("the Google actor has no client outside start(); call start first")
-        if self._client_stale:
+        return self.client
+
+    async def _replace_stale_client(self) -> None:
+        """Build a new client when a reload replaced the configuration.
+
+        Called between batches, when no job uses the old client, so closing it
+        cuts off no request.
+        """
+        if self.client is not None and self._client_stale:
             old, self.client = self.client, self._client_factory(self.config)
             self._client_stale = False
             await old.aclose()
-        return self.client
+
+    async def _run_claimed(self, ctx: ChildContext, jobs: list[Job]) -> None:
+        """Run the batch's locations concurrently, and each location's jobs in turn.
+
+        The batch has at most ``batch`` jobs (4), which bounds the locations
+        listed at once; the client's rate limiter bounds their requests.  Two
+        jobs of one location run in claim order, so an older listing never
+        commits after a newer one.
+        """
+        await self._replace_stale_client()
+        by_profile: dict[str, list[Job]] = {}
+        for job in jobs:
+            # A reply job names its location as "profile"; it runs in turn with
+            # that location's syncs, so no listing from before the reply
+            # commits after it.
+            profile = str(job.payload.get("profile") or self.profile_of(job))
+            by_profile.setdefault(profile, []).append(job)
+        run_in_turn = super()._run_claimed
+        if len(by_profile) <= 1:
+            await run_in_turn(ctx, jobs)
+            return
+        async with trio.open_nursery() as nursery:
+            for profile_jobs in by_profile.values():
+                nursery.start_soon(run_in_turn, ctx, profile_jobs)
 
     async def on_start(self) -> None:
         await self._schedule_current_slot()
@@ -251,6 +305,8 @@ class GoogleActor(Actor):
         return f"{job.payload.get('account', '')}/{job.payload.get('location', '')}"
 
     async def handle(self, job: Job) -> Effects | None:
+        if job.kind == REPLY_KIND:
+            return await post_reply(self.journal, job, self._post_reply)
         account = str(job.payload["account"])
         location = str(job.payload["location"])
         profile = f"{account}/{location}"
@@ -285,6 +341,13 @@ class GoogleActor(Actor):
 
         return record
 
+    async def _post_reply(self, profile: str, review_id: str, text: str) -> str | None:
+        """Put the reply; the client waits for the profile's edit limiter (10 a minute)."""
+        client = await self._current_client()
+        account, _, location = profile.partition("/locations/")
+        posted = await client.reply(account, f"locations/{location}", review_id, text)
+        return posted.updated_at
+
     async def _incremental_mark(self, profile: str, *, now: float) -> str | None:
         """Return where this sync's listing stops, or None when a full listing is due."""
 
@@ -300,6 +363,7 @@ class GoogleActor(Actor):
             now=now,
             full_interval=self.config.full_sync_interval,
             overlap=self.config.incremental_overlap,
+            sync_interval=self.config.sync_interval,
         )
 
     async def _confirmed_list(

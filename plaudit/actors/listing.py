@@ -18,6 +18,7 @@ scheduling syncs until a configuration reload: another attempt cannot succeed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -30,12 +31,15 @@ import trio
 from plaudit.actors.base import Actor, ChildContext, Effects
 from plaudit.config.model import BreakerConfig
 from plaudit.connectors.facebook import ApiVersionUnsupportedError
+from plaudit.connectors.paging import ListedPage, PageHook
+from plaudit.errors import PlatformError, ReconnectRequiredError
 from plaudit.journal import AsyncJournal, Job, Tx
 from plaudit.reliability.breaker import CircuitBreaker
 from plaudit.reliability.monitor import PlatformHealthMonitor
 from plaudit.reliability.reconcile import ProfileListing, confirmed_listing
 from plaudit.reviews.contacts import store_contacts
 from plaudit.reviews.model import Contact, Review
+from plaudit.reviews.replies import REPLY_KIND, PostReply, post_reply
 from plaudit.reviews.store import apply_snapshot
 
 log = logging.getLogger(__name__)
@@ -63,7 +67,11 @@ class ListingSource(Protocol):
 
     def profiles(self) -> list[str]: ...
 
-    async def list_profile(self, profile: str) -> Listing: ...
+    async def list_profile(
+        self, profile: str, *, resume: str | None = None, on_page: PageHook | None = None
+    ) -> Listing:
+        """List the profile from the page cursor ``resume`` (None: the first page)."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -113,6 +121,11 @@ def sync_job(platform: str, profile: str, *, slot: int, interval: float) -> dict
         "payload": {"profile": profile, "slot": slot},
         "run_at": slot * interval,
     }
+
+
+def listing_cursor(profile: str) -> str:
+    """Return the name of the sync cursor that stores where the profile's listing resumes."""
+    return f"listing:{profile}"
 
 
 def current_slot(now: float, interval: float) -> int:
@@ -165,7 +178,7 @@ class ListingActor(Actor):
             breaker=circuit,
             monitor=monitor,
         )
-        self.kinds = (sync_kind(platform),)
+        self.kinds = (sync_kind(platform), REPLY_KIND)
         self.source = source
         self.sync_interval = sync_interval
         self._scheduled_slot = -1
@@ -224,6 +237,8 @@ class ListingActor(Actor):
         return str(job.payload.get("profile", ""))
 
     async def handle(self, job: Job) -> Effects | None:
+        if job.kind == REPLY_KIND:
+            return await post_reply(self.journal, job, self._reply_poster())
         profile = str(job.payload["profile"])
         if profile not in self.source.profiles():
             # A push can name any Page the app is subscribed to, and a reload
@@ -254,12 +269,22 @@ class ListingActor(Actor):
 
         return self._record(action)
 
+    def _reply_poster(self) -> PostReply:
+        """Return the source's reply call; raises PlatformError when the platform has none."""
+        poster: PostReply | None = getattr(self.source, "post_reply", None)
+        if poster is None:
+            raise PlatformError(
+                f"{self.name} has no reply API; reply in the platform's own dashboard",
+                retryable=False,
+            )
+        return poster
+
     async def _confirmed_listing(self, profile: str) -> Listing:
         """List the profile; list it again when the first listing implies deletions."""
         contacts: dict[str, Contact] = {}
 
         async def list_once() -> ProfileListing:
-            listing = await self.source.list_profile(profile)
+            listing = await self._resumable_listing(profile)
             contacts.update(listing.contacts)
             return ProfileListing(reviews=listing.reviews, complete=listing.complete)
 
@@ -267,6 +292,50 @@ class ListingActor(Actor):
             self.journal, platform=self.name, profile=profile, list_profile=list_once
         )
         return Listing(reviews=confirmed.reviews, complete=confirmed.complete, contacts=contacts)
+
+    async def _resumable_listing(self, profile: str) -> Listing:
+        """List the profile from where an interrupted listing stopped, or from the first page.
+
+        A resumed listing lacks the pages an earlier job read and committed,
+        so it is returned as incomplete and infers no deletions; the listing
+        after it starts at the first page.
+        """
+        platform, name = self.name, listing_cursor(profile)
+        resume = await self.journal.transaction(lambda tx: tx.get_cursor(platform, name))
+        on_page = functools.partial(self._commit_page, profile)
+        if not resume:
+            return await self.source.list_profile(profile, on_page=on_page)
+
+        log.info("listing.resumed", extra={"platform": platform, "profile": profile})
+        try:
+            listing = await self.source.list_profile(profile, resume=resume, on_page=on_page)
+        except PlatformError as error:
+            unrelated = (ReconnectRequiredError, ApiVersionUnsupportedError)
+            if error.retryable or isinstance(error, unrelated):
+                raise
+            # Page tokens and cursors expire, so a rejected one means a fresh start.
+            log.warning(
+                "listing.resume_rejected",
+                extra={"platform": platform, "profile": profile, "error": str(error)},
+            )
+            await self.journal.transaction(lambda tx: tx.set_cursor(platform, name, ""))
+            return await self.source.list_profile(profile, on_page=on_page)
+
+        return Listing(reviews=listing.reviews, complete=False, contacts=listing.contacts)
+
+    async def _commit_page(self, profile: str, page: ListedPage) -> None:
+        """Store one page's reviews and the cursor of the next page in one transaction."""
+        platform = self.name
+
+        def commit(tx: Tx) -> None:
+            apply_snapshot(
+                tx, platform=platform, profile=profile, reviews=page.reviews, complete=False
+            )
+            if page.contacts:
+                store_contacts(tx, platform, page.contacts)
+            tx.set_cursor(platform, listing_cursor(profile), page.next_cursor or "")
+
+        await self.journal.transaction(commit)
 
     def _record(self, action: Record) -> Effects:
         platform = self.name

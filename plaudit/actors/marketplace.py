@@ -251,6 +251,20 @@ class MarketplaceActor(Actor):
             raise
         metrics.MARKETPLACE_FETCHES.labels(site.name, "fetched").inc()
         self._fetch_problems.pop(profile.profile_id, None)
+        # Every fetched storefront is verified on the page already in hand, so
+        # a renamed or moved profile shows in health without another request.
+        began = trio.current_time()
+        final_url = None if profile.allow_any_host else result.final_url
+        verification = await trio.to_thread.run_sync(
+            lambda: verify_storefront(
+                action.html,
+                site=site,
+                profile=profile.profile_id,
+                expected_name=profile.vendor_name,
+                final_url=final_url,
+            )
+        )
+        self._observe_verification(profile.profile_id, verification, began)
         pages = 1
         if page.next_page and profile.max_pages > 1:
             paged = await read_further_pages(
@@ -384,6 +398,12 @@ class MarketplaceActor(Actor):
 
         began = trio.current_time()
         verification = await self._verify_page(profile)
+        self._observe_verification(profile_id, verification, began)
+        return verification
+
+    def _observe_verification(
+        self, profile_id: str, verification: Verification, began: float
+    ) -> None:
         if self.monitor is not None:
             problem = None
             if verification.state != "verified":
@@ -400,7 +420,6 @@ class MarketplaceActor(Actor):
             "marketplace.verified",
             extra={"site": self.site.name, "profile": profile_id, "state": verification.state},
         )
-        return verification
 
     async def _verify_page(self, profile: MarketplaceProfile) -> Verification:
         headers = {"User-Agent": user_agent(self.config.contact or DEFAULT_CONTACT)}

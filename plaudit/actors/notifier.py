@@ -1,17 +1,19 @@
-"""The notifier actor: sends each scheduled review request, and repeats only a send
-that may not have happened, with the same Message-ID.
+"""The notifier actor: sends each scheduled review request at most once.
 
 Each ``request.send`` job runs in three steps:
 
 1. In one transaction, :func:`decide` looks at the request, the couple and
    the suppression list.  For a send, the request's Message-ID is fixed and
-   committed before any SMTP traffic, so a crash after the server accepted
-   the message resends the same Message-ID, which receivers deduplicate.
+   committed before any SMTP traffic.
 2. The template is rendered; an error marks the request failed and nothing
    is sent.
-3. The message goes out; the result commits with the job: sent (and the next
-   step scheduled), or bounced for a 5xx reply.  A 4xx reply or a lost
-   connection is retried by the journal with backoff.
+3. The message goes out.  Right before the DATA command a marker is
+   committed in its own transaction (plaudit.messaging.submission).  The
+   result commits with the job: sent (and the next step scheduled), or a
+   bounce for a 5xx reply.  A 4xx reply or a failure before DATA is retried
+   by the journal with backoff.  When the outcome after DATA is unknown (a
+   lost connection, or a crash before the result was committed), the step
+   is marked sent and unconfirmed instead of being sent a second time.
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ import secrets
 from typing import Any, Final, Literal, final
 
 import msgspec
+import trio
 
-from plaudit.actors.base import Actor, Effects
+from plaudit.actors.base import Actor, ChildContext, Effects
 from plaudit.alerts import ALERT_JOB
 from plaudit.config.model import CampaignConfig, Config, VendorConfig
 from plaudit.errors import PlatformError
 from plaudit.journal import AsyncJournal, Job, Tx
 from plaudit.matching.store import review_detected as matched_review
+from plaudit.messaging import request_events
 from plaudit.messaging.campaigns import SEND_JOB, schedule_new_couples, schedule_step, stop_couple
 from plaudit.messaging.channels import (
     SMS_REPLY_JOB,
@@ -45,10 +49,10 @@ from plaudit.messaging.deliverability.store import record_event, suppression_of
 from plaudit.messaging.deliverability.suppression import (
     MessageEvent,
     SuppressionPolicy,
-    rejection_kind,
 )
 from plaudit.messaging.email import (
     SendError,
+    SendReceipt,
     SmtpSender,
     build_message,
     message_id_for,
@@ -56,9 +60,19 @@ from plaudit.messaging.email import (
 )
 from plaudit.messaging.operator_alerts import AlertMailer
 from plaudit.messaging.preview import request_variables
+from plaudit.messaging.receipts import record_receipt
+from plaudit.messaging.submission import (
+    clear_submitting,
+    mark_submitting,
+    record_bounce,
+    record_refusals,
+    record_unconfirmed,
+    submission_pending,
+)
 from plaudit.messaging.templates import MessageTemplate, TemplateError
 from plaudit.messaging.unsubscribe import UnsubscribeTokens
 from plaudit.metrics import REVIEW_REQUESTS
+from plaudit.personalisation.ahead import DraftQueue
 from plaudit.personalisation.service import Plan, build_personaliser
 
 log = logging.getLogger(__name__)
@@ -86,6 +100,9 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     # Unix time of the decision and the recipient's IANA zone, for SMS quiet hours.
     now: float = 0.0
     timezone: str = "UTC"
+    # The campaign's stop_on lists "complaint": one address's complaint stops the couple.
+    # NOTE: read when the next step comes due, so until then that step shows as scheduled.
+    stop_on_complaint: bool = False
 
 
 @final
@@ -130,6 +147,9 @@ def decide(snapshot: Snapshot) -> Decision:
     if not recipients:
         reasons = sorted(set(snapshot.suppressed.values()))
         return Decision(action="suppress", reason=",".join(reasons), couple_wide=couple_wide)
+    if snapshot.stop_on_complaint and "complaint" in snapshot.suppressed.values():
+        # A partner's address is still deliverable, but the campaign stops on complaints.
+        return Decision(action="stop", reason="complaint")
     run_at = send_time(snapshot.channel, now=snapshot.now, timezone=snapshot.timezone)
     if run_at > snapshot.now:
         return Decision(action="defer", recipients=recipients, reason="quiet hours", run_at=run_at)
@@ -170,7 +190,7 @@ class NotifierActor(Actor):
         self,
         journal: AsyncJournal,
         config: Config,
-        sender: SmtpSender,
+        sender: SmtpSender | None,
         *,
         lease_seconds: float,
         poll_interval: float = 1.0,
@@ -185,15 +205,22 @@ class NotifierActor(Actor):
         self._apply_config(config)
         # SMS and push senders; build_notifier replaces these with the configured ones.
         self.channels = Channels(sms=None, push=None, policy=self.policy)
+        self.drafts = DraftQueue()
 
     def reconfigure(self, config: Config) -> None:
-        """Use the campaigns, templates and vendor of a reloaded config from the next job on.
+        """Use the campaigns, templates, vendor and SMS and push senders of a reloaded config.
 
-        Raises ValueError or TemplateError, and keeps the running config, when
-        ``config`` has no [vendor] table or a template does not parse.
+        Raises ValueError, TemplateError or PlauditError, and keeps the running
+        config, when ``config`` has no [vendor] table, a template does not
+        parse, or an [sms] or [push] secret file cannot be read.
         """
+        channels = build_channels(config, self.policy)
         self._apply_config(config)
-        if config.smtp is not None and config.smtp != self.sender.config:
+        channels.policy = self.policy
+        self.channels.adopt(channels)
+        if config.smtp is None:
+            self.sender = None
+        elif self.sender is None or config.smtp != self.sender.config:
             self.sender = SmtpSender(config.smtp)
         self.alerts.reconfigure(config, self.sender)
         log.info("notifier.reconfigured", extra={"campaigns": len(config.campaigns)})
@@ -226,6 +253,13 @@ class NotifierActor(Actor):
         self.templates = templates
         self.policy = policy
 
+    async def start(self, ctx: ChildContext) -> None:
+        """Run the drafting-ahead worker beside the claim loop."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.drafts.run, self.journal, lambda: self.personaliser)
+            await super().start(ctx)
+            nursery.cancel_scope.cancel()
+
     async def on_start(self) -> None:
         """Schedule first steps for couples imported while campaigns were missing."""
         await self.journal.transaction(lambda tx: schedule_new_couples(tx, self.config))
@@ -242,9 +276,9 @@ class NotifierActor(Actor):
 
         prepared = await self.journal.transaction(lambda tx: self._prepare(tx, request_id))
         if prepared is not None and prepared.plan is not None and prepared.couple is not None:
-            # Drafted ahead when the send was deferred, else within the send window.
+            # Queued for drafting ahead when deferred, else a wait of at most send_wait.
             plan = await self.personaliser.complete_draft(
-                self.journal, prepared.couple, prepared.plan
+                self.journal, prepared.couple, prepared.plan, drafts=self.drafts
             )
             prepared = msgspec.structs.replace(prepared, plan=plan)
         if prepared is None or prepared.decision.action != "send" or prepared.couple is None:
@@ -281,9 +315,34 @@ class NotifierActor(Actor):
             message_id=prepared.message_id,
             unsubscribe_token=prepared.token,
         )
+        if self.sender is None:
+            raise PlatformError(
+                f"request {request_id} is an e-mail step but the config has no [smtp] table; "
+                "add it and reload",
+                retryable=True,
+            )
         try:
-            await self.sender.send(message)
+            receipt = await self.sender.send(
+                message,
+                before_data=lambda: self.journal.transaction(
+                    lambda tx: mark_submitting(tx, request_id)
+                ),
+            )
         except SendError as error:
+            if error.unconfirmed:
+                lost = str(error)
+                return lambda tx: self._record_unconfirmed(tx, prepared, lost)
+            if error.after_marker and not error.permanent:
+                # The server replied to DATA, so it did not take the message.
+                await self.journal.transaction(lambda tx: clear_submitting(tx, request_id))
+            refused = [refusal for refusal in error.refused if refusal.permanent]
+            if refused and not error.permanent:
+                # Bounces whatever the retry brings; a suppressed address is left out of it.
+                await self.journal.transaction(
+                    lambda tx: record_refusals(
+                        tx, refused, message_id=prepared.message_id, policy=self.policy
+                    )
+                )
             if not error.permanent:
                 REVIEW_REQUESTS.labels(channel="email", outcome="retried").inc()
                 log.warning(
@@ -292,7 +351,7 @@ class NotifierActor(Actor):
                 raise PlatformError(str(error), retryable=True) from error
             bounce = error
             return lambda tx: self._record_bounce(tx, prepared, bounce)
-        return lambda tx: self._record_sent(tx, prepared)
+        return lambda tx: self._record_sent(tx, prepared, receipt)
 
     def _prepare(self, tx: Tx, request_id: int) -> _Prepared | None:
         row = tx.execute(
@@ -306,6 +365,17 @@ class NotifierActor(Actor):
         couple = load_couple(tx, couple_id)
         if couple is None:
             return None
+        if submission_pending(tx, request_id):
+            # An earlier attempt reached DATA and its outcome was never recorded.
+            unknown = _Prepared(
+                request_id=request_id,
+                couple_id=couple_id,
+                campaign=campaign,
+                step=step,
+                decision=Decision(action="skip", reason="submission unconfirmed"),
+            )
+            self._record_unconfirmed(tx, unknown, "the daemon stopped during the submission")
+            return unknown
 
         addresses = channel_recipients(tx, channel, couple, couple_id)
         snapshot = Snapshot(
@@ -315,6 +385,7 @@ class NotifierActor(Actor):
             suppressed=_suppressed(tx, addresses),
             consent_email=couple.consent_email,
             review_detected=self._stops_on_review(campaign) and review_detected(tx, couple_id),
+            stop_on_complaint=self._stops_on(campaign, "complaint"),
             channels=self.channels.names,
             consent_sms=couple.consent_sms,
             now=tx.now,
@@ -396,6 +467,10 @@ class NotifierActor(Actor):
         campaign = self.campaigns.get(name)
         return campaign is None or "review" in campaign.stop_on
 
+    def _stops_on(self, name: str, reason: str) -> bool:
+        campaign = self.campaigns.get(name)
+        return campaign is not None and reason in campaign.stop_on
+
     def _campaign(self, prepared: _Prepared) -> CampaignConfig:
         campaign = self.campaigns.get(prepared.campaign)
         if campaign is None or prepared.step >= len(campaign.steps):
@@ -421,21 +496,33 @@ class NotifierActor(Actor):
         variables = request_variables(self.vendor, step, couple, token=prepared.token)
         return self.personaliser.variables(variables, prepared.plan)
 
-    def _record_sent(self, tx: Tx, prepared: _Prepared) -> None:
+    def _record_sent(self, tx: Tx, prepared: _Prepared, receipt: SendReceipt | None = None) -> None:
         tx.execute(
-            "UPDATE requests SET state = 'sent', sent_at = ?, last_error = NULL, updated_at = ?"
-            " WHERE id = ?",
+            "UPDATE requests SET state = 'sent', sent_at = ?, last_error = NULL,"
+            " submitting_at = NULL, updated_at = ? WHERE id = ?",
             (tx.now, tx.now, prepared.request_id),
         )
-        for address in prepared.decision.recipients:
+        accepted = prepared.decision.recipients
+        if receipt is not None and receipt.accepted:
+            accepted = receipt.accepted
+            record_refusals(tx, receipt.refused, message_id=prepared.message_id, policy=self.policy)
+        for address in accepted:
             event = MessageEvent(
                 address=address,
-                kind="sent",
+                kind="accepted",
                 at=tx.now,
                 provider=PROVIDER,
                 message_id=prepared.message_id,
             )
             record_event(tx, event, policy=self.policy)
+        request_events.emit_sent(
+            tx,
+            prepared.request_id,
+            recipients=accepted,
+            provider=PROVIDER,
+            message_id=prepared.message_id,
+        )
+        record_receipt(tx, prepared.message_id, receipt)
         REVIEW_REQUESTS.labels(channel="email", outcome="sent").inc()
         self._sent_step(tx, prepared)
 
@@ -453,24 +540,35 @@ class NotifierActor(Actor):
             schedule_step(tx, couple_id=couple_id, campaign=campaign, step=following, run_at=run_at)
 
     def _record_bounce(self, tx: Tx, prepared: _Prepared, error: SendError) -> None:
-        _set_state(tx, prepared.request_id, "bounced", error=str(error))
-        for address in prepared.decision.recipients:
-            event = MessageEvent(
-                address=address,
-                kind=rejection_kind(error.status),
-                at=tx.now,
-                status=error.status,
-                provider=PROVIDER,
-                message_id=prepared.message_id,
-            )
-            decision = record_event(tx, event, policy=self.policy)
-            if decision is not None and decision.suppress:
-                stop_couple(tx, prepared.couple_id, reason="hard_bounce")
+        campaign = self.campaigns.get(prepared.campaign)
+        outcome = record_bounce(
+            tx,
+            error,
+            request_id=prepared.request_id,
+            couple_id=prepared.couple_id,
+            recipients=prepared.decision.recipients,
+            message_id=prepared.message_id,
+            policy=self.policy,
+            stop_on=campaign.stop_on if campaign is not None else (),
+        )
+        if outcome.continues:
+            self._schedule_following(tx, prepared.campaign, prepared.step, prepared.couple_id)
         REVIEW_REQUESTS.labels(channel="email", outcome="bounced").inc()
         log.warning(
             "notifier.bounced",
-            extra={"request": prepared.request_id, "code": error.code, "status": error.status},
+            extra={
+                "request": prepared.request_id,
+                "code": error.code,
+                "status": error.status,
+                "state": outcome.state,
+                "stopped": outcome.stop,
+            },
         )
+
+    def _record_unconfirmed(self, tx: Tx, prepared: _Prepared, reason: str) -> None:
+        record_unconfirmed(tx, prepared.request_id, reason=reason)
+        REVIEW_REQUESTS.labels(channel="email", outcome="unconfirmed").inc()
+        self._sent_step(tx, prepared)
 
 
 def _suppressed(tx: Tx, addresses: list[str]) -> dict[str, str]:
@@ -489,12 +587,25 @@ def _set_state(tx: Tx, request_id: int, state: str, *, error: str | None = None)
     )
 
 
-def build_notifier(config: Config, journal: AsyncJournal) -> NotifierActor | None:
-    """Return the notifier for ``config``, or None when no campaign sends e-mail."""
-    if config.vendor is None or config.smtp is None or not config.campaigns:
-        return None
-    actor = NotifierActor(
-        journal, config, SmtpSender(config.smtp), lease_seconds=config.journal.lease_seconds
+def runs_notifier(config: Config) -> bool:
+    """Return True when ``config`` has campaigns the notifier can send."""
+    if config.vendor is None or not config.campaigns:
+        return False
+    emails = any(
+        step.channel == "email" for campaign in config.campaigns for step in campaign.steps
     )
+    return config.smtp is not None or not emails
+
+
+def build_notifier(config: Config, journal: AsyncJournal) -> NotifierActor | None:
+    """Return the notifier for ``config``, or None without [vendor] or campaigns.
+
+    ``[smtp]`` is needed only when a campaign has an e-mail step; without it
+    operator alerts are listed, not mailed.
+    """
+    if not runs_notifier(config):
+        return None
+    sender = None if config.smtp is None else SmtpSender(config.smtp)
+    actor = NotifierActor(journal, config, sender, lease_seconds=config.journal.lease_seconds)
     actor.channels = build_channels(config, actor.policy)
     return actor

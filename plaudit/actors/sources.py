@@ -9,6 +9,7 @@ from plaudit.actors.listing import Listing, ListingActor, ListingSource
 from plaudit.config import Config, read_secret
 from plaudit.config.model import BreakerConfig, FacebookConfig, TrustpilotConfig, YelpConfig
 from plaudit.connectors.facebook import FacebookClient, facebook_client
+from plaudit.connectors.paging import PageHook
 from plaudit.connectors.trustpilot import TrustpilotClient, trustpilot_client
 from plaudit.connectors.yelp import YelpClient, yelp_client
 from plaudit.journal import AsyncJournal
@@ -35,9 +36,18 @@ class FacebookSource:
     def profiles(self) -> list[str]:
         return [page.page_id for page in self.config.pages]
 
-    async def list_profile(self, profile: str) -> Listing:
-        listing = await self.client.list_all_ratings(profile, max_pages=MAX_PAGES)
+    async def list_profile(
+        self, profile: str, *, resume: str | None = None, on_page: PageHook | None = None
+    ) -> Listing:
+        listing = await self.client.list_all_ratings(
+            profile, max_pages=MAX_PAGES, start_after=resume, on_page=on_page
+        )
         return Listing(reviews=listing.reviews, complete=listing.complete)
+
+    async def post_reply(self, profile: str, review_id: str, text: str) -> str | None:
+        """Comment on the rating's story, whose id is the review id; Facebook returns no time."""
+        await self.client.reply(profile, review_id, text)
+        return None
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -59,11 +69,21 @@ class TrustpilotSource:
     def profiles(self) -> list[str]:
         return [unit.business_unit_id for unit in self.config.business_units]
 
-    async def list_profile(self, profile: str) -> Listing:
-        listing = await self.client.list_all_reviews(profile, max_pages=MAX_PAGES)
+    async def list_profile(
+        self, profile: str, *, resume: str | None = None, on_page: PageHook | None = None
+    ) -> Listing:
+        start = int(resume) if resume and resume.isdigit() and int(resume) >= 1 else 1
+        listing = await self.client.list_all_reviews(
+            profile, max_pages=MAX_PAGES, start_page=start, on_page=on_page
+        )
         return Listing(
             reviews=listing.reviews, complete=listing.complete, contacts=listing.contacts
         )
+
+    async def post_reply(self, profile: str, review_id: str, text: str) -> str | None:
+        """Create or replace the business unit's reply; Trustpilot returns no time."""
+        await self.client.reply(review_id, text)
+        return None
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -85,7 +105,10 @@ class YelpSource:
     def profiles(self) -> list[str]:
         return [business.business_id for business in self.config.businesses]
 
-    async def list_profile(self, profile: str) -> Listing:
+    async def list_profile(
+        self, profile: str, *, resume: str | None = None, on_page: PageHook | None = None
+    ) -> Listing:
+        # One request lists every excerpt, so there is nothing to resume.
         listing = await self.client.list_excerpts(profile)
         return Listing(reviews=listing.reviews, complete=False)
 

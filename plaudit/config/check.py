@@ -6,6 +6,12 @@ from typing import TextIO
 
 import msgspec
 
+from plaudit.config.credential_files import (
+    CredentialFile,
+    check_inbound_files,
+    load_file,
+    readable_by_others,
+)
 from plaudit.config.loader import load_config
 from plaudit.config.model import Config, GoogleConfig
 from plaudit.config.paths import read_secret
@@ -15,8 +21,8 @@ from plaudit.errors import ConfigError
 def check_config(path: str, *, out: TextIO, err: TextIO) -> int:
     """Check the file at ``path`` and its secret files, and return the exit status.
 
-    On success, writes "PATH: OK" and a one-line summary to ``out`` and
-    returns 0.  Otherwise writes every problem to ``err``, one per line, and
+    On success, writes "PATH: OK" and a one-line summary to ``out``, each
+    warning to ``err``, and returns 0.  Otherwise writes every problem to ``err``, one per line, and
     returns 1.
     """
     try:
@@ -25,13 +31,20 @@ def check_config(path: str, *, out: TextIO, err: TextIO) -> int:
         _print_problems(exc.problems, err)
         return 1
 
-    problems = _check_secret_files(config)
+    problems, file_warnings = _check_secret_files(config)
     if problems:
         _print_problems(problems, err)
         return 1
 
     print(f"{path}: OK", file=out)
     print(summarize_config(config), file=out)
+    for warning in file_warnings:
+        print(f"{path}: warning: {warning}", file=err)
+    # Imported here because the messaging package imports this package's model.
+    from plaudit.messaging.unsubscribe_checks import config_warnings
+
+    for warning in config_warnings(config):
+        print(f"{path}: warning: {warning}", file=err)
     return 0
 
 
@@ -68,20 +81,35 @@ def summarize_config(config: Config) -> str:
     return summary
 
 
-def _check_secret_files(config: Config) -> list[str]:
+def _check_secret_files(config: Config) -> tuple[list[str], list[str]]:
+    """Return the problems and warnings of the Google and ``[inbound]`` credential files."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    if config.inbound is not None:
+        problems, warnings = check_inbound_files(config.inbound)
     google = config.platforms.google
     if google is None:
-        return []
+        return problems, warnings
 
-    problems: list[str] = []
     for key, value, file in _google_secrets(google):
         if not file:
             continue
-        try:
-            read_secret(value, file, key=key)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-    return problems
+        if value:
+            try:
+                read_secret(value, file, key=key)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+            continue
+        # Read here rather than by read_secret, which logs its warning without the path.
+        entry = CredentialFile(key=tuple(f"{key}_file".split(".")), path=file, secret=True)
+        _, problem = load_file(entry)
+        if problem is not None:
+            problems.append(problem)
+            continue
+        warning = readable_by_others(entry)
+        if warning is not None:
+            warnings.append(warning)
+    return problems, warnings
 
 
 def _google_secrets(google: GoogleConfig) -> list[tuple[str, str, str]]:

@@ -51,11 +51,16 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     file = os.fspath(path)
     text = _read_text(file)
     document = _parse_toml(file, text)
+    # Imported here because plaudit.messaging imports the config model.
+    from plaudit.messaging.campaigns import fill_default_delays, with_default_campaign
+
+    fill_default_delays(document)
 
     validation = validate_document(document)
     problems = validation.problems
     config = _decode(validation.cleaned, problems)
     if config is not None:
+        config = with_default_campaign(config, campaigns_key="campaigns" in document)
         problems += check_rules(config, invalid=validation.replaced)
 
     if problems or config is None:

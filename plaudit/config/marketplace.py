@@ -146,10 +146,12 @@ def _check_folders(path: tuple[str | int, ...], profile: MarketplaceProfile) -> 
         yield (*path, "maildir"), "missing; mode mailbox needs maildir or imap_host"
     if "import" in profile.modes and not profile.import_folder:
         yield (*path, "import_folder"), "missing; mode import needs import_folder"
-    for name in ("maildir", "import_folder", "imap_password_file"):
-        value = getattr(profile, name)
-        if value and not os.path.isabs(value):
-            yield (*path, name), f"relative path {json.dumps(value)}; use an absolute path"
+    # maildir and import_folder may be relative, because they are taken from [daemon] state_dir.
+    if profile.imap_password_file and not os.path.isabs(profile.imap_password_file):
+        yield (
+            (*path, "imap_password_file"),
+            f"relative path {json.dumps(profile.imap_password_file)}; use an absolute path",
+        )
     yield from _check_imap(path, profile)
 
 

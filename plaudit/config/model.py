@@ -174,6 +174,64 @@ class RateLimitConfig(Strict, kw_only=True, frozen=True):
     edits_per_minute: PositiveInt = 10
 
 
+class ApiLimitsConfig(Strict, kw_only=True, frozen=True):
+    """Request limits for one API platform, and how to react to its usage headers.
+
+    Each platform has a subclass whose defaults follow its published limits,
+    so a table that sets one key keeps that platform's other defaults.
+    """
+
+    # Sustained requests a minute for the whole platform account.
+    requests_per_minute: PositiveInt = 60
+    # Requests that may go out at once before the per-minute rate applies.
+    burst: PositiveInt = 10
+    # Requests a rolling day; 0 sets no daily limit.
+    requests_per_day: Annotated[int, msgspec.Meta(ge=0, le=100_000_000)] = 0
+    # Share of a quota, 0 to 1, that the platform's usage headers may report
+    # before requests pause for usage_pause_seconds.
+    usage_pause_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.8
+    usage_pause_seconds: Seconds = 300.0
+
+
+class FacebookLimits(ApiLimitsConfig, kw_only=True, frozen=True):
+    """Facebook's ``limits`` table.
+
+    Graph API sets no fixed request count: Page-token calls get a rolling
+    24-hour budget of 4,800 times the Page's engaged users, and the
+    X-App-Usage, X-Page-Usage and X-Business-Use-Case-Usage headers report
+    the share used (developers.facebook.com/docs/graph-api/overview/rate-limiting).
+    So the bucket allows a modest 60 a minute and the headers decide the rest.
+    """
+
+
+class TrustpilotLimits(ApiLimitsConfig, kw_only=True, frozen=True):
+    """Trustpilot's ``limits`` table.
+
+    Trustpilot asks clients to stay under 833 calls per 5 minutes and 10,000
+    an hour, both about 166 a minute, and documents no usage headers
+    (developers.trustpilot.com/rate-limiting).
+    """
+
+    requests_per_minute: PositiveInt = 166
+    burst: PositiveInt = 50
+
+
+class YelpLimits(ApiLimitsConfig, kw_only=True, frozen=True):
+    """Yelp's ``limits`` table.
+
+    Yelp Fusion's free tier allowed 5,000 calls a day, reset at midnight UTC,
+    and each response carries RateLimit-DailyLimit, RateLimit-Remaining and
+    RateLimit-ResetTime.  The newer Starter plan allows 300 a day, so set
+    requests_per_day to your plan's figure
+    (docs.developer.yelp.com/docs/places-rate-limiting).  Yelp also limits
+    queries a second without publishing the number: 5 a second is an estimate.
+    """
+
+    requests_per_minute: PositiveInt = 300
+    burst: PositiveInt = 5
+    requests_per_day: Annotated[int, msgspec.Meta(ge=0, le=100_000_000)] = 5000
+
+
 class GoogleConfig(Strict, kw_only=True, frozen=True):
     """The ``[platforms.google]`` table: Google Business Profile API v4."""
 
@@ -191,9 +249,10 @@ class GoogleConfig(Strict, kw_only=True, frozen=True):
     refresh_token: str = ""
     refresh_token_file: str = ""
     sync_interval: Seconds = 300.0
-    # Seconds between full listings of a location, the only syncs that find
-    # deletions; the syncs between them stop at reviews older than those stored.
-    full_sync_interval: Seconds = 86400.0
+    # Seconds between full listings of a location.  Only full listings find
+    # deletions and replies made in Google's dashboard, because the syncs
+    # between them stop at reviews older than those stored.
+    full_sync_interval: Seconds = 3600.0
     # Seconds before the newest stored update time at which an incremental
     # sync stops, so updates that Google lists late are still read.
     incremental_overlap: NonNegativeSeconds = 3600.0
@@ -239,6 +298,7 @@ class FacebookConfig(Strict, kw_only=True, frozen=True):
     pages: list[FacebookPage] = msgspec.field(default_factory=list)
     retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
     breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
+    limits: FacebookLimits = msgspec.field(default_factory=FacebookLimits)
 
 
 class TrustpilotBusinessUnit(Strict, kw_only=True, frozen=True):
@@ -267,6 +327,7 @@ class TrustpilotConfig(Strict, kw_only=True, frozen=True):
     business_units: list[TrustpilotBusinessUnit] = msgspec.field(default_factory=list)
     retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
     breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
+    limits: TrustpilotLimits = msgspec.field(default_factory=TrustpilotLimits)
 
 
 class YelpBusiness(Strict, kw_only=True, frozen=True):
@@ -292,6 +353,7 @@ class YelpConfig(Strict, kw_only=True, frozen=True):
     businesses: list[YelpBusiness] = msgspec.field(default_factory=list)
     retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
     breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
+    limits: YelpLimits = msgspec.field(default_factory=YelpLimits)
 
 
 MarketplaceMode = Literal["mailbox", "storefront", "import"]
@@ -311,7 +373,8 @@ class MarketplaceProfile(Strict, kw_only=True, frozen=True):
     # derived from storefront_url.
     review_link: str = ""
     modes: list[MarketplaceMode] = msgspec.field(default_factory=lambda: ["mailbox"])
-    # mode "mailbox": a Maildir (new/ and cur/) that receives this profile's notifications.
+    # mode "mailbox": a Maildir (new/ and cur/) that receives this profile's
+    # notifications; relative paths are taken from [daemon] state_dir.
     maildir: str = ""
     # mode "mailbox": an IMAP folder read as well as or instead of the
     # Maildir; "" reads none.  The keys mean what they mean in
@@ -322,7 +385,8 @@ class MarketplaceProfile(Strict, kw_only=True, frozen=True):
     imap_password_file: str = ""
     imap_folder: str = "INBOX"
     imap_security: Literal["tls", "starttls", "none"] = "tls"
-    # mode "import": a folder watched for dropped CSV or JSON review files.
+    # mode "import": a folder watched for dropped CSV or JSON review files;
+    # relative paths are taken from [daemon] state_dir.
     import_folder: str = ""
     # mode "storefront": seconds between page requests, at least 900 unless
     # allow_short_poll_interval is set on the marketplace table.
@@ -564,6 +628,8 @@ class DraftingConfig(Strict, kw_only=True, frozen=True):
     # Seconds for one draft request, never more than the time left before the send.
     timeout: Seconds = 10.0
     max_chars: Annotated[int, msgspec.Meta(ge=20, le=1000)] = 300
+    # Seconds a due send waits for a draft that is not ready; 0 sends the template at once.
+    send_wait: Annotated[float, msgspec.Meta(ge=0, le=5)] = 0.5
 
 
 class PersonalisationConfig(Strict, kw_only=True, frozen=True):
@@ -603,6 +669,9 @@ class InboundSes(Strict, kw_only=True, frozen=True):
     certificates: list[str]
     # Accepted TopicArn values; empty accepts any topic signed by a trusted certificate.
     topics: list[str] = msgspec.field(default_factory=list)
+    # Hosts besides sns.REGION.amazonaws.com that `plaudit ctl inbound --confirm`
+    # may follow a SubscribeURL to (a test or a private SNS-compatible service).
+    confirm_hosts: list[str] = msgspec.field(default_factory=list)
 
 
 class InboundTwilio(Strict, kw_only=True, frozen=True):

@@ -63,6 +63,80 @@ def resolve_paths(
     )
 
 
+def resolve_state_folders(config: Config, state_dir: Path) -> Config:
+    """Return ``config`` with each marketplace profile's relative folders made absolute.
+
+    ``maildir`` and ``import_folder`` are taken from ``state_dir`` unless
+    absolute, as ``journal.path`` is, so ``plaudit run --state-dir`` moves
+    them too.
+    """
+    marketplace = config.platforms.marketplace
+    if marketplace is None:
+        return config
+
+    profiles = [
+        msgspec.structs.replace(
+            profile,
+            maildir=_under(state_dir, profile.maildir),
+            import_folder=_under(state_dir, profile.import_folder),
+        )
+        for profile in marketplace.profiles
+    ]
+    platforms = msgspec.structs.replace(
+        config.platforms, marketplace=msgspec.structs.replace(marketplace, profiles=profiles)
+    )
+    return msgspec.structs.replace(config, platforms=platforms)
+
+
+def _under(state_dir: Path, folder: str) -> str:
+    return str(state_dir / folder) if folder else ""
+
+
+def create_state_folders(config: Config, state_dir: Path) -> list[Path]:
+    """Create the marketplace Maildirs and import folders that lie in ``state_dir``.
+
+    ``config`` has its folders resolved by :func:`resolve_state_folders`.
+    Folders elsewhere are the operator's to create, because a missing one
+    there more likely means a wrong path or an unmounted disk.  Returns the
+    folders created.  Raises ConfigError naming the key and the folder when
+    one cannot be created.
+    """
+    marketplace = config.platforms.marketplace
+    if marketplace is None or not marketplace.enabled:
+        return []
+
+    created: list[Path] = []
+    for index, profile in enumerate(marketplace.profiles):
+        key = f"platforms.marketplace.profiles[{index}]"
+        folders: list[tuple[str, Path]] = []
+        if profile.maildir and "mailbox" in profile.modes:
+            maildir = Path(profile.maildir)
+            folders += [(f"{key}.maildir", maildir / part) for part in ("new", "cur", "tmp")]
+        if profile.import_folder and "import" in profile.modes:
+            folders.append((f"{key}.import_folder", Path(profile.import_folder)))
+        for folder_key, folder in folders:
+            if folder.is_relative_to(state_dir) and _make_folder(folder, key=folder_key):
+                created.append(folder)
+    return created
+
+
+def _make_folder(folder: Path, *, key: str) -> bool:
+    if folder.is_dir():
+        return False
+    try:
+        folder.mkdir(parents=True, mode=0o750)
+    except FileExistsError as exc:
+        raise ConfigError(
+            key, [f"{key}: {folder} exists and is not a directory; remove it or change {key}"]
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(
+            key, [f"{key}: failed to create {folder} ({exc.strerror}); create it or fix {key}"]
+        ) from exc
+    logger.info("config.folder_created", extra={"key": key, "folder": str(folder)})
+    return True
+
+
 def read_secret(value: str, file: str, *, key: str) -> str:
     """Return ``value``, or the content of ``file`` without surrounding whitespace.
 

@@ -331,6 +331,13 @@ def _check_operator(config: Config) -> Iterator[Problem]:
         yield Problem(path, message)
 
 
+def _check_inbound_files(config: Config) -> Iterator[Problem]:
+    from plaudit.config.credential_files import check_inbound_paths
+
+    for path, message in check_inbound_paths(config):
+        yield Problem(path, message)
+
+
 def _check_api_platforms(config: Config) -> Iterator[Problem]:
     # Imported here because that module reads _url_problem from this one.
     from plaudit.config.api_platforms import check_api_platforms
@@ -371,4 +378,6 @@ _RULES: Final[tuple[tuple[tuple[KeyPath, ...], Rule], ...]] = (
     ((), _check_compliance),
     # [sms], [push] and the campaign steps that need them.
     ((), _check_channels),
+    # Relative credential paths in [inbound]; each problem names its own key.
+    ((), _check_inbound_files),
 )

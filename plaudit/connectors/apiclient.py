@@ -20,10 +20,12 @@ import httpx
 import msgspec
 import trio
 
-from plaudit.config.model import RetryConfig
+from plaudit.config.model import ApiLimitsConfig, RetryConfig
+from plaudit.connectors.retry_causes import count_retry
 from plaudit.connectors.tls import shared_ssl_context
 from plaudit.errors import PlatformError
 from plaudit.metrics import PLATFORM_REQUEST_DURATION, PLATFORM_REQUESTS
+from plaudit.reliability.limiter import QuotaLimiter, parse_usage_headers
 from plaudit.reliability.retry import Verdict, call_with_retry, classify_status, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -84,8 +86,10 @@ class ApiClient:
         sleep: Callable[[float], Awaitable[None]] = trio.sleep,
         clock: Callable[[], float] = trio.current_time,
         wall_clock: Callable[[], float] = time.time,
+        limiter: QuotaLimiter | None = None,
     ) -> None:
         self.platform = platform
+        self.limiter = limiter
         self.timeout = timeout
         self.retry = retry
         self.clock = clock
@@ -170,7 +174,13 @@ class ApiClient:
         json: dict[str, Any] | None = None,
         data: dict[str, str] | None = None,
     ) -> httpx.Response:
-        """Send one HTTP request, translating httpx errors and recording metrics."""
+        """Send one HTTP request within the quotas, translating httpx errors and recording metrics.
+
+        Every request, retries included, first waits for the limiter, and the
+        usage headers of its response feed the limiter back.
+        """
+        if self.limiter is not None:
+            await self.limiter.acquire()
         started = self.clock()
         self._requests += 1
         try:
@@ -184,6 +194,8 @@ class ApiClient:
             PLATFORM_REQUEST_DURATION.labels(platform=self.platform).observe(self.clock() - started)
 
         self._last_status = response.status_code
+        if self.limiter is not None:
+            self.limiter.observe(parse_usage_headers(response.headers, now=self._wall_clock()))
         PLATFORM_REQUESTS.labels(
             platform=self.platform, outcome=outcome_of(response.status_code)
         ).inc()
@@ -191,6 +203,7 @@ class ApiClient:
 
     def _count_retry(self, error: PlatformError, attempt: int, delay: float) -> None:
         self._retries += 1
+        count_retry(self.platform, error)
 
     def _translate(self, error: httpx.HTTPError, method: str, url: str) -> PlatformError:
         if isinstance(error, httpx.UnsupportedProtocol):
@@ -217,6 +230,18 @@ class ApiClient:
         return PlatformError(
             f"{method} {url} failed: {type(error).__name__}: {error}", retryable=False
         )
+
+
+def limited_client(
+    platform: str, *, timeout: float, retry: RetryConfig, limits: ApiLimitsConfig, **options: Any
+) -> ApiClient:
+    """Build an ApiClient whose requests keep within ``limits``, on the client's clock.
+
+    ``options`` go to :class:`ApiClient` (transport, rng, sleep, clocks).
+    """
+    clock = options.get("clock", trio.current_time)
+    limiter = QuotaLimiter(platform, limits, clock=clock)
+    return ApiClient(platform, timeout=timeout, retry=retry, limiter=limiter, **options)
 
 
 def outcome_of(status: int) -> str:

@@ -36,9 +36,17 @@ import httpx
 import msgspec
 
 from plaudit.config.model import FacebookConfig
-from plaudit.connectors.apiclient import ApiClient, ApiClientStatistics, Headers, decode_json
+from plaudit.connectors.apiclient import (
+    ApiClient,
+    ApiClientStatistics,
+    Headers,
+    decode_json,
+    limited_client,
+)
 from plaudit.connectors.base import Capability, IngestionMode
+from plaudit.connectors.paging import ListedPage, PageHook
 from plaudit.errors import PlatformError, ReconnectRequiredError
+from plaudit.metrics import UNKNOWN_ENUM_VALUES
 from plaudit.reliability.retry import parse_retry_after
 from plaudit.reviews.model import Review, normalize_timestamp
 
@@ -172,11 +180,15 @@ def _timestamp(value: str, path: str) -> str:
 
 
 def _recommendation(value: str | None) -> Literal["positive", "negative"] | None:
-    # Values newer than this client map to None instead of failing the page.
+    # Values newer than this client map to None instead of failing the page;
+    # they are logged and counted so an operator can upgrade.
     if value == "positive":
         return "positive"
     if value == "negative":
         return "negative"
+    if value is not None:
+        UNKNOWN_ENUM_VALUES.labels(PLATFORM, "recommendation_type").inc()
+        log.warning("facebook.unknown_recommendation", extra={"value": value[:40]})
     return None
 
 
@@ -453,25 +465,37 @@ class FacebookClient:
             params=params,
         )
 
-    async def list_all_ratings(self, page_id: str, *, max_pages: int = 200) -> RatingListing:
-        """Fetch every rating by following the ``after`` cursor.
+    async def list_all_ratings(
+        self,
+        page_id: str,
+        *,
+        max_pages: int = 200,
+        start_after: str | None = None,
+        on_page: PageHook | None = None,
+    ) -> RatingListing:
+        """Fetch every rating by following the ``after`` cursor, from ``start_after`` if given.
 
         Paging stops after ``max_pages`` pages or when Graph repeats a cursor;
-        the listing is then marked incomplete.
+        the listing is then marked incomplete.  ``on_page`` receives each page
+        with the cursor of the next one, or None when paging stops there.
         """
         if max_pages < 1:
             raise ValueError(f"invalid max_pages {max_pages}: use 1 or more")
 
         reviews: dict[str, Review] = {}
         seen: set[str] = set()
-        after: str | None = None
+        after = start_after
         pages = 0
         while pages < max_pages:
             page = await self.list_ratings_page(page_id, after)
             pages += 1
             reviews.update((review.review_id, review) for review in page.reviews)
             after = page.after
-            if after is None or after in seen:
+            looped = after is not None and after in seen
+            if on_page is not None:
+                following = None if looped or pages >= max_pages else after
+                await on_page(ListedPage(reviews=page.reviews, next_cursor=following))
+            if after is None or looped:
                 break
             seen.add(after)
 
@@ -515,5 +539,11 @@ def facebook_client(
     config: FacebookConfig, *, page_tokens: Mapping[str, str], **options: Any
 ) -> FacebookClient:
     """Build a client; ``options`` go to :class:`ApiClient` (transport, rng, sleep, clocks)."""
-    api = ApiClient(PLATFORM, timeout=config.request_timeout, retry=config.retry, **options)
+    api = limited_client(
+        PLATFORM,
+        timeout=config.request_timeout,
+        retry=config.retry,
+        limits=config.limits,
+        **options,
+    )
     return FacebookClient(config, page_tokens=page_tokens, api=api)

@@ -26,9 +26,10 @@ import trio
 
 from plaudit.config.model import GoogleConfig, RetryConfig
 from plaudit.connectors.base import Capability, IngestionMode
+from plaudit.connectors.retry_causes import count_retry
 from plaudit.connectors.tls import shared_ssl_context
 from plaudit.errors import PlatformError, ReconnectRequiredError
-from plaudit.metrics import PLATFORM_REQUEST_DURATION, PLATFORM_REQUESTS
+from plaudit.metrics import PLATFORM_REQUEST_DURATION, PLATFORM_REQUESTS, UNKNOWN_ENUM_VALUES
 from plaudit.reliability.limiter import TokenBucket, parse_usage_headers
 from plaudit.reliability.retry import Verdict, call_with_retry, classify_status, parse_retry_after
 from plaudit.reviews.model import Review, normalize_timestamp
@@ -215,7 +216,7 @@ def _to_review(api: _ApiReview, *, profile: str, path: str) -> Review:
         profile=profile,
         review_id=api.review_id,
         # STAR_RATING_UNSPECIFIED and values newer than this client map to None.
-        stars=_STARS.get(api.star_rating),
+        stars=_stars(api.star_rating, profile=profile, review_id=api.review_id),
         text=api.comment,
         author=api.reviewer.display_name,
         created_at=_timestamp(api.create_time, f"{path}.createTime"),
@@ -225,6 +226,19 @@ def _to_review(api: _ApiReview, *, profile: str, path: str) -> Review:
         if reply_time
         else None,
     )
+
+
+def _stars(value: str, *, profile: str, review_id: str) -> int | None:
+    stars = _STARS.get(value)
+    if stars is None and value != "STAR_RATING_UNSPECIFIED":
+        # A value newer than this client must not fail the page; it is stored
+        # as no rating, logged and counted so an operator can upgrade.
+        UNKNOWN_ENUM_VALUES.labels(PLATFORM, "starRating").inc()
+        log.warning(
+            "google.unknown_star_rating",
+            extra={"profile": profile, "review": review_id, "value": value[:40]},
+        )
+    return stars
 
 
 def deduplicate_reviews(reviews: list[Review]) -> tuple[list[Review], list[str]]:
@@ -522,6 +536,7 @@ class GoogleClient:
             # per call and repeat the request.
             call.refreshed = True
             log.info("google.token_rejected", extra={"request": call.what})
+            count_retry(PLATFORM, PlatformError(call.what, retryable=True, status=401))
             self._token = None
             response = await self._send_authorized(call)
 
@@ -545,6 +560,7 @@ class GoogleClient:
 
     def _count_retry(self, error: PlatformError, attempt: int, delay: float) -> None:
         self._retries += 1
+        count_retry(PLATFORM, error)
 
     async def _send_authorized(self, call: _Call) -> httpx.Response:
         token = await self._access_token()

@@ -25,8 +25,10 @@ import msgspec
 import trio
 
 from plaudit.config.model import TrustpilotConfig
-from plaudit.connectors.apiclient import ApiClient, ApiClientStatistics, decode_json
+from plaudit.connectors.apiclient import ApiClient, ApiClientStatistics, decode_json, limited_client
 from plaudit.connectors.base import Capability, IngestionMode
+from plaudit.connectors.paging import ListedPage, PageHook
+from plaudit.connectors.retry_causes import count_retry
 from plaudit.errors import PlatformError, ReconnectRequiredError
 from plaudit.reviews.model import Contact, Review, normalize_timestamp
 
@@ -211,21 +213,45 @@ class TrustpilotClient:
         parse = functools.partial(parse_reviews, unit=unit)
         return await self._authorized("GET", url, parse, params=params)
 
-    async def list_all_reviews(self, unit: str, *, max_pages: int = 200) -> TrustpilotListing:
-        """Fetch every review; a repeated or backwards page link ends the listing as incomplete."""
+    async def list_all_reviews(
+        self,
+        unit: str,
+        *,
+        max_pages: int = 200,
+        start_page: int = 1,
+        on_page: PageHook | None = None,
+    ) -> TrustpilotListing:
+        """Fetch every review from ``start_page`` on.
+
+        A repeated or backwards page link ends the listing as incomplete.
+        ``on_page`` receives each page with the number of the next one, or
+        None when paging stops there.
+        """
         if max_pages < 1:
             raise ValueError(f"invalid max_pages {max_pages}: use 1 or more")
+        if start_page < 1:
+            raise ValueError(f"invalid start_page {start_page}: use 1 or more")
 
         reviews: dict[str, Review] = {}
         contacts: dict[str, Contact] = {}
-        number: int | None = 1
+        number: int | None = start_page
         pages = 0
         while number is not None and pages < max_pages:
             page = await self.list_reviews_page(unit, number)
             pages += 1
             reviews.update((review.review_id, review) for review in page.reviews)
             contacts.update(page.contacts)
-            if page.next_page is not None and page.next_page <= number:
+            looped = page.next_page is not None and page.next_page <= number
+            if on_page is not None:
+                following = None if looped or pages >= max_pages else page.next_page
+                await on_page(
+                    ListedPage(
+                        reviews=page.reviews,
+                        contacts=page.contacts,
+                        next_cursor=None if following is None else str(following),
+                    )
+                )
+            if looped:
                 log.warning(
                     "trustpilot.page_loop",
                     extra={"unit": unit, "page": number, "next": page.next_page},
@@ -274,6 +300,7 @@ class TrustpilotClient:
         except PlatformError as error:
             if error.status != 401:
                 raise
+            count_retry(PLATFORM, error)
 
         # The token may have been revoked before it expired: fetch a new one.
         self._token = None
@@ -344,5 +371,11 @@ def trustpilot_client(
     config: TrustpilotConfig, *, api_secret: str, **options: Any
 ) -> TrustpilotClient:
     """Build a client; ``options`` go to :class:`ApiClient` (transport, rng, sleep, clocks)."""
-    api = ApiClient(PLATFORM, timeout=config.request_timeout, retry=config.retry, **options)
+    api = limited_client(
+        PLATFORM,
+        timeout=config.request_timeout,
+        retry=config.retry,
+        limits=config.limits,
+        **options,
+    )
     return TrustpilotClient(config, api_secret=api_secret, api=api)

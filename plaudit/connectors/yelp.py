@@ -24,7 +24,7 @@ import httpx
 import msgspec
 
 from plaudit.config.model import YelpConfig
-from plaudit.connectors.apiclient import ApiClient, ApiClientStatistics, decode_json
+from plaudit.connectors.apiclient import ApiClient, ApiClientStatistics, decode_json, limited_client
 from plaudit.connectors.base import Capability, IngestionMode
 from plaudit.errors import PlatformError, ReconnectRequiredError
 from plaudit.reviews.model import Review, normalize_timestamp
@@ -201,5 +201,11 @@ class YelpClient:
 
 def yelp_client(config: YelpConfig, *, api_key: str, **options: Any) -> YelpClient:
     """Build a client; ``options`` go to :class:`ApiClient` (transport, rng, sleep, clocks)."""
-    api = ApiClient(PLATFORM, timeout=config.request_timeout, retry=config.retry, **options)
+    api = limited_client(
+        PLATFORM,
+        timeout=config.request_timeout,
+        retry=config.retry,
+        limits=config.limits,
+        **options,
+    )
     return YelpClient(config, api_key=api_key, api=api)

@@ -29,6 +29,9 @@ from plaudit.actors.base import Actor
 from plaudit.actors.marketplace import marketplace_restart_pending
 from plaudit.actors.webhooks import WebhookActor
 from plaudit.config import Config, Paths, load_config, resolve_paths
+from plaudit.config.credential_files import require_inbound_files
+from plaudit.config.paths import create_state_folders, resolve_state_folders
+from plaudit.daemon.child_alerts import ChildAlerts
 from plaudit.daemon.commands import CommandHandler
 from plaudit.daemon.control import serve_control
 from plaudit.daemon.lock import StateLock
@@ -40,7 +43,14 @@ from plaudit.daemon.platforms import (
     reconfigure_platform_actors,
 )
 from plaudit.daemon.preflight import check_control_socket, check_metrics_port
-from plaudit.daemon.supervisor import ChildContext, ChildSpec, ChildState, RestartPolicy, Supervisor
+from plaudit.daemon.supervisor import (
+    ChildContext,
+    ChildSpec,
+    ChildState,
+    RestartPolicy,
+    RestartType,
+    Supervisor,
+)
 from plaudit.errors import ConfigError
 from plaudit.journal import AsyncJournal, Journal
 from plaudit.matching.service import matching_children
@@ -71,6 +81,7 @@ class Daemon:
         runtime_dir_override: str | None = None,
     ) -> None:
         self.config_path = config_path
+        config = resolve_state_folders(config, paths.state_dir)
         self.config = config
         # The settings the process started with; some apply only at start.
         self._started_config = config
@@ -84,6 +95,7 @@ class Daemon:
         self.config_loaded_at = time.time()
         self.actors: dict[str, Actor] = {}
         self.supervisor: Supervisor | None = None
+        self.child_alerts = ChildAlerts()
         self.journal: AsyncJournal | None = None
         self._drain_requested = trio.Event()
         # "host:port" of the metrics endpoint once it listens (the port may be 0 in config).
@@ -102,6 +114,8 @@ class Daemon:
         """Open the journal, start the tree, serve until drained."""
         with StateLock(self.paths.lock_path, state_dir=self.paths.state_dir):
             check_control_socket(self.paths.control_socket)
+            create_state_folders(self.config, self.paths.state_dir)
+            require_inbound_files(self.config, self.config_path)
             if self.config.metrics.enabled:
                 check_metrics_port(self.config.metrics.host, self.config.metrics.port)
             journal = self._open_journal()
@@ -149,6 +163,7 @@ class Daemon:
             async with trio.open_nursery() as outer:
                 await outer.start(self.journal.run)
                 outer.start_soon(self._handle_signals, signals)
+                outer.start_soon(self.child_alerts.run, self.journal)
                 await self._supervise()
                 outer.cancel_scope.cancel()
 
@@ -215,7 +230,9 @@ class Daemon:
         try:
             config = load_config(self.config_path)
             paths = resolve_paths(config, state_dir=state_dir, runtime_dir=runtime_dir)
+            config = resolve_state_folders(config, paths.state_dir)
             self._check_reloadable(config, paths)
+            create_state_folders(config, paths.state_dir)
             check_platform_secrets(config)
         except ConfigError as error:
             metrics.CONFIG_RELOAD_OK.set(0)
@@ -346,6 +363,7 @@ class Daemon:
     def _on_child_event(
         self, name: str, old: ChildState, new: ChildState, error: BaseException | None
     ) -> None:
+        self.child_alerts.observe(name, old, new, error)
         if new == ChildState.FAILED:
             self.notifier.status(f"degraded: {name} failed")
             log.error("daemon.child_failed", extra={"child": name, "error": repr(error)})
@@ -479,12 +497,24 @@ class Daemon:
         for kind, state, count in counts:
             metrics.JOBS.labels(kind, state).set(count)
 
+    def failed_children(self) -> list[str]:
+        """Name the permanent children that the supervisor marked failed, in start order."""
+        if self.supervisor is None:
+            return []
+        return [
+            child.name
+            for child in self.supervisor.statistics().children
+            if child.state is ChildState.FAILED and child.restart_type is RestartType.PERMANENT
+        ]
+
     def status(self) -> dict[str, Any]:
         return {
             "pid": os.getpid(),
             "version": plaudit.__version__,
             "state": self.state,
-            "ready": self.state == "running",
+            # A failed permanent child does work the daemon needs, so it is not ready.
+            "ready": self.state == "running" and not self.failed_children(),
+            "failed_children": self.failed_children(),
             "uptime_seconds": round(time.time() - self.started_at, 3),
             "config_path": self.config_path,
             "config_loaded_at": self.config_loaded_at,

@@ -25,6 +25,7 @@ from plaudit.messaging.request_commands import request_commands
 from plaudit.personalisation.control import personalisation_commands
 from plaudit.reliability.monitor import PlatformHealthMonitor
 from plaudit.reviews.import_commands import import_commands
+from plaudit.reviews.reply_commands import with_review_replies
 from plaudit.webhooks.control import webhook_commands
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ class CommandHandler:
         self._commands.update(deliverability_commands(daemon))
         self._commands.update(inbound_commands(daemon))
         self._commands.update(matching_commands(daemon))
+        self._commands["review"] = with_review_replies(daemon, self._commands["review"])
         self._commands.update(request_commands(daemon))
         self._commands.update(personalisation_commands(daemon))
         self._commands.update(alert_commands(daemon))

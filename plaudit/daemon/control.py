@@ -13,6 +13,12 @@ such a stream is open are discarded.
 
 Peers are checked with SO_PEERCRED (Linux): root, the daemon's own user, the
 configured uids and members of the configured gids may connect.
+
+A connection must send its first request within ``first_request_timeout``
+seconds and each later one within ``idle_timeout``.  When every connection
+slot is taken and another client is waiting to connect, the connection that
+has waited longest for a request is closed to make room, so idle clients
+cannot lock operators out.
 """
 
 from __future__ import annotations
@@ -95,6 +101,16 @@ class ControlResponseError(ControlError):
     def __init__(self, message: str, *, code: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+@final
+class ControlTimeoutError(ControlError):
+    """The daemon sent no response in time, but it may still be running the command."""
+
+    def __init__(self, message: str, *, command: str, timeout: float) -> None:
+        super().__init__(message)
+        self.command = command
+        self.timeout = timeout
 
 
 class LineTooLongError(ControlError):
@@ -351,6 +367,10 @@ class ControlServerStatistics:
     requests_total: int
     peers_rejected: int
     errors: dict[str, int] = field(default_factory=dict)
+    # Idle connections closed to make room for a waiting client.
+    connections_evicted: int = 0
+    # Connections closed because no request arrived in time.
+    connections_timed_out: int = 0
 
 
 @final
@@ -364,17 +384,27 @@ class ControlServer:
         peer_policy: PeerPolicy,
         max_connections: int = 64,
         idle_timeout: float = 60.0,
+        first_request_timeout: float = 10.0,
     ) -> None:
         if max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
         if idle_timeout <= 0:
             raise ValueError(f"idle_timeout must be positive seconds, got {idle_timeout}")
+        if first_request_timeout <= 0:
+            raise ValueError(
+                f"first_request_timeout must be positive seconds, got {first_request_timeout}"
+            )
 
         self._handler = handler
         self._peer_policy = peer_policy
         self._max_connections = max_connections
         self._idle_timeout = idle_timeout
+        self._first_request_timeout = first_request_timeout
         self._slots = trio.Semaphore(max_connections)
+        # Connections waiting for a request, longest-waiting first, by connection number.
+        self._idle: dict[int, trio.CancelScope] = {}
+        self._connections_evicted = 0
+        self._connections_timed_out = 0
         self._path: Path | None = None
         self._connections_open = 0
         self._connections_total = 0
@@ -397,6 +427,8 @@ class ControlServer:
             requests_total=self._requests_total,
             peers_rejected=self._peers_rejected,
             errors=dict(self._errors),
+            connections_evicted=self._connections_evicted,
+            connections_timed_out=self._connections_timed_out,
         )
 
     async def serve(
@@ -425,7 +457,13 @@ class ControlServer:
 
     async def _accept_forever(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         while True:
-            # Connections beyond the limit wait in the kernel's listen backlog.
+            if self._slots.value == 0:
+                # Every slot is taken: once a client waits in the kernel's
+                # listen backlog, close the longest-idle connection for it.
+                # With none idle, the client waits for a request to finish.
+                await trio.lowlevel.wait_readable(listener.socket)
+                if self._slots.value == 0:
+                    self._evict_oldest_idle()
             await self._slots.acquire()
             try:
                 stream = await listener.accept()
@@ -442,14 +480,26 @@ class ControlServer:
 
             nursery.start_soon(self._run_connection, stream)
 
+    def _evict_oldest_idle(self) -> None:
+        if not self._idle:
+            return
+        number = next(iter(self._idle))
+        self._idle.pop(number).cancel()
+        self._connections_evicted += 1
+        logger.info(
+            "control.connection_evicted",
+            extra={"connection": number, "max_connections": self._max_connections},
+        )
+
     async def _run_connection(self, stream: trio.SocketStream) -> None:
         self._connections_open += 1
         self._connections_total += 1
+        number = self._connections_total
         # except* because a streaming response runs in a nursery, which wraps
         # these errors in an ExceptionGroup.
         try:
             async with stream:
-                await self._serve_connection(stream)
+                await self._serve_connection(stream, number)
         except* (trio.BrokenResourceError, trio.ClosedResourceError) as group:
             logger.debug("control.connection_lost", extra={"error": repr(group.exceptions[0])})
         except* trio.TooSlowError:
@@ -462,14 +512,15 @@ class ControlServer:
             self._connections_open -= 1
             self._slots.release()
 
-    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+    async def _serve_connection(self, stream: trio.SocketStream, number: int) -> None:
         if not await self._admit(stream):
             return
 
         buffer = LineBuffer(MAX_REQUEST_LINE)
+        wait = self._first_request_timeout
         while True:
             try:
-                line = await self._receive_line(stream, buffer)
+                line = await self._receive_line(stream, buffer, number=number, wait=wait)
             except LineTooLongError:
                 message = f"request line is longer than {MAX_REQUEST_LINE} bytes; split the request"
                 await self._send_error(stream, ErrorCode.BAD_REQUEST, message, None)
@@ -479,6 +530,7 @@ class ControlServer:
                 return
             if line.strip():
                 await self._respond(stream, line)
+                wait = self._idle_timeout
 
     async def _admit(self, stream: trio.SocketStream) -> bool:
         try:
@@ -501,20 +553,28 @@ class ControlServer:
         await self._send_error(stream, ErrorCode.PERMISSION_DENIED, message, None)
         return False
 
-    async def _receive_line(self, stream: trio.SocketStream, buffer: LineBuffer) -> bytes | None:
-        """Return the next request line, or None at end of input or after the idle timeout."""
-        with trio.move_on_after(self._idle_timeout):
-            while True:
-                line = buffer.next_line()
-                if line is not None:
-                    return line
+    async def _receive_line(
+        self, stream: trio.SocketStream, buffer: LineBuffer, *, number: int, wait: float
+    ) -> bytes | None:
+        """Return the next request line, or None at end of input, after ``wait`` s or eviction."""
+        with trio.move_on_after(wait) as scope:
+            self._idle[number] = scope
+            try:
+                while True:
+                    line = buffer.next_line()
+                    if line is not None:
+                        return line
 
-                data = await stream.receive_some(RECEIVE_SIZE)
-                if not data:
-                    return None
-                buffer.feed(data)
+                    data = await stream.receive_some(RECEIVE_SIZE)
+                    if not data:
+                        return None
+                    buffer.feed(data)
+            finally:
+                self._idle.pop(number, None)
 
-        logger.debug("control.connection_idle", extra={"timeout_seconds": self._idle_timeout})
+        if scope.deadline <= trio.current_time():
+            self._connections_timed_out += 1
+            logger.debug("control.connection_idle", extra={"timeout_seconds": wait})
         return None
 
     async def _respond(self, stream: trio.SocketStream, line: bytes) -> None:
@@ -615,6 +675,7 @@ async def serve_control(
     peer_policy: PeerPolicy | None = None,
     max_connections: int = 64,
     idle_timeout: float = 60.0,
+    first_request_timeout: float = 10.0,
     task_status: trio.TaskStatus[ControlServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the control socket at ``path`` until cancelled; started() reports the server.
@@ -627,7 +688,11 @@ async def serve_control(
             daemon_uid=os.geteuid(), allowed_uids=allowed_uids, allowed_gids=allowed_gids
         )
     server = ControlServer(
-        handler, peer_policy=peer_policy, max_connections=max_connections, idle_timeout=idle_timeout
+        handler,
+        peer_policy=peer_policy,
+        max_connections=max_connections,
+        idle_timeout=idle_timeout,
+        first_request_timeout=first_request_timeout,
     )
     await server.serve(path, mode=mode, task_status=task_status)
 
@@ -911,9 +976,12 @@ def _unreachable(path: Path, exc: OSError) -> ControlError:
 
 
 def _timed_out(path: Path, command: str, timeout: float) -> ControlError:
-    return ControlError(
-        f"the daemon on {path} did not respond to {command!r} within {timeout:g} s; "
-        f"check its log or pass a longer --timeout"
+    return ControlTimeoutError(
+        f"the daemon on {path} did not respond to {command!r} within {timeout:g} s, "
+        "but it may still complete the command; check its log before repeating it, "
+        "or pass a longer --timeout",
+        command=command,
+        timeout=timeout,
     )
 
 

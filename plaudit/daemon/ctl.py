@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from plaudit import alerts_ctl
-from plaudit.daemon.control import request_stream, request_sync
+from plaudit.daemon.control import ControlTimeoutError, request_stream, request_sync
 from plaudit.errors import ControlError
 from plaudit.inbound import control as inbound_ctl
 from plaudit.matching import ctl as matching_ctl
@@ -33,6 +33,20 @@ DEFAULT_SOCKET = Path("/run/plaudit/control.sock")
 JOB_STATES = ("ready", "running", "succeeded", "failed", "dead")
 # Longer values (error messages, keys) are cut so a table row stays on one line.
 MAX_CELL_WIDTH = 60
+# Seconds to wait for a response when --timeout is not given.
+DEFAULT_TIMEOUT = 10.0
+# An import of a few hundred thousand rows takes minutes on a slow disk.
+IMPORT_TIMEOUT = 600.0
+TIMEOUT_HELP = (
+    f"seconds to wait for the daemon's response (default {DEFAULT_TIMEOUT:g}, "
+    f"{IMPORT_TIMEOUT:g} for import); may also follow COMMAND"
+)
+# Appended to the message of a timed-out import, saying how to finish it safely.
+IMPORT_TIMEOUT_HINT = (
+    "an import is stored completely or not at all, and importing the same file again "
+    "stores no row twice (reviews already stored count as unchanged, couples are "
+    "updated by e-mail address), so run the same command again with a longer --timeout"
+)
 
 
 def default_socket_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -60,12 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"else {DEFAULT_SOCKET})",
     )
     parser.add_argument("--json", action="store_true", help="print the daemon's JSON result")
-    parser.add_argument(
-        "--timeout",
-        type=_positive_float,
-        default=10.0,
-        help="seconds to wait for the daemon's response (default 10)",
-    )
+    parser.add_argument("--timeout", type=_positive_float, default=None, help=TIMEOUT_HELP)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser("status", help="daemon, actor and journal overview")
@@ -101,7 +110,47 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="check that a marketplace storefront resolves and names the vendor"
     )
     verify.add_argument("profile", help="profile_id of a marketplace profile, or site:profile_id")
+    _accept_json_after_command(commands)
+    _accept_timeout_after_command(commands)
     return parser
+
+
+def _accept_timeout_after_command(commands: argparse._SubParsersAction[Any]) -> None:
+    """Let every subcommand take ``--timeout`` too, as ``--json`` above."""
+    for subparser in set(commands.choices.values()):
+        if "--timeout" not in subparser._option_string_actions:
+            subparser.add_argument(
+                "--timeout", type=_positive_float, default=argparse.SUPPRESS, help=TIMEOUT_HELP
+            )
+        for action in subparser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _accept_timeout_after_command(action)
+
+
+def command_timeout(options: argparse.Namespace) -> float:
+    """Return the --timeout given, else the command's default in seconds."""
+    if options.timeout is not None:
+        return float(options.timeout)
+    return IMPORT_TIMEOUT if options.command == "import" else DEFAULT_TIMEOUT
+
+
+def _accept_json_after_command(commands: argparse._SubParsersAction[Any]) -> None:
+    """Let every subcommand take ``--json`` too, as in ``plaudit ctl health --json``.
+
+    SUPPRESS as the default keeps ``plaudit ctl --json health`` working: the
+    subcommand's parser then sets nothing and the top-level value stays.
+    """
+    for subparser in set(commands.choices.values()):
+        if "--json" not in subparser._option_string_actions:
+            subparser.add_argument(
+                "--json",
+                action="store_true",
+                default=argparse.SUPPRESS,
+                help="print the JSON result",
+            )
+        for action in subparser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _accept_json_after_command(action)
 
 
 def request_args(options: argparse.Namespace) -> dict[str, Any]:
@@ -130,6 +179,8 @@ def request_args(options: argparse.Namespace) -> dict[str, Any]:
         return alerts_ctl.request_args(options)
     if options.command in push_ctl.COMMANDS:
         return push_ctl.request_args(options)
+    if options.command == "inbound":
+        return inbound_ctl.request_args(options)
     return {}
 
 
@@ -143,13 +194,16 @@ def ctl_main(argv: Sequence[str]) -> int:
         return exc.code if isinstance(exc.code, int) else 2
 
     socket_path = options.socket or default_socket_path()
+    timeout = command_timeout(options)
     if options.command == "watch":
-        return watch_main(socket_path, as_json=options.json, timeout=options.timeout)
+        return watch_main(socket_path, as_json=options.json, timeout=timeout)
 
     try:
-        result = request_sync(
-            socket_path, options.command, request_args(options), timeout=options.timeout
-        )
+        result = request_sync(socket_path, options.command, request_args(options), timeout=timeout)
+    except ControlTimeoutError as exc:
+        hint = f"; {IMPORT_TIMEOUT_HINT}" if options.command == "import" else ""
+        print(f"plaudit ctl: {exc}{hint}", file=sys.stderr)
+        return 1
     except ControlError as exc:
         print(f"plaudit ctl: {exc}", file=sys.stderr)
         return 1
@@ -228,6 +282,10 @@ def _render_daemon(daemon: dict[str, Any]) -> str:
         ["config", str(daemon.get("config_path") or "-")],
         ["loaded", _time(daemon.get("config_loaded_at"))],
     ]
+    failed = _list(daemon.get("failed_children"))
+    if failed:
+        # Shown next to "ready no" so the reason is on the same screen.
+        rows.insert(2, ["failed", ", ".join(str(name) for name in failed)])
     return "DAEMON\n" + format_table(None, rows)
 
 
@@ -355,7 +413,7 @@ def render_health(result: dict[str, Any]) -> str:
                 _time(row.get("since")),
                 _time(row.get("last_success_at")),
                 _percent(row.get("error_rate")),
-                _cell(latency.get("p95")),
+                _seconds(latency.get("p95")),
                 *(_percent(uptime.get(window)) for window in ("1h", "24h", "30d")),
                 _cell(row.get("cause")),
             ]
@@ -392,6 +450,12 @@ def render_health(result: dict[str, Any]) -> str:
         headers = ["INCIDENT", "SUBJECT", "STATE", "OPENED", "RESOLVED", "DURATION", "CAUSE"]
         text += "\n" + format_table(headers, incidents)
     return text
+
+
+def _seconds(value: Any) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "-"
+    return f"{value:.3f}"
 
 
 def _percent(value: Any) -> str:

@@ -1,17 +1,20 @@
 """``plaudit ctl inbound``: the inbox by provider and state, and SNS subscriptions to confirm.
 
-An SNS SubscriptionConfirmation is stored but its SubscribeURL is never
-fetched.  This command lists each one with its topic and URL so an operator
-can check the topic and confirm the subscription by hand.
+An SNS SubscriptionConfirmation is stored but its SubscribeURL is not
+followed by itself.  This command lists each one with its topic and URL; once
+the operator has checked the topic, ``--confirm ID`` follows the URL (see
+:mod:`plaudit.inbound.subscriptions` for the checks).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from plaudit.errors import ControlError
+from plaudit.inbound.subscriptions import confirm
 from plaudit.journal import Journal
 
 if TYPE_CHECKING:
@@ -35,7 +38,16 @@ def inbound_commands(daemon: Daemon) -> dict[str, Command]:
         journal = daemon.journal
         if journal is None:
             raise ControlError("the journal is not open yet; try again in a moment")
-        return await journal.read(report)
+        target = args.get("confirm")
+        if target is None:
+            return await journal.read(report)
+        if not isinstance(target, int) or isinstance(target, bool):
+            raise ControlError(f"confirm must be an inbound event id, not {target!r}")
+        inbound_config = daemon.config.inbound
+        ses = inbound_config.ses if inbound_config is not None else None
+        if ses is None:
+            raise ControlError("[inbound.ses] is not configured, so there is nothing to confirm")
+        return await confirm(journal, target, extra_hosts=list(ses.confirm_hosts), now=time.time())
 
     return {"inbound": inbound}
 
@@ -66,13 +78,27 @@ def report(journal: Journal) -> dict[str, Any]:
 
 def add_parsers(commands: Any) -> None:
     """Add ``inbound`` to ``plaudit ctl``'s subparsers."""
-    commands.add_parser(
+    inbound = commands.add_parser(
         "inbound", help="inbound webhook events by provider and state; SNS subscriptions to confirm"
     )
+    inbound.add_argument(
+        "--confirm",
+        type=int,
+        metavar="ID",
+        help="confirm the SNS subscription with this id (after checking its topic)",
+    )
+
+
+def request_args(options: Any) -> dict[str, Any]:
+    """Build the ``inbound`` request's args."""
+    return {} if options.confirm is None else {"confirm": options.confirm}
 
 
 def render_inbound(result: dict[str, Any]) -> str:
     from plaudit.daemon.ctl import _cell, _dict, _list, _time, format_table
+
+    if "subscription_arn" in result:
+        return f"confirmed {result.get('topic')}: {result.get('subscription_arn')}\n"
 
     rows = [
         [_cell(row.get("provider")), _cell(row.get("state")), _cell(row.get("count"))]

@@ -17,12 +17,18 @@ from plaudit.inbound.mapping import (
     status_kind,
     text_or_none,
 )
+from plaudit.inbound.message_ids import (
+    mailgun_message_id,
+    postmark_message_id,
+    resend_message_id,
+    sendgrid_message_id,
+)
 from plaudit.messaging.deliverability.suppression import EventKind
 
 # --- SendGrid ---------------------------------------------------------------
 
 _SENDGRID_KINDS: Final[dict[str, EventKind]] = {
-    "processed": "sent",
+    "processed": "accepted",
     "delivered": "delivered",
     "deferred": "deferred",
     "spamreport": "complaint",
@@ -59,7 +65,7 @@ def _sendgrid_event(item: Mapping[str, Any], index: int) -> InboundEvent | None:
         raise MalformedPayload(f"SendGrid event {index} has no 'email'")
     at = _sendgrid_time(item, index)
     event_id = str(item.get("sg_event_id") or derived_id("sendgrid", dict(item)))
-    message_id = item.get("sg_message_id") or item.get("smtp-id")
+    message_id = sendgrid_message_id(item)
     reason = item.get("reason") or item.get("response")
     status = enhanced_status(item.get("status"), reason) or text_or_none(item.get("status"))
 
@@ -107,7 +113,7 @@ def _sendgrid_time(item: Mapping[str, Any], index: int) -> float:
 # --- Mailgun ----------------------------------------------------------------
 
 _MAILGUN_KINDS: Final[dict[str, EventKind]] = {
-    "accepted": "sent",
+    "accepted": "accepted",
     "delivered": "delivered",
     "opened": "opened",
     "clicked": "clicked",
@@ -127,9 +133,8 @@ def map_mailgun(body: bytes) -> list[InboundEvent]:
     stamp = event.get("timestamp")
     if not isinstance(stamp, (int, float)):
         raise MalformedPayload("Mailgun event-data has no numeric 'timestamp'")
-    headers = (event.get("message") or {}).get("headers") or {}
     event_id = str(event.get("id") or derived_id("mailgun", event))
-    message_id = text_or_none(headers.get("message-id"))
+    message_id = mailgun_message_id(event)
 
     def make(kind: EventKind, status: str | None = None) -> list[InboundEvent]:
         return [
@@ -226,7 +231,7 @@ def map_postmark(body: bytes) -> list[InboundEvent]:
             event_id=event_id,
             at=at,
             recipient=recipient,
-            message_id=message_id,
+            message_id=postmark_message_id(data),
             status=status,
         )
     ]
@@ -235,7 +240,7 @@ def map_postmark(body: bytes) -> list[InboundEvent]:
 # --- Resend -----------------------------------------------------------------
 
 _RESEND_KINDS: Final[dict[str, EventKind]] = {
-    "email.sent": "sent",
+    "email.sent": "accepted",
     "email.delivered": "delivered",
     "email.delivery_delayed": "deferred",
     "email.complained": "complaint",
@@ -270,7 +275,7 @@ def map_resend(body: bytes, *, event_id: str | None = None) -> list[InboundEvent
             event_id=event_id or f"{email_id}:{name}",
             at=at,
             recipient=recipient,
-            message_id=email_id,
+            message_id=resend_message_id(inner),
         )
     ]
 
@@ -278,7 +283,7 @@ def map_resend(body: bytes, *, event_id: str | None = None) -> list[InboundEvent
 # --- Brevo ------------------------------------------------------------------
 
 _BREVO_KINDS: Final[dict[str, EventKind]] = {
-    "request": "sent",
+    "request": "accepted",
     "delivered": "delivered",
     "deferred": "deferred",
     "hard_bounce": "hard_bounce",

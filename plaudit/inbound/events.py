@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from plaudit.inbound import email_events, sms_push_events
-from plaudit.inbound.mapping import INSPECT_ONLY_PROVIDERS, PROVIDERS, InboundEvent, MappingError
+from plaudit.inbound.mapping import (
+    INSPECT_ONLY_PROVIDERS,
+    PROVIDERS,
+    InboundEvent,
+    MappingError,
+    check_time,
+)
 from plaudit.inbound.ses_events import map_ses
 
 
@@ -16,7 +22,11 @@ def map_events(
     received_at: float,
     delivery_id: str | None = None,
 ) -> list[InboundEvent]:
-    """Map ``body`` from ``provider``; raise MappingError naming why it cannot be."""
+    """Map ``body`` from ``provider``; raise MappingError naming why it cannot be.
+
+    A body with any event whose time is not finite or not plausible is
+    rejected as a whole (see ``check_time``).
+    """
     mappers: dict[str, Callable[[], list[InboundEvent]]] = {
         "sendgrid": lambda: email_events.map_sendgrid(body),
         "mailgun": lambda: email_events.map_mailgun(body),
@@ -32,4 +42,7 @@ def map_events(
     if mapper is None:
         known = ", ".join(PROVIDERS + INSPECT_ONLY_PROVIDERS)
         raise MappingError(f"unknown provider {provider!r}; use one of {known}")
-    return mapper()
+    events = mapper()
+    for event in events:
+        check_time(event)
+    return events

@@ -26,7 +26,10 @@ from plaudit.inbound.mapping import InboundEvent, MappingError
 from plaudit.journal import AsyncJournal, Job, Tx
 from plaudit.messaging.deliverability.store import record_event
 from plaudit.messaging.deliverability.suppression import MessageEvent, SuppressionPolicy
+from plaudit.messaging.request_events import emit_for_message_event
 from plaudit.messaging.sms_events import HELP_EVENT, OPT_IN_EVENT, apply_keyword, track_status
+from plaudit.messaging.submission import confirm_submission
+from plaudit.reliability.monitor import disk_full
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +49,14 @@ _FINISH = """
 UPDATE inbound_events SET state = ?, events = ?, reason = ?, processed_at = ? WHERE id = ?
 """
 
-State = Literal["processed", "ignored", "confirmation_required"]
+State = Literal["processed", "ignored", "confirmation_required", "failed"]
+
+# The savepoint that keeps a failed event's partial writes out of its job's commit.
+_SAVEPOINT: Final = "inbound_event"
 
 
 class InboundProcessingError(PlatformError):
-    """Mapping a stored request failed unexpectedly; the job is retried."""
+    """Mapping a stored request raised unexpectedly; the job is retried."""
 
 
 @final
@@ -180,7 +186,10 @@ def _apply(
             return Outcome(
                 state="confirmation_required",
                 events=0,
-                reason="SNS subscription confirmation; confirm the subscription in the AWS console",
+                reason=(
+                    "SNS subscription confirmation; check the topic, then run "
+                    "`plaudit ctl inbound --confirm ID`"
+                ),
             )
         if event.type == "platform.push":
             if _enqueue_sync(tx, event, platforms):
@@ -209,6 +218,9 @@ def _apply(
             recorded += 1
             if provider == "twilio":
                 track_status(tx, event)
+            else:
+                emit_for_message_event(tx, message)
+                confirm_submission(tx, message)
     state: State = "processed" if recorded or syncs else "ignored"
     reason = "; ".join(reasons) if reasons else None
     if state == "ignored" and reason is None:
@@ -260,7 +272,13 @@ def _enqueue_sync(tx: Tx, event: InboundEvent, platforms: frozenset[str]) -> boo
 
 @final
 class InboxActor(Actor):
-    """Processes stored inbound requests; the journal retries a failed attempt."""
+    """Processes stored inbound requests, one job per request.
+
+    A request whose mapping raises is retried up to the job's max attempts.
+    When its recording raises, or its mapping raises on the last attempt, it
+    is marked ``failed`` with the error and its job completes.  So one poison
+    request neither blocks the others nor crashes the actor.
+    """
 
     kinds = (PROCESS_KIND,)
 
@@ -286,18 +304,25 @@ class InboxActor(Actor):
         if stored is None or stored.state != "pending":
             return None
         try:
-            planned = plan(stored)
+            planned: list[InboundEvent] | str | Exception = plan(stored)
         except Exception as error:
-            # A mapper bug must not lose the request: the journal retries it
-            # with backoff and keeps it dead for inspection after the last attempt.
-            raise InboundProcessingError(
-                f"processing inbound request {inbound_id} from {stored.provider} failed: "
-                f"{error!r}; it will be retried",
-                retryable=True,
-            ) from error
+            if job.attempts < job.max_attempts:
+                # The journal retries it with backoff; the other jobs keep running.
+                raise InboundProcessingError(
+                    f"processing inbound request {inbound_id} from {stored.provider} failed: "
+                    f"{error!r}; attempt {job.attempts} of {job.max_attempts}, it will be retried",
+                    retryable=True,
+                ) from error
+            # The last attempt: write() marks the request failed, with this error.
+            planned = error
 
         def write(tx: Tx) -> None:
-            outcome = record(tx, stored, planned, policy=self.policy, platforms=self.platforms)
+            if isinstance(planned, Exception):
+                mark_failed(tx, stored, planned)
+                return
+            outcome = record_isolated(
+                tx, stored, planned, policy=self.policy, platforms=self.platforms
+            )
             if outcome is not None:
                 log.info(
                     "inbound.processed",
@@ -305,3 +330,48 @@ class InboxActor(Actor):
                 )
 
         return write
+
+
+def record_isolated(
+    tx: Tx,
+    stored: Stored,
+    planned: list[InboundEvent] | str,
+    *,
+    policy: SuppressionPolicy,
+    platforms: frozenset[str],
+) -> Outcome | None:
+    """Run ``record`` in a savepoint; when it raises, undo its writes and mark the event failed.
+
+    One event that cannot be recorded (a poison event) so ends in state
+    ``failed`` with its error, and the events queued after it still run.  A
+    full disk is re-raised instead, because it is not the event's fault.
+    """
+    tx.execute(f"SAVEPOINT {_SAVEPOINT}")
+    try:
+        outcome = record(tx, stored, planned, policy=policy, platforms=platforms)
+    except Exception as error:
+        if disk_full(error):
+            raise
+        tx.execute(f"ROLLBACK TO {_SAVEPOINT}")
+        tx.execute(f"RELEASE {_SAVEPOINT}")
+        return mark_failed(tx, stored, error)
+    tx.execute(f"RELEASE {_SAVEPOINT}")
+    return outcome
+
+
+def mark_failed(tx: Tx, stored: Stored, error: Exception) -> Outcome | None:
+    """Record that processing ``stored`` raised; None when it is no longer pending."""
+    current = tx.execute("SELECT state FROM inbound_events WHERE id = ?", (stored.id,)).fetchone()
+    if current is None or current[0] != "pending":
+        return None
+
+    reason = f"processing failed: {error!r}; the request is kept for inspection"
+    outcome = Outcome(state="failed", events=0, reason=reason)
+    tx.execute(_FINISH, (outcome.state, 0, reason, tx.now, stored.id))
+    metrics.INBOUND_PROCESSED.labels(provider=stored.provider, outcome="failed").inc()
+    metrics.INBOUND_POISON_EVENTS.labels(provider=stored.provider).inc()
+    log.error(
+        "inbound.event_failed",
+        extra={"inbound_id": stored.id, "provider": stored.provider, "error": repr(error)},
+    )
+    return outcome

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import math
 from typing import Any, Final, final
 
 import msgspec
@@ -33,6 +34,9 @@ PROVIDERS: Final = (
     "facebook",
     "google",
 )
+# Bounds of an event time, in Unix seconds: the Unix epoch and 2100-01-01 UTC.
+EARLIEST_TIME: Final = 0.0
+LATEST_TIME: Final = 4_102_444_800.0
 # Mapped by ``plaudit inspect webhook`` only: the listener has no route for them.
 INSPECT_ONLY_PROVIDERS: Final = ("brevo",)
 
@@ -75,11 +79,39 @@ def derived_id(*parts: object) -> str:
     return "sha256:" + digest[:32]
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def decode_json(body: bytes, provider: str) -> Any:
+    """Parse untrusted JSON; raise MalformedPayload for invalid, non-standard or deep input.
+
+    NaN and Infinity are rejected because RFC 8259 has no such numbers.  Nesting
+    deeper than the interpreter's recursion limit (1000 by default) raises
+    RecursionError inside the parser, which becomes MalformedPayload here.
+    """
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return json.loads(body, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as error:
         raise MalformedPayload(f"{provider} body is not valid JSON: {error}") from error
+    except RecursionError:
+        raise MalformedPayload(
+            f"{provider} body is not valid JSON: it is nested too deeply"
+        ) from None
+
+
+def check_time(event: InboundEvent) -> None:
+    """Raise MalformedPayload unless the event's time is finite and plausible.
+
+    A time before the Unix epoch or after 2099 is a provider bug or a forgery,
+    and a NaN or infinite one cannot be stored at all.
+    """
+    at = event.occurred_at
+    if not math.isfinite(at) or not EARLIEST_TIME <= at < LATEST_TIME:
+        raise MalformedPayload(
+            f"event {event.provider_event_id} has the time {at!r}; expected Unix seconds "
+            f"from {EARLIEST_TIME:.0f} (1970-01-01) to {LATEST_TIME:.0f} (2100-01-01)"
+        )
 
 
 def iso_seconds(text: object, what: str) -> float:

@@ -11,21 +11,23 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import urllib.parse
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import msgspec
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
-from cryptography.x509 import load_pem_x509_certificate
 
+from plaudit.config.credential_files import CredentialFile, read_credential_file
 from plaudit.config.model import InboundConfig
-from plaudit.errors import PlauditError
+from plaudit.errors import ConfigError, PlauditError
 from plaudit.inbound import sns, verify
+from plaudit.inbound.mapping import MalformedPayload, decode_json
 from plaudit.webhooks import signing
+
+if TYPE_CHECKING:
+    # cryptography takes about 7 MB, so the key loaders import it on first
+    # use: a listener without SendGrid or Pub/Sub keys never loads it.
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 # Headers kept with each stored request, for audit and re-verification.
 # Authorization is left out on purpose: it carries Postmark's password.
@@ -72,26 +74,36 @@ def body_id(body: bytes) -> str:
 
 def _json(body: bytes, provider: str) -> Any:
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise verify.malformed(f"{provider} body is not valid JSON: {error}") from error
+        return decode_json(body, provider)
+    except MalformedPayload as error:
+        raise verify.malformed(str(error)) from error
 
 
-def _read(path: str, what: str) -> bytes:
+def _read(key: tuple[str | int, ...], path: str) -> bytes:
+    """Read a public key or certificate file; raise CredentialError naming the key and file."""
     try:
-        return Path(path).read_bytes()
-    except OSError as error:
-        raise CredentialError(
-            f"cannot read {what} {path}: {error.strerror or error}; fix the path in [inbound]"
-        ) from error
+        return read_credential_file(CredentialFile(key=key, path=path, secret=False))
+    except ConfigError as error:
+        raise CredentialError("; ".join(error.problems)) from error
 
 
-def _text(path: str, what: str) -> str:
-    return _read(path, what).decode("utf-8", errors="strict").strip()
+def _text(key: tuple[str | int, ...], path: str) -> str:
+    """Read a shared secret; raise CredentialError for an empty file, which would verify nothing."""
+    try:
+        data = read_credential_file(CredentialFile(key=key, path=path, secret=True))
+    except ConfigError as error:
+        raise CredentialError("; ".join(error.problems)) from error
+    return data.decode("utf-8").strip()
 
 
 def load_ec_key(data: bytes) -> ec.EllipticCurvePublicKey:
     """Read a P-256 public key in PEM or in SendGrid's base64 DER form."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import (
+        load_der_public_key,
+        load_pem_public_key,
+    )
+
     try:
         if b"-----BEGIN" in data:
             key = load_pem_public_key(data)
@@ -106,9 +118,12 @@ def load_ec_key(data: bytes) -> ec.EllipticCurvePublicKey:
 
 def load_public_keys(paths: list[str]) -> list[Any]:
     """Read RSA public keys from PEM certificates or PEM public keys."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+    from cryptography.x509 import load_pem_x509_certificate
+
     keys: list[Any] = []
-    for path in paths:
-        data = _read(path, "Pub/Sub signer key")
+    for index, path in enumerate(paths):
+        data = _read(("inbound", "google", "certificates", index), path)
         try:
             if b"CERTIFICATE" in data:
                 keys.append(load_pem_x509_certificate(data).public_key())
@@ -138,28 +153,30 @@ class Verifiers:
 
     def _build(self, config: InboundConfig) -> None:
         if config.sendgrid is not None:
-            self._sendgrid(load_ec_key(_read(config.sendgrid.public_key_file, "SendGrid key")))
+            key_file = config.sendgrid.public_key_file
+            self._sendgrid(load_ec_key(_read(("inbound", "sendgrid", "public_key_file"), key_file)))
         if config.mailgun is not None:
-            self._mailgun(_text(config.mailgun.signing_key_file, "Mailgun signing key").encode())
+            key = ("inbound", "mailgun", "signing_key_file")
+            self._mailgun(_text(key, config.mailgun.signing_key_file).encode())
         if config.postmark is not None:
-            self._postmark(
-                config.postmark.username, _text(config.postmark.password_file, "Postmark password")
-            )
+            key = ("inbound", "postmark", "password_file")
+            self._postmark(config.postmark.username, _text(key, config.postmark.password_file))
         if config.ses is not None:
             self._ses(sns.TrustStore.load(config.ses.certificates), tuple(config.ses.topics))
         if config.twilio is not None:
             self._twilio(
-                _text(config.twilio.auth_token_file, "Twilio auth token"),
+                _text(("inbound", "twilio", "auth_token_file"), config.twilio.auth_token_file),
                 config.twilio.public_url.rstrip("/"),
             )
         if config.resend is not None:
-            self._resend(_text(config.resend.secret_file, "Resend secret"))
+            self._resend(_text(("inbound", "resend", "secret_file"), config.resend.secret_file))
         if config.facebook is not None:
-            self._facebook(_text(config.facebook.app_secret_file, "Facebook app secret"))
-            if config.facebook.verify_token_file:
-                self.verify_token = _text(
-                    config.facebook.verify_token_file, "Facebook verify token"
-                )
+            facebook = config.facebook
+            key = ("inbound", "facebook", "app_secret_file")
+            self._facebook(_text(key, facebook.app_secret_file))
+            if facebook.verify_token_file:
+                key = ("inbound", "facebook", "verify_token_file")
+                self.verify_token = _text(key, facebook.verify_token_file)
         if config.google is not None:
             expected = verify.GoogleAudience(
                 audience=config.google.audience,

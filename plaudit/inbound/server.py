@@ -7,8 +7,17 @@ a crash could lose.  Answers:
 - 200 for a stored request, and for a repeat of one stored before (the
   provider must stop retrying it; nothing is stored or processed twice);
 - 400 malformed, 401 unsigned, 403 forged or stale, 404 unknown provider or
-  path, 405 wrong method, 413 body over the limit;
+  path, 405 wrong method, 408 body not received in time, 413 body over the
+  limit;
 - 503 when the journal cannot store the request, so the provider retries.
+
+Each connection runs in its own task, and an exception while handling a
+request is logged and closes only that connection.  A connection idle for
+``idle_timeout`` seconds before a request head is closed, and one whose body
+stalls for as long gets 408.  After an error response
+sent before the body was read, the rest of the body is read and discarded
+(at most ``DRAIN_BYTES`` within ``DRAIN_SECONDS``) before the close, so the
+client reads the response instead of a connection reset.
 
 ``GET /inbound/facebook`` answers Facebook's subscription handshake, and
 ``/unsubscribe/{token}`` serves the one-click unsubscribe pages when given.
@@ -17,6 +26,7 @@ a crash could lose.  Answers:
 from __future__ import annotations
 
 import logging
+import math
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -40,6 +50,13 @@ RECEIVE_SIZE: Final = 64 * 1024
 MAX_HEAD_BYTES: Final = 32 * 1024
 PATH_PREFIX: Final = "/inbound/"
 TEXT_PLAIN: Final = "text/plain; charset=utf-8"
+# Bounds of the discarded request body after an early error response.
+DRAIN_BYTES: Final = 1024 * 1024
+DRAIN_SECONDS: Final = 2.0
+
+
+class _BodyTimeout(Exception):
+    """The request body stopped arriving before it was complete."""
 
 
 @final
@@ -84,6 +101,8 @@ class InboundServer:
         self._max_body = max_body_bytes
         self._clock = clock
         self._slots = trio.CapacityLimiter(max_connections)
+        if not (idle_timeout > 0 and math.isfinite(idle_timeout)):
+            raise ValueError(f"idle_timeout must be positive finite seconds, got {idle_timeout}")
         self._idle_timeout = idle_timeout
         self._address: tuple[str, int] | None = None
         self._requests = 0
@@ -135,17 +154,39 @@ class InboundServer:
                 await self._serve(stream)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
                 log.debug("inbound.connection_lost", extra={"error": repr(error)})
+            except Exception:
+                # A bug in handling one request must not stop the listener.
+                log.exception("inbound.connection_failed")
 
     async def _serve(self, stream: trio.SocketStream) -> None:
         connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         while True:
+            head: h11.Request | _Answer | None = None
             with trio.move_on_after(self._idle_timeout):
                 head = await _next_head(connection, stream)
-                if head is None:
-                    return
+            if head is None:
+                # The client closed, or sent no complete request head in time.
+                return
+            try:
                 answer = await self._answer(connection, stream, head)
+            except _BodyTimeout:
+                log.info(
+                    "inbound.body_timeout",
+                    extra={"provider": _provider_of(head), "idle_seconds": self._idle_timeout},
+                )
+                answer = _Answer(
+                    408,
+                    "timeout",
+                    f"request body not received within {self._idle_timeout:g} s\n",
+                    close=True,
+                )
+                self._count(_provider_of(head), answer)
+            with trio.move_on_after(self._idle_timeout) as sending:
                 await _send(connection, stream, answer)
+            if sending.cancelled_caught:
+                return
             if answer.close or connection.our_state is not h11.DONE:
+                await _drain(connection, stream)
                 return
             if connection.their_state is not h11.DONE:
                 return
@@ -160,7 +201,9 @@ class InboundServer:
         target = head.target.decode("ascii", errors="replace")
         path, _, query = target.partition("?")
         if self._unsubscribe is not None and path.startswith(unsubscribe.PATH_PREFIX):
-            return await _unsubscribe_answer(self._unsubscribe, connection, stream, head, path)
+            return await _unsubscribe_answer(
+                self._unsubscribe, connection, stream, head, path, idle_seconds=self._idle_timeout
+            )
         provider = path.removeprefix(PATH_PREFIX) if path.startswith(PATH_PREFIX) else ""
         answer = self._route(head, provider, query)
         if answer is None:
@@ -202,7 +245,7 @@ class InboundServer:
     ) -> _Answer:
         path, _, query = head.target.decode("ascii", errors="replace").partition("?")
         try:
-            body = await _read_body(connection, stream, self._max_body)
+            body = await _read_body(connection, stream, self._max_body, self._idle_timeout)
         except h11.RemoteProtocolError as error:
             return _Answer(400, "malformed", f"bad request body: {error}\n", close=True)
         if body is None:
@@ -257,11 +300,13 @@ async def _unsubscribe_answer(
     stream: trio.SocketStream,
     head: h11.Request,
     path: str,
+    *,
+    idle_seconds: float,
 ) -> _Answer:
     body = b""
     if head.method == b"POST":
         try:
-            read = await _read_body(connection, stream, unsubscribe.MAX_BODY_BYTES)
+            read = await _read_body(connection, stream, unsubscribe.MAX_BODY_BYTES, idle_seconds)
         except h11.RemoteProtocolError as error:
             return _Answer(400, "malformed", f"bad request body: {error}\n", close=True)
         if read is None:
@@ -312,15 +357,23 @@ async def _next_head(
 
 
 async def _read_body(
-    connection: h11.Connection, stream: trio.SocketStream, limit: int
+    connection: h11.Connection, stream: trio.SocketStream, limit: int, idle_seconds: float
 ) -> bytes | None:
-    """Read the request body; None as soon as it grows past ``limit`` bytes."""
+    """Read the request body; None as soon as it grows past ``limit`` bytes.
+
+    Raises _BodyTimeout when no data arrives for ``idle_seconds``.
+    """
     chunks: list[bytes] = []
     size = 0
     while True:
         event = connection.next_event()
         if event is h11.NEED_DATA:
-            connection.receive_data(await stream.receive_some(RECEIVE_SIZE))
+            data = b""
+            with trio.move_on_after(idle_seconds) as waiting:
+                data = await stream.receive_some(RECEIVE_SIZE)
+            if waiting.cancelled_caught:
+                raise _BodyTimeout
+            connection.receive_data(data)
         elif isinstance(event, h11.Data):
             size += len(event.data)
             if size > limit:
@@ -330,6 +383,34 @@ async def _read_body(
             return b"".join(chunks)
         else:
             return None
+
+
+def _provider_of(head: h11.Request | _Answer) -> str:
+    if isinstance(head, _Answer):
+        return ""
+    path = head.target.decode("ascii", errors="replace").partition("?")[0]
+    return path.removeprefix(PATH_PREFIX) if path.startswith(PATH_PREFIX) else ""
+
+
+async def _drain(connection: h11.Connection, stream: trio.SocketStream) -> None:
+    """Discard the unread request body, bounded, so closing does not reset the connection.
+
+    Closing a socket with unread received data makes the kernel send a TCP
+    reset, which can reach the client before it has read the response.
+    """
+    if connection.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR):
+        return
+    try:
+        await stream.send_eof()
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        return
+    discarded = 0
+    with trio.move_on_after(DRAIN_SECONDS):
+        while discarded < DRAIN_BYTES:
+            data = await stream.receive_some(RECEIVE_SIZE)
+            if not data:
+                return
+            discarded += len(data)
 
 
 async def _send(connection: h11.Connection, stream: trio.SocketStream, answer: _Answer) -> None:

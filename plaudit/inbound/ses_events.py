@@ -15,11 +15,12 @@ from plaudit.inbound.mapping import (
     enhanced_status,
     iso_seconds,
 )
+from plaudit.inbound.message_ids import ses_message_id
 from plaudit.messaging.deliverability.suppression import EventKind
 
 SUBSCRIPTION_TYPES: Final = ("SubscriptionConfirmation", "UnsubscribeConfirmation")
 _SIMPLE_KINDS: Final[dict[str, EventKind]] = {
-    "Send": "sent",
+    "Send": "accepted",
     "Delivery": "delivered",
     "DeliveryDelay": "deferred",
     "Reject": "policy_block",
@@ -65,14 +66,16 @@ def map_notification(message: Mapping[str, Any], *, envelope_id: str) -> list[In
     name = str(message.get("notificationType") or message.get("eventType") or "")
     mail: dict[str, Any] = message["mail"] if isinstance(message.get("mail"), dict) else {}
     message_id = _text(mail.get("messageId"))
+    # Event ids keep SES's own id, while the events carry the original Message-ID where known.
+    linked_id = ses_message_id(mail)
     if name == "Received":
         raise NotDeliveryEvent(
             "SES Received notification is incoming mail, not an event about a sent message"
         )
     if name == "Bounce":
-        return _bounces(message.get("bounce"), message_id, envelope_id)
+        return _bounces(message.get("bounce"), linked_id, envelope_id)
     if name == "Complaint":
-        return _complaints(message.get("complaint"), message_id, envelope_id)
+        return _complaints(message.get("complaint"), linked_id, envelope_id)
     kind = _SIMPLE_KINDS.get(name)
     if kind is None:
         raise NotDeliveryEvent(f"SES notification type {name!r} is not a delivery event")
@@ -86,7 +89,7 @@ def map_notification(message: Mapping[str, Any], *, envelope_id: str) -> list[In
             event_id=f"{message_id}:{name}:{recipient}",
             at=at,
             recipient=recipient,
-            message_id=message_id,
+            message_id=linked_id,
             status=enhanced_status(block.get("smtpResponse")) if kind == "deferred" else None,
         )
         for recipient in recipients

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import urllib.parse
 from typing import Final
 
@@ -21,7 +20,7 @@ from plaudit.messaging.deliverability.suppression import EventKind
 from plaudit.messaging.sms import Keyword, classify_keyword
 
 _TWILIO_KINDS: Final[dict[str, EventKind]] = {
-    "sent": "sent",
+    "sent": "accepted",
     "delivered": "delivered",
     "undelivered": "hard_bounce",
     "failed": "hard_bounce",
@@ -128,8 +127,9 @@ def map_google(body: bytes) -> list[InboundEvent]:
     if not isinstance(message, dict) or "messageId" not in message:
         raise MalformedPayload("Pub/Sub push body needs a 'message' with 'messageId'")
     try:
-        inner = json.loads(base64.b64decode(str(message.get("data", "")), validate=True))
-    except (binascii.Error, ValueError) as error:
+        decoded = base64.b64decode(str(message.get("data", "")), validate=True)
+        inner = decode_json(decoded, "Pub/Sub message data")
+    except binascii.Error as error:
         raise MalformedPayload(f"Pub/Sub message data is not base64 JSON: {error}") from error
     kind = inner.get("type") or inner.get("notificationType") if isinstance(inner, dict) else None
     if kind not in ("NEW_REVIEW", "UPDATED_REVIEW"):

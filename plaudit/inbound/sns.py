@@ -17,15 +17,17 @@ import posixpath
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final, final
-
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from typing import TYPE_CHECKING, Any, Final, final
 
 from plaudit.errors import PlauditError
 from plaudit.inbound.verify import check_timestamp, forged, malformed, unauthenticated
+
+if TYPE_CHECKING:
+    # cryptography's certificate and key types take about 7 MB, so the
+    # functions below import them on first use: a listener without
+    # inbound.ses never loads them.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
 
 NOTIFICATION_FIELDS: Final = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
 SUBSCRIPTION_FIELDS: Final = (
@@ -61,6 +63,8 @@ class TrustStore:
         for name in paths:
             path = Path(name)
             files.extend(sorted(path.glob("*.pem")) if path.is_dir() else [path])
+        from cryptography import x509
+
         certificates: dict[str, x509.Certificate] = {}
         for path in files:
             try:
@@ -119,6 +123,9 @@ def verify_sns(
     signature = message.get("Signature")
     if not isinstance(signature, str) or not signature:
         raise unauthenticated("SNS message has no Signature")
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
     algorithm = _hash_for(message.get("SignatureVersion"))
     certificate = store.certificate_for(str(message.get("SigningCertURL", "")))
     _check_validity(certificate, now)
@@ -134,6 +141,8 @@ def verify_sns(
 
 
 def _hash_for(version: object) -> hashes.HashAlgorithm:
+    from cryptography.hazmat.primitives import hashes
+
     if version == "1":
         # SNS SignatureVersion 1 is defined as SHA1withRSA.
         return hashes.SHA1()

@@ -17,17 +17,19 @@ import hashlib
 import hmac
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
-import jwt
 import msgspec
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from plaudit.connectors import facebook
 from plaudit.errors import PlauditError
 from plaudit.webhooks import signing
+
+if TYPE_CHECKING:
+    # PyJWT and cryptography's key types take about 9 MB, so the SendGrid and
+    # Pub/Sub checks import them on first use.
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 
 @final
@@ -107,6 +109,10 @@ def verify_sendgrid(
         tolerance=tolerance,
         what="SendGrid timestamp",
     )
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     try:
         public_key.verify(
             _b64decode(signature, "SendGrid signature"),
@@ -252,6 +258,8 @@ def verify_google(
     scheme, _, token = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise unauthenticated("missing 'Authorization: Bearer <JWT>' header on a Pub/Sub push")
+
+    import jwt
 
     last: jwt.PyJWTError | None = None
     for key in keys:

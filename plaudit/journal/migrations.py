@@ -470,6 +470,62 @@ MIGRATIONS: tuple[Migration, ...] = (
             WHERE reference IS NOT NULL;
         """,
     ),
+    Migration(
+        12,
+        "message events of kind sent are now of kind accepted",
+        """
+        UPDATE message_events SET kind = 'accepted' WHERE kind = 'sent';
+        """,
+    ),
+    Migration(
+        13,
+        "when and how each couple gave or withdrew e-mail and SMS consent",
+        """
+        CREATE TABLE consent_records (
+            id INTEGER PRIMARY KEY,
+            couple_id INTEGER NOT NULL REFERENCES couples (id),
+            -- email or sms.
+            channel TEXT NOT NULL,
+            -- 1 when consent was given, 0 when it was withdrawn or not given.
+            granted INTEGER NOT NULL,
+            -- import, ctl or web_form.
+            source TEXT NOT NULL,
+            -- The import file name and row, the command, or the form's URL.
+            detail TEXT NOT NULL,
+            recorded_at REAL NOT NULL
+        ) STRICT;
+        CREATE INDEX consent_records_couple ON consent_records (couple_id, channel, id);
+        """,
+    ),
+    Migration(
+        14,
+        "the ids e-mail providers give a sent message, linked to its Message-ID",
+        """
+        CREATE TABLE message_aliases (
+            -- The provider's own id for the message, as its SMTP reply gave it.
+            alias TEXT NOT NULL PRIMARY KEY,
+            -- The Message-ID Plaudit set, with angle brackets.
+            message_id TEXT NOT NULL,
+            -- Where the alias came from: smtp_reply.
+            source TEXT NOT NULL,
+            created_at REAL NOT NULL
+        ) STRICT;
+        CREATE INDEX message_aliases_message ON message_aliases (message_id);
+        CREATE INDEX message_events_message ON message_events (message_id)
+            WHERE message_id IS NOT NULL;
+        """,
+    ),
+    Migration(
+        15,
+        "the start of each e-mail submission, and sends whose acceptance is unknown",
+        """
+        -- Set, in its own transaction, right before the DATA command; while it
+        -- is set and the request is still 'sending', the outcome is unknown.
+        ALTER TABLE requests ADD COLUMN submitting_at REAL;
+        -- 1 when the step counts as sent although no server confirmed it.
+        ALTER TABLE requests ADD COLUMN unconfirmed INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 )
 
 

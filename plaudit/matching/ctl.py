@@ -11,6 +11,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any, Final
 
+from plaudit.reviews import reply_ctl
+
 COMMANDS: Final = ("review",)
 STATES: Final = ("candidate", "confirmed", "rejected")
 # The text listing shows this many reasons per match; --json has all.
@@ -39,10 +41,13 @@ def add_parsers(commands: Any) -> None:
     )
     links = actions.add_parser("links", help="each couple's confirmed reviews, by platform")
     links.add_argument("--couple", type=int, metavar="ID", help="only this couple")
+    reply_ctl.add_reply_parser(actions)
 
 
 def request_args(options: argparse.Namespace) -> dict[str, Any]:
     """Build the request's ``args`` from the parsed options."""
+    if options.subcommand == "reply":
+        return reply_ctl.request_args(options)
     if options.subcommand == "links":
         couple = {} if options.couple is None else {"couple": options.couple}
         return {"subcommand": "links", **couple}
@@ -75,6 +80,8 @@ def renderers() -> dict[str, Callable[[dict[str, Any]], str]]:
 
 def render_review(result: dict[str, Any]) -> str:
     """Render a match listing, a decision or the review groups as text."""
+    if result.get("subcommand") == "reply":
+        return reply_ctl.render_reply(result)
     if result.get("subcommand") == "links":
         return _render_links(result.get("groups") or [])
     match = result.get("match")

@@ -20,10 +20,10 @@ from plaudit.config.model import Config
 from plaudit.daemon.control import InvalidArgument
 from plaudit.errors import ControlError
 from plaudit.journal import AsyncJournal, Tx
+from plaudit.matching.facts import CampaignLinks
 from plaudit.matching.links import review_groups
 from plaudit.matching.store import (
     MATCH_STATES,
-    CampaignLinks,
     MatchNotFoundError,
     MatchState,
     confirm_match,
@@ -32,6 +32,7 @@ from plaudit.matching.store import (
     refresh_matches,
     reject_match,
 )
+from plaudit.messaging.campaigns import campaigns_stopping_on
 from plaudit.reporting.figures import ReportContext, build_report
 from plaudit.reporting.metrics import publish_report
 
@@ -85,7 +86,10 @@ def matching_children(
 async def refresh_once(journal: AsyncJournal, config: Config) -> None:
     """Refresh matches, then the report gauges, in one transaction each."""
     links = campaign_links(config)
-    outcome = await journal.transaction(lambda tx: refresh_matches(tx, campaign_links=links))
+    stops = campaigns_stopping_on(config, "review")
+    outcome = await journal.transaction(
+        lambda tx: refresh_matches(tx, campaign_links=links, stop_campaigns=stops)
+    )
     if outcome.reviews_scored:
         log.info(
             "matching.refreshed",
@@ -124,22 +128,27 @@ def matching_commands(daemon: Daemon) -> dict[str, Command]:
                 f"unknown review subcommand {subcommand!r}; use 'match' or 'links'"
             )
         links = campaign_links(daemon.config)
-        return await _match(journal, args, links)
+        stops = campaigns_stopping_on(daemon.config, "review")
+        return await _match(journal, args, links, stops)
 
     return {"review": review}
 
 
 async def _match(
-    journal: AsyncJournal, args: dict[str, Any], links: CampaignLinks
+    journal: AsyncJournal, args: dict[str, Any], links: CampaignLinks, stops: frozenset[str]
 ) -> dict[str, Any]:
     action = args.get("action", "list")
     if action not in ACTIONS:
         raise InvalidArgument(f"unknown match action {action!r}; use one of {', '.join(ACTIONS)}")
     if action in ("confirm", "reject"):
         match_id = _required_int(args, "match")
-        change = confirm_match if action == "confirm" else reject_match
         try:
-            match = await journal.transaction(lambda tx: change(tx, match_id))
+            if action == "confirm":
+                match = await journal.transaction(
+                    lambda tx: confirm_match(tx, match_id, stop_campaigns=stops)
+                )
+            else:
+                match = await journal.transaction(lambda tx: reject_match(tx, match_id))
         except MatchNotFoundError as error:
             raise InvalidArgument(str(error)) from error
         return {"subcommand": "match", "action": action, "match": msgspec.to_builtins(match)}
@@ -147,7 +156,7 @@ async def _match(
     refreshed = None
     if action == "rescan":
         outcome = await journal.transaction(
-            lambda tx: refresh_matches(tx, campaign_links=links, full=True)
+            lambda tx: refresh_matches(tx, campaign_links=links, full=True, stop_campaigns=stops)
         )
         refreshed = msgspec.to_builtins(outcome)
     state = _state(args)

@@ -5,7 +5,8 @@ candidate at or above the candidate threshold.  It confirms a match on its
 own only when :func:`plaudit.matching.scoring.decide` finds the evidence
 clear; the operator confirms or rejects the rest with
 ``plaudit ctl review match``.  A confirmed match stops the couple's
-scheduled follow-ups with the stop reason "review".
+scheduled follow-ups with the stop reason "review", and rejecting it again
+schedules those whose send time is still ahead.
 
 A match is a link between a review and a couple: the review itself is never
 changed, merged or copied.  Each review has at most one confirmed match.
@@ -14,14 +15,16 @@ changed, merged or copied.  Each review has at most one confirmed match.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal, final
 
 import msgspec
 
 from plaudit.alerts import raise_alert, resolve_alert
-from plaudit.matching.scoring import CoupleFacts, Decision, ReviewFacts, Score, decide, score
-from plaudit.messaging.campaigns import stop_couple
+from plaudit.matching.facts import CampaignLinks, load_couple_facts, load_review_facts
+from plaudit.matching.scoring import Decision, ReviewFacts, Score, decide, score
+from plaudit.messaging.campaigns import OWNER, SEND_JOB, stop_couple
+from plaudit.messaging.request_events import emit_converted
 from plaudit.reviews.store import SupportsExecute
 
 if TYPE_CHECKING:
@@ -38,8 +41,12 @@ ALERT_SOURCE: Final = "matching"
 # rows are scored on the next refresh.
 REVIEW_CURSOR: Final = "reviews_first_seen_at"
 COUPLE_CURSOR: Final = "couples_updated_at"
-# Campaign name -> platforms whose links its steps send.
-CampaignLinks = Mapping[str, frozenset[str]]
+# The latest first-request time already scored: a couple whose first request
+# went out later is scored again, because the request moves the time factor's
+# anchor from the wedding to the request and sets the platforms it linked.
+REQUEST_CURSOR: Final = "couples_first_request_at"
+# The stop reason that a confirmed match gives the couple's follow-ups.
+_REVIEW_STOP: Final = "stopped: review"
 
 _MATCH_COLUMNS: Final = (
     "id, platform, review_id, couple_id, confidence, method, state, decided_by, reasons,"
@@ -92,25 +99,35 @@ class RefreshOutcome(msgspec.Struct, kw_only=True):
 
 
 def refresh_matches(
-    tx: Tx, *, campaign_links: CampaignLinks | None = None, full: bool = False
+    tx: Tx,
+    *,
+    campaign_links: CampaignLinks | None = None,
+    full: bool = False,
+    stop_campaigns: Collection[str] | None = None,
 ) -> RefreshOutcome:
     """Score new reviews against every couple and every review against new couples.
 
     "New" is measured by cursors in the journal, so each pair is scored
-    once; ``full`` scores every pair again.  Candidates already confirmed
-    or rejected keep their state.
-    NOTE: a pair is not scored again when the couple's first request is sent
-    later, so its time factor may be stale until a full refresh.
+    once, plus once more after the couple's first request goes out.
+    ``full`` scores every pair again.  Candidates already confirmed or
+    rejected keep their state.  A confirmed match stops the couple's follow-ups
+    in ``stop_campaigns`` (the campaigns whose stop_on lists "review"), or in
+    every campaign when it is None.
     """
     review_mark = 0.0 if full else float(tx.get_cursor(CURSOR_OWNER, REVIEW_CURSOR) or 0.0)
     couple_mark = 0.0 if full else float(tx.get_cursor(CURSOR_OWNER, COUPLE_CURSOR) or 0.0)
+    request_mark = 0.0 if full else float(tx.get_cursor(CURSOR_OWNER, REQUEST_CURSOR) or 0.0)
     reviews = load_review_facts(tx)
     couples = load_couple_facts(tx, campaign_links)
     outcome = RefreshOutcome(couples=len(couples))
     if not couples:
         return outcome
 
-    new_couples = [couple for couple in couples if couple[1] > couple_mark]
+    new_couples = [
+        (couple, updated)
+        for couple, updated in couples
+        if updated > couple_mark or (couple.first_request_at or 0.0) > request_mark
+    ]
     for review, first_seen in reviews:
         against = couples if first_seen > review_mark else new_couples
         if not against or _has_confirmed(tx, review):
@@ -120,12 +137,15 @@ def refresh_matches(
         # is never confirmed over an older one with the same names.
         earlier = _stored_scores(tx, review)
         merged = [*(item for key, item in earlier.items() if key not in scores), *scores.values()]
-        _store_decision(tx, review, decide(merged), outcome)
+        _store_decision(tx, review, decide(merged), outcome, stop_campaigns)
         outcome.reviews_scored += 1
 
     if reviews:
         tx.set_cursor(CURSOR_OWNER, REVIEW_CURSOR, repr(max(seen for _r, seen in reviews)))
     tx.set_cursor(CURSOR_OWNER, COUPLE_CURSOR, repr(max(updated for _c, updated in couples)))
+    first_requests = [c.first_request_at for c, _u in couples if c.first_request_at is not None]
+    if first_requests:
+        tx.set_cursor(CURSOR_OWNER, REQUEST_CURSOR, repr(max(first_requests)))
     return outcome
 
 
@@ -155,7 +175,11 @@ def _has_confirmed(tx: Tx, review: ReviewFacts) -> bool:
 
 
 def _store_decision(
-    tx: Tx, review: ReviewFacts, decision: Decision, outcome: RefreshOutcome
+    tx: Tx,
+    review: ReviewFacts,
+    decision: Decision,
+    outcome: RefreshOutcome,
+    stop_campaigns: Collection[str] | None,
 ) -> None:
     for item in decision.candidates:
         _upsert(tx, review, item)
@@ -171,7 +195,7 @@ def _store_decision(
     if match_id is None or _state_of(tx, match_id) == "rejected":
         # The operator rejected this pair before, so it stays rejected.
         return
-    _confirm(tx, match_id, decided_by="automatic")
+    _confirm(tx, match_id, decided_by="automatic", stop_campaigns=stop_campaigns)
     outcome.confirmed += 1
 
 
@@ -233,35 +257,80 @@ def _state_of(tx: Tx, match_id: int) -> str | None:
     return None if row is None else str(row[0])
 
 
-def confirm_match(tx: Tx, match_id: int) -> Match:
+def confirm_match(tx: Tx, match_id: int, *, stop_campaigns: Collection[str] | None = None) -> Match:
     """Confirm a match for the operator; the review's other matches become rejected.
+
+    The couple's follow-ups stop in ``stop_campaigns``, or in every campaign when None.
 
     Raises MatchNotFoundError when no match has ``match_id``.
     """
     if _state_of(tx, match_id) is None:
         raise _not_found(match_id)
-    _confirm(tx, match_id, decided_by="operator")
+    _confirm(tx, match_id, decided_by="operator", stop_campaigns=stop_campaigns)
     return get_match(tx, match_id)
 
 
 def reject_match(tx: Tx, match_id: int) -> Match:
     """Reject a match for the operator; a later refresh does not propose it again.
 
-    Rejecting a confirmed match does not reschedule follow-ups that its
-    confirmation stopped.  Raises MatchNotFoundError when no match has ``match_id``.
+    Rejecting a confirmed match schedules again the couple's follow-ups that
+    a confirmed match stopped and whose send time has not passed, unless
+    another confirmed match remains for the couple.  Raises
+    MatchNotFoundError when no match has ``match_id``.
     """
-    if _state_of(tx, match_id) is None:
+    previous = _state_of(tx, match_id)
+    if previous is None:
         raise _not_found(match_id)
     _set_state(tx, match_id, "rejected", decided_by="operator")
     match = get_match(tx, match_id)
     pending = list_matches(tx, state="candidate", review=(match.platform, match.review_id))
     if not pending:
         resolve_alert(tx, source=ALERT_SOURCE, key=f"{match.platform}:{match.review_id}")
-    log.info("matching.rejected", extra={"match": match_id})
+    resumed = 0
+    if previous == "confirmed" and not review_detected(tx, match.couple_id):
+        resumed = _resume_follow_ups(tx, match.couple_id)
+    log.info("matching.rejected", extra={"match": match_id, "requests_resumed": resumed})
     return match
 
 
-def _confirm(tx: Tx, match_id: int, *, decided_by: str) -> None:
+def _resume_follow_ups(tx: Tx, couple_id: int) -> int:
+    """Schedule again the couple's requests stopped by a review and still due; return how many.
+
+    A request whose send time has passed stays stopped: a reminder sent
+    late would arrive out of its campaign's rhythm.
+    """
+    rows = tx.execute(
+        "UPDATE requests SET state = 'scheduled', last_error = NULL, updated_at = ?"
+        " WHERE couple_id = ? AND state = 'stopped' AND last_error = ? AND scheduled_at > ?"
+        " RETURNING id, scheduled_at",
+        (tx.now, couple_id, _REVIEW_STOP, tx.now),
+    ).fetchall()
+    for request_id, scheduled_at in rows:
+        # A send job due after the stop is still waiting and will send.  An
+        # earlier one ran, saw the stop and finished, so a new job is added.
+        if not _send_job_waiting(tx, int(request_id)):
+            tx.enqueue(
+                kind=SEND_JOB,
+                owner=OWNER,
+                key=f"request:{request_id}:resumed:{tx.now!r}",
+                payload={"request": int(request_id)},
+                run_at=float(scheduled_at),
+            )
+    return len(rows)
+
+
+def _send_job_waiting(tx: Tx, request_id: int) -> bool:
+    row = tx.execute(
+        "SELECT 1 FROM jobs WHERE kind = ? AND state IN ('ready', 'running')"
+        " AND (key = ? OR key LIKE ?) LIMIT 1",
+        (SEND_JOB, f"request:{request_id}", f"request:{request_id}:%"),
+    ).fetchone()
+    return row is not None
+
+
+def _confirm(
+    tx: Tx, match_id: int, *, decided_by: str, stop_campaigns: Collection[str] | None = None
+) -> None:
     match = get_match(tx, match_id)
     # One review is written by one couple: every other match of it is rejected.
     tx.execute(
@@ -271,7 +340,15 @@ def _confirm(tx: Tx, match_id: int, *, decided_by: str) -> None:
     )
     _set_state(tx, match_id, "confirmed", decided_by=decided_by)
     resolve_alert(tx, source=ALERT_SOURCE, key=f"{match.platform}:{match.review_id}")
-    stopped = stop_couple(tx, match.couple_id, reason="review")
+    stopped = stop_couple(tx, match.couple_id, reason="review", campaigns=stop_campaigns)
+    emit_converted(
+        tx,
+        couple_id=match.couple_id,
+        platform=match.platform,
+        review_id=match.review_id,
+        match_id=match_id,
+        decided_by=decided_by,
+    )
     log.info(
         "matching.confirmed",
         extra={
@@ -372,84 +449,3 @@ def _row_to_match(row: Sequence[Any]) -> Match:
         updated_at=float(row[10]),
         decided_at=None if row[11] is None else float(row[11]),
     )
-
-
-def load_review_facts(source: SupportsExecute) -> list[tuple[ReviewFacts, float]]:
-    """Return each live review with its first-seen time, with its contact when stored."""
-    contacts = load_contacts(source)
-    rows = source.execute(
-        "SELECT platform, review_id, author, created_at, first_seen_at FROM reviews"
-        " WHERE deleted_at IS NULL ORDER BY first_seen_at, platform, review_id",
-        (),
-    ).fetchall()
-    facts = []
-    for platform, review_id, author, created_at, first_seen_at in rows:
-        email, reference = contacts.get((platform, review_id), (None, None))
-        review = ReviewFacts(
-            platform=platform,
-            review_id=review_id,
-            author=author,
-            created_at=created_at,
-            first_seen_at=float(first_seen_at),
-            email=email,
-            reference=reference,
-        )
-        facts.append((review, float(first_seen_at)))
-    return facts
-
-
-def load_contacts(source: SupportsExecute) -> dict[tuple[str, str], tuple[str | None, str | None]]:
-    """Return (platform, review id) -> (e-mail, reference) for reviews whose platform gave them.
-
-    The rows come from ``review_contacts``, which the platform sources fill
-    (plaudit.reviews.contacts).  A journal older than that table has none.
-    """
-    table = source.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'review_contacts'", ()
-    ).fetchone()
-    if table is None:
-        return {}
-    rows = source.execute(
-        "SELECT platform, review_id, email, reference FROM review_contacts", ()
-    ).fetchall()
-    return {(row[0], row[1]): (row[2], row[3]) for row in rows}
-
-
-def load_couple_facts(
-    source: SupportsExecute, campaign_links: CampaignLinks | None
-) -> list[tuple[CoupleFacts, float]]:
-    """Return each couple with its last update time, its first request and links sent."""
-    requests = _sent_requests(source)
-    rows = source.execute(
-        "SELECT id, names, emails, wedding_date, updated_at FROM couples ORDER BY id", ()
-    ).fetchall()
-    facts = []
-    for couple_id, names, emails, wedding_date, updated_at in rows:
-        sent = requests.get(int(couple_id), [])
-        platforms: frozenset[str] = frozenset()
-        if campaign_links is not None:
-            platforms = frozenset().union(*(campaign_links.get(c, frozenset()) for c, *_ in sent))
-        references = {str(couple_id), f"couple-{couple_id}"}
-        references.update(message_id for _c, _at, message_id in sent if message_id)
-        couple = CoupleFacts(
-            couple_id=int(couple_id),
-            names=msgspec.json.decode(names, type=list[str]),
-            emails=[address.lower() for address in msgspec.json.decode(emails, type=list[str])],
-            wedding_date=wedding_date,
-            first_request_at=min((at for _c, at, _m in sent), default=None),
-            platforms=platforms,
-            references=frozenset(references),
-        )
-        facts.append((couple, float(updated_at)))
-    return facts
-
-
-def _sent_requests(source: SupportsExecute) -> dict[int, list[tuple[str, float, str | None]]]:
-    rows = source.execute(
-        "SELECT couple_id, campaign, sent_at, message_id FROM requests WHERE sent_at IS NOT NULL",
-        (),
-    ).fetchall()
-    sent: dict[int, list[tuple[str, float, str | None]]] = {}
-    for couple_id, campaign, sent_at, message_id in rows:
-        sent.setdefault(int(couple_id), []).append((campaign, float(sent_at), message_id))
-    return sent

@@ -4,17 +4,23 @@ A couple's first step is scheduled from the wedding date; each later step
 from the moment the previous one was sent.  A step is due at 10:00 in the
 couple's time zone (the vendor's when the couple has none), so a request
 never arrives in the middle of the night.
+
+A config with a ``[vendor]`` and an ``[smtp]`` table but no ``campaigns`` key
+gets :func:`default_campaign`: a thank-you e-mail ten days after the wedding
+and one reminder seven days later.  ``campaigns = []`` turns it off.
 """
 
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import datetime, time, timedelta
-from typing import Final
+from typing import Any, Final, Literal
+
+import msgspec
 
 from plaudit.config.locate import KeyPath
-from plaudit.config.model import CampaignConfig, Config, VendorConfig
+from plaudit.config.model import CampaignConfig, CampaignStep, Config, VendorConfig
 from plaudit.journal.tx import Tx
 from plaudit.messaging.couples import Couple, load_couple, wedding_day
 from plaudit.messaging.templates import MessageTemplate, TemplateError
@@ -24,6 +30,30 @@ OWNER: Final = "notifier"
 LOCAL_SEND_TIME: Final = time(10, 0)
 # Yelp's guidelines forbid asking customers for reviews.
 FORBIDDEN_PLATFORMS: Final = frozenset({"yelp"})
+StopReason = Literal["review", "unsubscribe", "hard_bounce", "complaint"]
+
+DEFAULT_CAMPAIGN: Final = "default"
+# Days after the wedding for the first request, then after the first request.
+DEFAULT_FIRST_DELAY_DAYS: Final = 10.0
+DEFAULT_REMINDER_DELAY_DAYS: Final = 7.0
+_DEFAULT_LINKS: Final = (
+    "{% for link in review_links %}{{ link.platform }}: {{ link.url }}\n{% endfor %}"
+)
+_DEFAULT_FOOTER: Final = (
+    "\n{{ vendor }}\n{{ vendor_address }}\n"
+    "You can stop these e-mails at any time: {{ unsubscribe_link }}\n"
+)
+_DEFAULT_FIRST_TEXT: Final = (
+    "Dear {{ couple_names }},\n\n"
+    "Thank you for letting us be part of your wedding on {{ wedding_date }}. "
+    "If you have a few minutes, we would be grateful if you shared your experience "
+    "in a review:\n\n" + _DEFAULT_LINKS + _DEFAULT_FOOTER
+)
+_DEFAULT_REMINDER_TEXT: Final = (
+    "Dear {{ couple_names }},\n\n"
+    "A short reminder: if you would like to tell other couples about your day with us, "
+    "you can write a review here:\n\n" + _DEFAULT_LINKS + _DEFAULT_FOOTER
+)
 
 
 def first_step_at(couple: Couple, campaign: CampaignConfig, *, vendor_timezone: str) -> float:
@@ -80,14 +110,83 @@ def schedule_new_couples(tx: Tx, config: Config) -> int:
     return scheduled
 
 
-def stop_couple(tx: Tx, couple_id: int, *, reason: str) -> int:
-    """Cancel every request of the couple not yet sent; return how many."""
-    cursor = tx.execute(
+def stop_couple(
+    tx: Tx, couple_id: int, *, reason: str, campaigns: Collection[str] | None = None
+) -> int:
+    """Cancel the couple's requests not yet sent, in ``campaigns`` or all; return how many."""
+    sql = (
         "UPDATE requests SET state = 'stopped', last_error = ?, updated_at = ?"
-        " WHERE couple_id = ? AND state = 'scheduled'",
-        (f"stopped: {reason}", tx.now, couple_id),
+        " WHERE couple_id = ? AND state = 'scheduled'"
     )
-    return cursor.rowcount
+    parameters: list[object] = [f"stopped: {reason}", tx.now, couple_id]
+    if campaigns is not None:
+        names = sorted(campaigns)
+        sql += f" AND campaign IN ({', '.join('?' for _ in names)})"
+        parameters += names
+    return tx.execute(sql, parameters).rowcount
+
+
+def campaigns_stopping_on(config: Config, reason: StopReason) -> frozenset[str]:
+    """Return the names of the campaigns whose ``stop_on`` lists ``reason``."""
+    return frozenset(campaign.name for campaign in config.campaigns if reason in campaign.stop_on)
+
+
+def default_campaign() -> CampaignConfig:
+    """Return the campaign used when the config has a vendor but no ``campaigns`` key.
+
+    Its templates pass the compliance checks: the same public review links
+    for every couple, no incentive wording, the vendor's postal address and
+    an unsubscribe link in every message.
+    """
+    return CampaignConfig(
+        name=DEFAULT_CAMPAIGN,
+        steps=[
+            CampaignStep(
+                delay_days=DEFAULT_FIRST_DELAY_DAYS,
+                subject="Thank you, {{ couple_names }}",
+                text=_DEFAULT_FIRST_TEXT,
+            ),
+            CampaignStep(
+                delay_days=DEFAULT_REMINDER_DELAY_DAYS,
+                subject="A reminder from {{ vendor }}",
+                text=_DEFAULT_REMINDER_TEXT,
+            ),
+        ],
+    )
+
+
+def fill_default_delays(document: dict[str, Any]) -> None:
+    """Set each step's missing ``delay_days`` in a parsed config document.
+
+    The first step of a campaign defaults to DEFAULT_FIRST_DELAY_DAYS after
+    the wedding, every later step to DEFAULT_REMINDER_DELAY_DAYS after the
+    step before.  Anything that is not a list of tables is left for the
+    validation to report.
+    """
+    campaigns = document.get("campaigns")
+    if not isinstance(campaigns, list):
+        return
+    for campaign in campaigns:
+        steps = campaign.get("steps") if isinstance(campaign, dict) else None
+        if not isinstance(steps, list):
+            continue
+        for number, step in enumerate(steps):
+            if isinstance(step, dict) and "delay_days" not in step:
+                first = number == 0
+                step["delay_days"] = (
+                    DEFAULT_FIRST_DELAY_DAYS if first else DEFAULT_REMINDER_DELAY_DAYS
+                )
+
+
+def with_default_campaign(config: Config, *, campaigns_key: bool) -> Config:
+    """Return ``config`` with :func:`default_campaign` when it needs one.
+
+    ``campaigns_key`` is whether the file has a ``campaigns`` key at all, so
+    an explicit ``campaigns = []`` keeps the daemon from sending requests.
+    """
+    if campaigns_key or config.campaigns or config.vendor is None or config.smtp is None:
+        return config
+    return msgspec.structs.replace(config, campaigns=[default_campaign()])
 
 
 def check_campaigns(config: Config) -> Iterator[tuple[KeyPath, str]]:

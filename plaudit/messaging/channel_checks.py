@@ -1,4 +1,5 @@
-"""check-config rules for ``[sms]``, ``[push]`` and the campaign steps that use them."""
+"""check-config rules for ``[sms]``, ``[push]``, the campaign steps that use them, and the
+route the e-mail unsubscribe link needs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from plaudit.config.model import Config, PushConfig, SmsConfig
 from plaudit.errors import PlauditError
 from plaudit.messaging.push import load_vapid_key
 from plaudit.messaging.sms import check_sms_config
+from plaudit.messaging.unsubscribe_checks import check_unsubscribe_route
 
 TWILIO_ROUTE = "/inbound/twilio"
 
@@ -32,6 +34,7 @@ def check_channels(config: Config) -> Iterator[tuple[KeyPath, str]]:
                 )
             if step.channel == "push" and config.push is None:
                 yield path, "push steps need a [push] table; add it or change the channel"
+    yield from check_unsubscribe_route(config)
 
 
 def _check_sms(config: Config, sms: SmsConfig) -> Iterator[tuple[KeyPath, str]]:

@@ -18,7 +18,8 @@ from plaudit.journal import Tx
 log = logging.getLogger(__name__)
 
 # Seconds a send without an outcome waits for Twilio's status callback before
-# it is tried again.  An estimate: callbacks normally arrive within seconds.
+# Twilio's message list is checked for it.  An estimate: callbacks normally
+# arrive within seconds.
 UNKNOWN_OUTCOME_WAIT: Final = 120.0
 
 
@@ -29,12 +30,18 @@ def reply_event_id(sid: str) -> str:
 
 @final
 class SendCheck(msgspec.Struct, frozen=True, kw_only=True):
-    """The next step of an attempt: send, skip (accepted before) or wait for a status callback."""
+    """The next step of an attempt: send, skip (accepted before), wait, or look the text up.
 
-    action: Literal["send", "skip", "wait"]
+    "lookup" means an earlier attempt has no outcome after UNKNOWN_OUTCOME_WAIT,
+    so the provider's own records must show whether it went out.
+    """
+
+    action: Literal["send", "skip", "wait", "lookup"]
     provider_id: str = ""
     # Seconds left to wait, for "wait".
     wait: float = 0.0
+    # Unix time the earlier attempt was last updated, for "lookup".
+    since: float = 0.0
 
 
 def begin_send(tx: Tx, request_id: int, channel: str, recipient: str) -> SendCheck:
@@ -43,6 +50,8 @@ def begin_send(tx: Tx, request_id: int, channel: str, recipient: str) -> SendChe
     An earlier attempt without an outcome (its response was lost, or the
     process stopped while sending) is waited for until UNKNOWN_OUTCOME_WAIT
     has passed since it, because its status callback may still name it.
+    After that the caller looks it up and calls :func:`record_attempt`
+    when the provider has no trace of it.
     """
     row = tx.execute(
         "SELECT provider_id, state, updated_at FROM channel_sends"
@@ -55,11 +64,33 @@ def begin_send(tx: Tx, request_id: int, channel: str, recipient: str) -> SendChe
         waited = tx.now - float(row[2])
         if waited < UNKNOWN_OUTCOME_WAIT:
             return SendCheck(action="wait", wait=UNKNOWN_OUTCOME_WAIT - waited)
-        # NOTE: a status callback that never arrived leaves no trace, so this may text twice.
-        log.warning(
-            "notifier.resend_after_unknown_outcome",
-            extra={"request": request_id, "channel": channel},
-        )
+        return SendCheck(action="lookup", since=float(row[2]))
+    record_attempt(tx, request_id, channel, recipient)
+    return SendCheck(action="send")
+
+
+def accepted_send(tx: Tx, request_id: int, recipient: str) -> str | None:
+    """Return the provider id of an accepted or delivered send, else None."""
+    row = tx.execute(
+        "SELECT provider_id FROM channel_sends WHERE request_id = ? AND recipient = ?"
+        " AND provider_id IS NOT NULL AND state IN ('accepted', 'delivered')",
+        (request_id, recipient),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def known_provider_ids(tx: Tx, channel: str, recipient: str) -> frozenset[str]:
+    """Return the provider ids already bound to sends to ``recipient``."""
+    rows = tx.execute(
+        "SELECT provider_id FROM channel_sends"
+        " WHERE channel = ? AND recipient = ? AND provider_id IS NOT NULL",
+        (channel, recipient),
+    ).fetchall()
+    return frozenset(str(row[0]) for row in rows)
+
+
+def record_attempt(tx: Tx, request_id: int, channel: str, recipient: str) -> None:
+    """Record that an attempt to send is about to call the provider."""
     tx.execute(
         "INSERT INTO channel_sends (request_id, channel, recipient, state, attempts, updated_at)"
         " VALUES (?, ?, ?, 'sending', 1, ?)"
@@ -67,7 +98,6 @@ def begin_send(tx: Tx, request_id: int, channel: str, recipient: str) -> SendChe
         " attempts = attempts + 1, updated_at = excluded.updated_at",
         (request_id, channel, recipient, tx.now),
     )
-    return SendCheck(action="send")
 
 
 def mark_accepted(

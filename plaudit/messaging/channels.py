@@ -10,7 +10,9 @@ A send never happens twice for one request and recipient: before sending,
 a ``channel_sends`` row is written in its own transaction.  When Twilio
 accepted a text but the response was lost, the row stays ``unknown`` until
 the status callback names the message (see ``plaudit.messaging.sms_events``),
-and the retried job finds it accepted instead of texting again.
+and the retried job finds it accepted instead of texting again.  When no
+callback came either, the retried job looks the text up on Twilio first
+(see ``plaudit.messaging.sms_lookup``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from plaudit.config.model import Config
 from plaudit.config.paths import read_secret
 from plaudit.errors import ConfigError, PlatformError, PlauditError
 from plaudit.journal import AsyncJournal, Tx
+from plaudit.messaging import request_events
 from plaudit.messaging.channel_sends import (
     UNKNOWN_OUTCOME_WAIT,
     begin_send,
@@ -48,7 +51,8 @@ from plaudit.messaging.push import (
 )
 from plaudit.messaging.quiet_hours import next_allowed, recipient_zone
 from plaudit.messaging.sms import SmsError, TwilioClient
-from plaudit.metrics import REVIEW_REQUESTS
+from plaudit.messaging.sms_lookup import check_earlier_send
+from plaudit.metrics import CHANNEL_MESSAGES, REVIEW_REQUESTS
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +148,7 @@ class ChannelsStatistics(msgspec.Struct, frozen=True, kw_only=True):
 class Channels:
     """The SMS and push senders built from ``[sms]`` and ``[push]``; either may be absent.
 
-    NOTE: a configuration reload does not rebuild them, so a changed ``[sms]``
-    or ``[push]`` table takes effect at the next restart.
+    A reload replaces the senders through :meth:`adopt`; the counters carry on.
     """
 
     def __init__(
@@ -179,6 +182,19 @@ class Channels:
             push_sent=self._push_sent,
             push_removed=self._push_removed,
         )
+
+    def adopt(self, fresh: Channels) -> None:
+        """Send with the senders, policy and HELP text of ``fresh`` from the next step on.
+
+        A send already running finishes with the sender it started with.
+        """
+        # NOTE: the replaced senders' HTTP connections are not closed, because a
+        # running send may still use them; they close when garbage-collected.
+        self.sms = fresh.sms
+        self.push = fresh.push
+        self.policy = fresh.policy
+        self.help_text = fresh.help_text
+        log.info("notifier.channels_reconfigured", extra={"channels": sorted(self.names)})
 
     @property
     def names(self) -> frozenset[str]:
@@ -220,6 +236,15 @@ class Channels:
         check = await journal.transaction(
             lambda tx: begin_send(tx, message.request_id, "sms", number)
         )
+        if check.action == "lookup":
+            check = await check_earlier_send(
+                journal,
+                client,
+                request_id=message.request_id,
+                number=number,
+                text=message.text,
+                since=check.since,
+            )
         if check.action == "wait":
             raise PlatformError(
                 f"an earlier attempt to text request {message.request_id} has no outcome yet; "
@@ -247,10 +272,14 @@ class Channels:
             mark_accepted(tx, message.request_id, number, sid)
             record_request_sent(tx, message.request_id, SMS_PROVIDER)
             event = MessageEvent(
-                address=number, kind="sent", at=tx.now, provider=SMS_PROVIDER, message_id=sid
+                address=number, kind="accepted", at=tx.now, provider=SMS_PROVIDER, message_id=sid
             )
             record_event(tx, event, policy=self.policy)
+            request_events.emit_sent(
+                tx, message.request_id, recipients=[number], provider=SMS_PROVIDER, message_id=sid
+            )
             REVIEW_REQUESTS.labels(channel="sms", outcome="sent").inc()
+            CHANNEL_MESSAGES.labels(channel="sms", outcome="sent").inc()
             on_sent(tx)
 
         return record
@@ -297,7 +326,18 @@ class Channels:
                     provider=SMS_PROVIDER,
                 )
                 record_event(tx, event, policy=self.policy)
+            request_events.emit_send_rejected(
+                tx,
+                message.request_id,
+                recipient=number,
+                provider=SMS_PROVIDER,
+                status=None if error.code is None else str(error.code),
+            )
             REVIEW_REQUESTS.labels(channel="sms", outcome="bounced").inc()
+            opted_out = error.suppress == "unsubscribe"
+            CHANNEL_MESSAGES.labels(
+                channel="sms", outcome="opted_out" if opted_out else "failed"
+            ).inc()
             log.warning(
                 "notifier.sms_rejected",
                 extra={"request": message.request_id, "code": error.code, "error": str(error)},
@@ -320,6 +360,8 @@ class Channels:
         )
         accepted: dict[str, str] = {}
         gone: dict[str, str] = {}
+        # Endpoint -> the push service's HTTP status, None when the subscription was invalid.
+        gone_status: dict[str, int | None] = {}
         retryable: PushError | None = None
         payload = {"title": message.title, "body": message.text}
         for subscription in subscriptions:
@@ -328,6 +370,7 @@ class Channels:
                 accepted[subscription.endpoint] = outcome
             elif outcome.gone or not outcome.retryable:
                 gone[subscription.endpoint] = str(outcome)
+                gone_status[subscription.endpoint] = outcome.status
             else:
                 retryable = outcome
         if retryable is not None and not accepted:
@@ -336,14 +379,23 @@ class Channels:
         def record(tx: Tx) -> None:
             for endpoint, reason in gone.items():
                 remove_subscription(tx, endpoint, reason="gone")
+                # 404 and 410 mean the browser dropped the subscription.
+                removed = gone_status.get(endpoint) in (404, 410)
+                CHANNEL_MESSAGES.labels(
+                    channel="push", outcome="opted_out" if removed else "failed"
+                ).inc()
                 log.info(
                     "notifier.push_removed", extra={"request": message.request_id, "reason": reason}
                 )
             for endpoint, location in accepted.items():
                 mark_accepted(tx, message.request_id, endpoint, location, channel="push")
+            request_events.emit_push_outcomes(
+                tx, message.request_id, accepted=list(accepted), gone=gone_status
+            )
             if accepted:
                 record_request_sent(tx, message.request_id, PUSH_PROVIDER)
                 REVIEW_REQUESTS.labels(channel="push", outcome="sent").inc()
+                CHANNEL_MESSAGES.labels(channel="push", outcome="sent").inc(len(accepted))
                 on_sent(tx)
             else:
                 set_request_state(tx, message.request_id, "bounced", "; ".join(gone.values()))
@@ -395,7 +447,11 @@ class Channels:
 
         def record(tx: Tx) -> None:
             event = MessageEvent(
-                address=to, kind="sent", at=tx.now, provider=SMS_PROVIDER, message_id=accepted.sid
+                address=to,
+                kind="accepted",
+                at=tx.now,
+                provider=SMS_PROVIDER,
+                message_id=accepted.sid,
             )
             record_event(
                 tx, event, policy=self.policy, provider_event_id=reply_event_id(accepted.sid)

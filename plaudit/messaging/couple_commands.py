@@ -14,6 +14,7 @@ from plaudit.daemon.control import InvalidArgument
 from plaudit.errors import ControlError
 from plaudit.journal import Tx
 from plaudit.messaging.campaigns import schedule_new_couples
+from plaudit.messaging.consent import ConsentSource
 from plaudit.messaging.couples import CoupleImport, StoreReport, parse_couples_csv, store_couples
 from plaudit.personalisation.profiles import read_profiles_file, store_profiles
 
@@ -63,9 +64,10 @@ async def import_couples(daemon: Daemon, args: dict[str, Any]) -> dict[str, Any]
     config = daemon.config
     vendor = config.vendor.name if config.vendor is not None else ""
     profiles = await trio.to_thread.run_sync(read_profiles_file, Path(path))
+    source = ConsentSource(kind="import", detail=Path(path).name)
 
     def store(tx: Tx) -> tuple[StoreReport, int]:
-        report = store_couples(tx, parsed.couples, vendor=vendor)
+        report = store_couples(tx, parsed.couples, vendor=vendor, source=source)
         # Lead source and notes columns, for personalisation.
         store_profiles(tx, profiles)
         return report, schedule_new_couples(tx, config)

@@ -25,6 +25,8 @@ from typing import Final, final
 import msgspec
 
 from plaudit.journal.tx import Tx
+from plaudit.messaging.consent import ConsentSource, record_consent
+from plaudit.reviews.importer import sniff_delimiter
 
 # Normalised header -> field.  The first matching column wins.
 COLUMN_ALIASES: Final[dict[str, str]] = {
@@ -80,6 +82,8 @@ class Couple(msgspec.Struct, frozen=True, kw_only=True):
     timezone: str | None
     consent_email: bool
     consent_sms: bool
+    # The import file's row number (the header is row 1); 0 when not imported.
+    source_row: int = 0
 
 
 @final
@@ -124,7 +128,8 @@ def normalize_header(header: str) -> str:
 
 def parse_couples_csv(text: str) -> CoupleImport:
     """Validate every row of a CSV export; row numbers count the header as row 1."""
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    # Spreadsheets in locales with a decimal comma export ";"-separated files.
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=sniff_delimiter(text))
     header = next(reader, None)
     if header is None:
         error = RowError(row=1, column="", value="", message="the file is empty; export again")
@@ -148,7 +153,7 @@ def parse_couples_csv(text: str) -> CoupleImport:
             errors.append(RowError(row=number, column="", value="", message=message))
             break
         try:
-            couple = _parse_row(columns, header, cells)
+            couple = msgspec.structs.replace(_parse_row(columns, header, cells), source_row=number)
             _check_repeat(seen, couple, number, header[columns["emails"]])
             couples.append(couple)
         except _RowProblem as problem:
@@ -350,8 +355,14 @@ RETURNING id, created_at = updated_at
 """
 
 
-def store_couples(tx: Tx, couples: Iterable[Couple], *, vendor: str) -> StoreReport:
-    """Insert or update each couple, keyed by its first e-mail address."""
+def store_couples(
+    tx: Tx, couples: Iterable[Couple], *, vendor: str, source: ConsentSource | None = None
+) -> StoreReport:
+    """Insert or update each couple, keyed by its first e-mail address.
+
+    With ``source``, each change of a couple's e-mail or SMS consent is
+    recorded with it (and the couple's import row).
+    """
     created = 0
     updated = 0
     for couple in couples:
@@ -372,11 +383,18 @@ def store_couples(tx: Tx, couples: Iterable[Couple], *, vendor: str) -> StoreRep
                 tx.now,
             ),
         ).fetchone()
+        if source is not None:
+            _record_consents(tx, int(row[0]), couple, source.for_row(couple.source_row))
         if row[1]:
             created += 1
         else:
             updated += 1
     return StoreReport(created=created, updated=updated)
+
+
+def _record_consents(tx: Tx, couple_id: int, couple: Couple, source: ConsentSource) -> None:
+    record_consent(tx, couple_id, "email", granted=couple.consent_email, source=source)
+    record_consent(tx, couple_id, "sms", granted=couple.consent_sms, source=source)
 
 
 def load_couple(tx: Tx, couple_id: int) -> Couple | None:

@@ -20,14 +20,10 @@ import logging
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Final, Literal, final
+from typing import TYPE_CHECKING, Final, Literal, final
 
-import http_ece
 import httpx
 import msgspec
-import py_vapid
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from plaudit.config.model import PushConfig
 from plaudit.errors import PlatformError, PlauditError
@@ -35,6 +31,12 @@ from plaudit.journal.tx import Tx
 from plaudit.messaging.http_body import read_limited
 from plaudit.reliability.retry import Verdict, call_with_retry, classify_status, parse_retry_after
 from plaudit.webhooks.ssrf import ForbiddenTargetError, ResolutionError, resolve_target
+
+if TYPE_CHECKING:
+    # http_ece, py_vapid and cryptography's elliptic curves take about 8 MB,
+    # so the functions below import them on first use: a daemon without
+    # [push] never loads them.
+    import py_vapid
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +126,8 @@ def validate_subscription(subscription: PushSubscription, *, allow_http: bool) -
         raise InvalidSubscription(
             f"p256dh is {len(key)} bytes; expected a 65-byte uncompressed P-256 point"
         )
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     try:
         ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), key)
     except ValueError as error:
@@ -139,6 +143,9 @@ def encrypt_payload(subscription: PushSubscription, payload: bytes) -> bytes:
             f"push payload is {len(payload)} bytes; shorten the template to at most "
             f"{MAX_PLAINTEXT_BYTES} bytes"
         )
+    import http_ece
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     sender_key = ec.generate_private_key(ec.SECP256R1())
     encrypted: bytes = http_ece.encrypt(
         payload,
@@ -159,6 +166,8 @@ def load_vapid_key(path: str) -> py_vapid.Vapid02:
             f"cannot read push.vapid_private_key_file {path}: {error.strerror or error}; "
             "fix the path or create a key"
         ) from error
+    import py_vapid
+
     try:
         return py_vapid.Vapid02.from_pem(data)
     except (ValueError, TypeError) as error:
@@ -170,6 +179,9 @@ def load_vapid_key(path: str) -> py_vapid.Vapid02:
 
 def vapid_public_key(vapid: py_vapid.Vapid02) -> str:
     """Return the application server key that browsers pass to ``subscribe()``, base64url."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
     key = vapid.public_key
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise PlauditError("the VAPID key is not an elliptic-curve key")
@@ -214,6 +226,8 @@ class PushSender:
             "exp": int(now) + TOKEN_SECONDS,
             "sub": self.config.subject,
         }
+        import py_vapid
+
         try:
             signed: dict[str, str] = self._vapid.sign(claims)
         except py_vapid.VapidException as error:

@@ -161,7 +161,7 @@ def _render_show(result: dict[str, Any]) -> str:
     lines = [
         f"request {_cell(request.get('id'))}: campaign {_cell(request.get('campaign'))} "
         f"step {_cell(_step_number(request.get('step')))} ({_cell(request.get('channel'))}), "
-        f"{_cell(request.get('state'))}",
+        f"{_cell(request.get('state'))}{' (unconfirmed)' if request.get('unconfirmed') else ''}",
         f"couple {_cell(request.get('couple_id'))}: {names or '-'} <{emails or '-'}>, "
         f"wedding {_cell(couple.get('wedding_date'))}",
     ]
@@ -178,7 +178,7 @@ def _render_show(result: dict[str, Any]) -> str:
             _cell(_step_number(step.get("step"))),
             _cell(step.get("id")),
             _cell(step.get("channel")),
-            _cell(step.get("state")),
+            _cell(step.get("state")) + (" (unconfirmed)" if step.get("unconfirmed") else ""),
             _time(step.get("scheduled_at")),
             _time(step.get("sent_at")),
             _cell(step.get("message_id")),
@@ -201,7 +201,36 @@ def _render_show(result: dict[str, Any]) -> str:
     if messages:
         headers = ["AT", "ADDRESS", "EVENT", "STATUS", "MESSAGE-ID"]
         text += "\n" + format_table(headers, messages)
-    return text
+    return text + _render_consent(result) + _render_send_time(result)
+
+
+def _render_consent(result: dict[str, Any]) -> str:
+    from plaudit.daemon.ctl import _cell, _dict, _list, _time, format_table
+
+    rows = [
+        [
+            _cell(record.get("channel")),
+            "given" if record.get("granted") else "withdrawn",
+            _time(record.get("recorded_at")),
+            _cell(record.get("source")),
+            _cell(record.get("detail")),
+        ]
+        for record in map(_dict, _list(result.get("consent")))
+    ]
+    if not rows:
+        return "\nconsent: none recorded for this couple\n"
+    headers = ["CONSENT", "CHANGE", "RECORDED", "SOURCE", "DETAIL"]
+    return "\n" + format_table(headers, rows)
+
+
+def _render_send_time(result: dict[str, Any]) -> str:
+    from plaudit.daemon.ctl import _dict
+    from plaudit.personalisation.ctl import render_explain
+
+    explanation = _dict(result.get("personalisation"))
+    if not explanation:
+        return "\nsend time: not chosen yet; it is chosen when the step first runs\n"
+    return "\nsend time and variant:\n" + render_explain(explanation)
 
 
 def render_preview(result: dict[str, Any]) -> str:

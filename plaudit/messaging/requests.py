@@ -18,10 +18,12 @@ from plaudit.config.model import CampaignConfig, Config
 from plaudit.errors import PlauditError
 from plaudit.journal.tx import Tx
 from plaudit.messaging.campaigns import SEND_JOB, first_step_at, schedule_step
+from plaudit.messaging.consent import ConsentSource, consent_history
 from plaudit.messaging.couples import Couple, load_couple, parse_couples_csv, store_couples
 from plaudit.personalisation.explain import explain_request
 
 # Generic CSV column -> the ``plaudit ctl request add`` option that fills it.
+CTL_CONSENT: Final = ConsentSource(kind="ctl", detail="plaudit ctl request add")
 OPTION_OF_COLUMN: Final[dict[str, str]] = {
     "names": "--name",
     "email": "--email",
@@ -43,7 +45,7 @@ REQUEST_STATES: Final = (
 )
 _REQUEST_COLUMNS: Final = (
     "id, couple_id, campaign, step, channel, state, scheduled_at, sent_at, message_id,"
-    " provider, last_error, updated_at"
+    " provider, last_error, updated_at, unconfirmed"
 )
 _REQUEST_FIELDS: Final = (
     "id",
@@ -58,6 +60,8 @@ _REQUEST_FIELDS: Final = (
     "provider",
     "last_error",
     "updated_at",
+    # 1 when the step counts as sent but no server confirmed the submission.
+    "unconfirmed",
 )
 
 
@@ -141,7 +145,9 @@ def add_request(
         raise RequestError("review requests need a [vendor] table in the config; add it")
     created = False
     if couple is not None:
-        report = store_couples(tx, [couple], vendor=vendor.name)
+        # The couple came from command options, so no import row applies.
+        command_couple = msgspec.structs.replace(couple, source_row=0)
+        report = store_couples(tx, [command_couple], vendor=vendor.name, source=CTL_CONSENT)
         created = report.created == 1
         row = tx.execute(
             "SELECT id FROM couples WHERE email = ?", (couple.emails[0].lower(),)
@@ -233,6 +239,8 @@ def show_request(tx: Tx, request_id: int) -> dict[str, Any]:
         "job": _job(tx, request_id),
         # Variant, chosen send time and why; None until the step first runs.
         "personalisation": explain_request(tx, request_id),
+        # When and how e-mail and SMS consent was given or withdrawn, oldest first.
+        "consent": msgspec.to_builtins(consent_history(tx, request["couple_id"])),
     }
 
 

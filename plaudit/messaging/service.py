@@ -10,13 +10,14 @@ from typing import final
 import msgspec
 
 from plaudit.actors.base import Actor
-from plaudit.actors.notifier import NotifierActor, build_notifier
+from plaudit.actors.notifier import NotifierActor, build_notifier, runs_notifier
 from plaudit.actors.operator import OperatorAlertActor, build_alert_actor
 from plaudit.config.model import Config
+from plaudit.errors import PlauditError
 from plaudit.journal import AsyncJournal
 from plaudit.messaging.campaigns import schedule_new_couples
-from plaudit.messaging.templates import TemplateError
 from plaudit.messaging.unsubscribe import UnsubscribePages, daemon_tokens
+from plaudit.messaging.unsubscribe_checks import log_config_warnings
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def build_messaging(
     every request.  Raises ConfigError when the unsubscribe key cannot be
     read or created.
     """
+    log_config_warnings(config)
     tokens = daemon_tokens(config, state_dir, config_path=config_path)
     notifier: Actor | None = build_notifier(config, journal)
     if isinstance(notifier, NotifierActor):
@@ -61,10 +63,11 @@ async def reconfigure_messaging(actors: dict[str, Actor], config: Config) -> Non
     first campaigns while only alerts were delivered) is logged and left for
     a restart.
     """
+    log_config_warnings(config)
     notifier = actors.get("notifier")
     if isinstance(notifier, OperatorAlertActor):
         notifier.reconfigure(config)
-        if config.vendor is not None and config.smtp is not None and config.campaigns:
+        if runs_notifier(config):
             log.warning(
                 "notifier.restart_required",
                 extra={"reason": "campaigns were added; restart the daemon to send them"},
@@ -74,7 +77,7 @@ async def reconfigure_messaging(actors: dict[str, Actor], config: Config) -> Non
         return
     try:
         notifier.reconfigure(config)
-    except (ValueError, TemplateError) as error:
+    except (ValueError, PlauditError) as error:
         log.warning("notifier.reload_skipped", extra={"error": str(error)})
         return
     scheduled = await notifier.journal.transaction(lambda tx: schedule_new_couples(tx, config))

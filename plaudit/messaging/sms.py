@@ -10,8 +10,9 @@ responds 201 with the message's ``sid``.  Failures fall in three classes:
 - retryable (429, 5xx, a connection that never carried the request): sent
   nothing, so it is retried in the call through the retry policy.
 - unknown (a timeout or a connection lost after the request went out):
-  Twilio may have accepted it.  It is not retried in the call; the job is
-  retried by the journal, which first looks for the send's status callback.
+  Twilio may have accepted it.  It is not retried in the call.  The journal
+  retries the job, which first waits for the send's status callback and then
+  looks the text up with :meth:`TwilioClient.list_sent`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from __future__ import annotations
 import logging
 import re
 import time
+from datetime import UTC, datetime
+from functools import partial
 from typing import Final, Literal, final
 
 import httpx
@@ -46,6 +49,12 @@ OPT_IN_KEYWORDS: Final = frozenset({"START", "UNSTOP", "YES"})
 HELP_KEYWORDS: Final = frozenset({"HELP", "INFO"})
 # The largest Body Twilio accepts, in characters; longer text is cut to it with an ellipsis.
 MAX_BODY_CHARS: Final = 1600
+# Messages asked for per page of a list request, and the pages read for one lookup.
+LIST_PAGE_SIZE: Final = 50
+MAX_LIST_PAGES: Final = 4
+# Bytes read of one list page: 50 messages of up to 1600 characters, with room for
+# multi-byte text and the other fields.
+MAX_LIST_PAGE_BYTES: Final = 1024 * 1024
 _SID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
@@ -91,6 +100,25 @@ class SmsStatistics(msgspec.Struct, frozen=True, kw_only=True):
     rejected: int
     retried: int
     unknown: int
+
+
+@final
+class ListedSms(msgspec.Struct, frozen=True, kw_only=True):
+    """One message of Twilio's Messages list, with the fields a lost send is recognised by."""
+
+    sid: str
+    to: str = ""
+    sender: str = msgspec.field(name="from", default="")
+    body: str = ""
+    messaging_service_sid: str | None = None
+    # RFC 2822 date such as "Fri, 04 Dec 2026 23:40:00 +0000", as Twilio writes it.
+    date_created: str | None = None
+    status: str = ""
+
+
+class _MessagePage(msgspec.Struct, kw_only=True):
+    messages: list[ListedSms]
+    next_page_uri: str | None = None
 
 
 class _Unknown(Exception):
@@ -221,6 +249,73 @@ class TwilioClient:
             raise
         self._accepted += 1
         return accepted
+
+    async def list_sent(self, to: str, *, since: float) -> list[ListedSms]:
+        """List texts to ``to`` from this sender dated on or after the UTC day of ``since``.
+
+        Reads at most MAX_LIST_PAGES pages, newest first.  Raises SmsError:
+        retryable for connection failures, 429 and 5xx, rejected otherwise.
+        """
+        path = f"/{API_VERSION}/Accounts/{self.config.account_sid}/Messages.json"
+        day = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d")
+        first = {"To": to, "DateSent>": day, "PageSize": str(LIST_PAGE_SIZE)}
+        if self.config.from_number:
+            first["From"] = self.config.from_number
+        query: dict[str, str] | None = first
+        listed: list[ListedSms] = []
+        target = path
+        for _ in range(MAX_LIST_PAGES):
+            page = await call_with_retry(
+                partial(self._list_page, target, query),
+                policy=self.config.retry,
+                what="Twilio message list",
+            )
+            listed.extend(page.messages)
+            if not page.next_page_uri:
+                break
+            # The next page must stay on this account's list, because the client sends
+            # the account's credentials with it.
+            if not page.next_page_uri.startswith(path + "?"):
+                raise SmsError(
+                    f"Twilio's next_page_uri {page.next_page_uri[:200]!r} leaves {path}; "
+                    "check [sms] base_url points at Twilio",
+                    outcome="rejected",
+                )
+            target, query = page.next_page_uri, None
+        return listed
+
+    async def _list_page(self, target: str, params: dict[str, str] | None) -> _MessagePage:
+        try:
+            async with self._client.stream("GET", target, params=params) as response:
+                body = await read_limited(response, MAX_LIST_PAGE_BYTES)
+        except httpx.HTTPError as error:
+            raise SmsError(
+                f"listing messages at {self.config.base_url} failed ({error!r}); retrying",
+                outcome="retryable",
+            ) from error
+        verdict = classify_status(response.status_code)
+        if verdict is Verdict.SUCCESS:
+            try:
+                return msgspec.json.decode(body, type=_MessagePage)
+            except msgspec.DecodeError as error:
+                raise SmsError(
+                    f"Twilio responded {response.status_code} to a message list with a body "
+                    f"that is not a message page ({error}); retrying",
+                    outcome="retryable",
+                    status=response.status_code,
+                ) from error
+        code, message = _error_of(body)
+        detail = (
+            f"Twilio responded {response.status_code} to a message list, error {code}: {message}"
+        )
+        if verdict is Verdict.RETRY:
+            raise SmsError(detail + "; retrying", outcome="retryable", status=response.status_code)
+        raise SmsError(
+            f"{detail}; check [sms] account_sid, base_url and the auth token file",
+            outcome="rejected",
+            status=response.status_code,
+            code=code,
+        )
 
     async def _attempt(self, path: str, fields: dict[str, str]) -> SmsAccepted:
         try:

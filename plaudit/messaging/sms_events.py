@@ -26,6 +26,13 @@ from plaudit.journal.tx import Tx
 from plaudit.messaging.channel_sends import reply_event_id
 from plaudit.messaging.channels import SMS_REPLY_JOB
 from plaudit.messaging.deliverability.store import lift_suppression, suppression_of
+from plaudit.messaging.request_events import (
+    BOUNCE_KINDS,
+    emit_bounced,
+    emit_delivered,
+    load_request,
+)
+from plaudit.metrics import CHANNEL_MESSAGES
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +72,8 @@ def track_status(tx: Tx, event: InboundEvent) -> bool:
     number = event.recipient or ""
     if not sid or event.kind is None:
         return False
+    if event.kind == "unsubscribe":
+        CHANNEL_MESSAGES.labels(channel="sms", outcome="opted_out").inc()
     row = _send_for(tx, sid, number)
     if row is None:
         return False
@@ -79,6 +88,8 @@ def track_status(tx: Tx, event: InboundEvent) -> bool:
         return True
 
     delivered = event.kind == "delivered"
+    if event.kind != "unsubscribe":
+        CHANNEL_MESSAGES.labels(channel="sms", outcome="delivered" if delivered else "failed").inc()
     tx.execute(
         "UPDATE channel_sends SET state = ?, error = ?, updated_at = ?"
         " WHERE request_id = ? AND recipient = ?",
@@ -89,19 +100,28 @@ def track_status(tx: Tx, event: InboundEvent) -> bool:
             "UPDATE requests SET state = 'bounced', last_error = ?, updated_at = ? WHERE id = ?",
             (f"Twilio {event.kind}, error {event.status}", tx.now, request_id),
         )
-    kind = "request.delivered" if delivered else "request.bounced"
-    tx.emit(
-        type=kind,
-        key=f"{kind}:{request_id}:{sid}",
-        platform="twilio",
-        subject=f"requests/{request_id}",
-        payload={
-            "request": request_id,
-            "channel": "sms",
-            "provider_id": sid,
-            "status": event.status,
-            "occurred_at": event.occurred_at,
-        },
+    facts = load_request(tx, request_id)
+    if facts is None:
+        return True
+    if delivered:
+        emit_delivered(
+            tx,
+            facts,
+            recipient=number,
+            provider="twilio",
+            occurred_at=event.occurred_at,
+            message_id=sid,
+        )
+        return True
+    emit_bounced(
+        tx,
+        facts,
+        recipient=number,
+        provider="twilio",
+        occurred_at=event.occurred_at,
+        message_id=sid,
+        kind=BOUNCE_KINDS.get(event.kind, "hard"),
+        status=event.status,
     )
     return True
 

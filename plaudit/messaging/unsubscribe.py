@@ -37,6 +37,7 @@ import msgspec
 from plaudit.config.model import Config
 from plaudit.errors import ConfigError, JournalError, PlauditError
 from plaudit.journal import AsyncJournal, Tx
+from plaudit.messaging.consent import ConsentSource, record_consent
 from plaudit.messaging.couples import load_couple
 from plaudit.messaging.deliverability.store import record_event, suppression_of
 from plaudit.messaging.deliverability.suppression import MessageEvent, SuppressionPolicy
@@ -204,6 +205,9 @@ def unsubscribe(
         )
         if decision is not None and decision.suppress:
             suppressed.append(address)
+    if couple is not None:
+        source = ConsentSource(kind="web_form", detail=f"unsubscribe link of request {request_id}")
+        record_consent(tx, couple_id, "email", granted=False, source=source, explicit=True)
 
     stopped = 0
     for campaign in sorted(stop_campaigns):

@@ -6,15 +6,18 @@ record and the vendor's notes.  Every answer passes
 :func:`plaudit.personalisation.guardrails.check_draft` or is discarded.
 
 Drafting never holds up a send: each request gets the smaller of the
-configured timeout and the time left before the send, and every failure
-(no answer in time, an HTTP error, a body that is not a chat completion, a
+configured timeout and the time the caller allows, and every failure (no
+answer in time, an HTTP error, a body that is not a chat completion, a
 rejected draft) ends in a :class:`DraftOutcome` that tells the caller to use
-the template.  Nothing here raises for a misbehaving endpoint.
+the template.  After repeated failures or timeouts a circuit breaker stops
+calling the endpoint for a cool-down, and drafts end as ``skipped`` without a
+request.  Nothing here raises for a misbehaving endpoint.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final, Literal, final
 
@@ -22,15 +25,19 @@ import httpx
 import msgspec
 import trio
 
-from plaudit.config.model import DraftingConfig
+from plaudit.config.model import BreakerConfig, DraftingConfig
 from plaudit.connectors.tls import shared_ssl_context
 from plaudit.personalisation.guardrails import DraftFacts, check_draft
+from plaudit.reliability.breaker import BreakerState, CircuitBreaker
 
 log = logging.getLogger(__name__)
 
-DraftState = Literal["off", "accepted", "rejected", "failed", "timed_out"]
-# Less time than this before the send is not worth a request.
-MIN_SECONDS: Final = 0.5
+DraftState = Literal["off", "accepted", "rejected", "failed", "timed_out", "skipped"]
+# Less time than this is not worth a request.
+MIN_SECONDS: Final = 0.1
+# Three failed or timed-out drafts in a row pause drafting for a minute before
+# one probe.  Each failed probe doubles the pause, up to 15 minutes.
+DRAFT_BREAKER: Final = BreakerConfig(failure_threshold=3, open_initial=60.0, open_max=900.0)
 # A completion with one sentence is a few hundred bytes, so a far larger body is no draft.
 MAX_RESPONSE_BYTES: Final = 64 * 1024
 _SYSTEM_PROMPT: Final = (
@@ -67,37 +74,72 @@ class _Completion(msgspec.Struct, kw_only=True):
 class Drafter:
     """Asks one chat-completions endpoint for opening lines."""
 
-    def __init__(self, config: DraftingConfig, *, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        config: DraftingConfig,
+        *,
+        client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
         self.config = config
         self._client = client
         self._counts: dict[str, int] = {}
+        # ``clock`` times the breaker's pause only; request timeouts use trio's clock.
+        self.breaker = CircuitBreaker("drafting", DRAFT_BREAKER, clock=clock)
 
     def __repr__(self) -> str:
-        return f"<Drafter {self.config.url} model={self.config.model!r} {self._counts}>"
+        return (
+            f"<Drafter {self.config.url} model={self.config.model!r} "
+            f"breaker={self.breaker.state} {self._counts}>"
+        )
 
     def statistics(self) -> dict[str, int]:
         """Return how many drafts ended in each state."""
         return dict(self._counts)
 
     async def draft(self, facts: DraftFacts, *, seconds: float) -> DraftOutcome:
-        """Request an opening line within ``seconds``; endpoint failures become outcomes."""
-        outcome = await self._draft(facts, seconds=seconds)
+        """Request an opening line within ``seconds``; endpoint failures become outcomes.
+
+        While the breaker is open no request is made and the outcome is ``skipped``.
+        """
+        limit = min(self.config.timeout, seconds)
+        if limit < MIN_SECONDS:
+            outcome = DraftOutcome(state="timed_out", reason="no time left before the send")
+        elif self.breaker.allow():
+            outcome = await self._draft(facts, limit=limit)
+            self._record(outcome)
+        else:
+            remaining = self.breaker.open_remaining()
+            outcome = DraftOutcome(
+                state="skipped",
+                reason=f"drafting paused for {remaining:.0f} s after repeated failures",
+            )
         self._counts[outcome.state] = self._counts.get(outcome.state, 0) + 1
-        if outcome.state != "accepted":
+        # Skips are not logged one by one: the breaker logs when it opens.
+        if outcome.state not in ("accepted", "skipped"):
             log.warning(
                 "personalisation.draft_unused",
                 extra={"state": outcome.state, "reason": outcome.reason, "url": self.config.url},
             )
         return outcome
 
+    def _record(self, outcome: DraftOutcome) -> None:
+        # A rejected draft still came from a working endpoint.
+        if outcome.state in ("failed", "timed_out"):
+            self.breaker.record_failure()
+            if self.breaker.state is BreakerState.OPEN:
+                log.warning(
+                    "personalisation.drafting_paused",
+                    extra={"url": self.config.url, "seconds": self.breaker.open_remaining()},
+                )
+        else:
+            self.breaker.record_success()
+
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
 
-    async def _draft(self, facts: DraftFacts, *, seconds: float) -> DraftOutcome:
-        limit = min(self.config.timeout, seconds)
-        if limit < MIN_SECONDS:
-            return DraftOutcome(state="timed_out", reason="no time left before the send")
+    async def _draft(self, facts: DraftFacts, *, limit: float) -> DraftOutcome:
         try:
             headers = self._headers()
         except OSError as error:

@@ -23,11 +23,12 @@ from plaudit.config.model import CampaignConfig, Config, VendorConfig
 from plaudit.journal import AsyncJournal
 from plaudit.journal.tx import Tx
 from plaudit.messaging.campaigns import OWNER, SEND_JOB
-from plaudit.messaging.couples import Couple
+from plaudit.messaging.couples import Couple, load_couple
 from plaudit.messaging.templates import MessageTemplate
 from plaudit.metrics import PERSONALISATION_DRAFTS, PERSONALISATION_PLANS
 from plaudit.personalisation import store
-from plaudit.personalisation.drafting import Drafter, DraftOutcome
+from plaudit.personalisation.ahead import DraftQueue
+from plaudit.personalisation.drafting import DRAFT_BREAKER, Drafter, DraftOutcome
 from plaudit.personalisation.guardrails import DraftFacts
 from plaudit.personalisation.profiles import normalise_platform
 from plaudit.personalisation.sendtime import (
@@ -51,8 +52,9 @@ DEFER_SLACK: Final = 60.0
 # often instead of once per request.
 VENDOR_REFRESH: Final = 3600.0
 SETTLE_INTERVAL: Final = 600.0
-# Consecutive failed or timed-out drafts that raise an operator alert.
-DRAFT_ALERT_AFTER: Final = 5
+# Consecutive failed or timed-out drafts that raise an operator alert: as
+# many as pause drafting.
+DRAFT_ALERT_AFTER: Final = DRAFT_BREAKER.failure_threshold
 ALERT_SOURCE: Final = "personalisation"
 
 
@@ -158,12 +160,53 @@ class Personaliser:
             due_at=float(row[0]),
         )
 
-    async def complete_draft(self, journal: AsyncJournal, couple: Couple, plan: Plan) -> Plan:
-        """Draft the opening line if still needed, store the outcome, and return the plan."""
-        outcome = await self.draft(couple, plan)
-        if outcome is None:
+    async def complete_draft(
+        self, journal: AsyncJournal, couple: Couple, plan: Plan, *, drafts: DraftQueue
+    ) -> Plan:
+        """Return the plan with the opening line it can use now, without holding up the send.
+
+        A deferred plan is queued for drafting ahead and returned unchanged.  A
+        due plan whose draft is still pending waits for a queued draft, or requests
+        one from the endpoint, for at most ``send_wait`` seconds, then goes out with the
+        template.
+        """
+        if self.drafter is None or plan.draft_state != "pending":
+            return plan
+        if plan.deferred:
+            drafts.submit(couple, plan)
             return plan
 
+        wait = min(self.drafter.config.send_wait, plan.draft_seconds)
+        outcome: DraftOutcome | None
+        if await drafts.wait_for(plan.request_id, wait):
+            stored = await journal.transaction(lambda tx: self._stored_draft(tx, plan))
+            if stored.draft_state != "pending":
+                return stored
+            outcome = DraftOutcome(state="skipped", reason="the draft was not ready at the send")
+        elif wait > 0:
+            outcome = await self.draft(couple, plan, seconds=wait)
+        else:
+            outcome = DraftOutcome(state="skipped", reason="no draft was ready at the send")
+        await self._record_outcome(journal, plan, outcome)
+        if outcome is None:
+            return plan
+        return msgspec.structs.replace(plan, draft_state=outcome.state, opening_line=outcome.text)
+
+    async def store_draft(self, journal: AsyncJournal, couple: Couple, plan: Plan) -> None:
+        """Draft ahead with the time left before the send, and store the outcome.
+
+        A draft skipped by the open breaker stays pending, so the send may still try.
+        """
+        outcome = await self.draft(couple, plan, seconds=plan.draft_seconds)
+        if outcome is not None and outcome.state == "skipped":
+            return
+        await self._record_outcome(journal, plan, outcome)
+
+    async def _record_outcome(
+        self, journal: AsyncJournal, plan: Plan, outcome: DraftOutcome | None
+    ) -> None:
+        if outcome is None:
+            return
         PERSONALISATION_DRAFTS.labels(state=outcome.state).inc()
         if outcome.state in ("failed", "timed_out"):
             self._draft_failures += 1
@@ -178,7 +221,16 @@ class Personaliser:
             self._alert_on_drafting(tx, failures, outcome.reason)
 
         await journal.transaction(record)
-        return msgspec.structs.replace(plan, draft_state=outcome.state, opening_line=outcome.text)
+
+    def _stored_draft(self, tx: Tx, plan: Plan) -> Plan:
+        assignment = store.load_assignment(tx, plan.request_id)
+        if assignment is None:
+            return plan
+        return msgspec.structs.replace(
+            plan,
+            draft_state=assignment.draft_state,
+            opening_line=assignment.opening_line or "",
+        )
 
     def _alert_on_drafting(self, tx: Tx, failures: int, reason: str) -> None:
         drafting = self.config.personalisation.drafting
@@ -192,14 +244,52 @@ class Personaliser:
                 source=ALERT_SOURCE,
                 key="drafting",
                 severity="warning",
-                summary=f"AI drafting failed {failures} times in a row; requests go out with "
-                "their templates. Check the [personalisation.drafting] endpoint.",
+                summary=f"AI drafting failed {failures} times in a row and is paused; requests "
+                "go out with their templates. Check the [personalisation.drafting] endpoint.",
                 detail={"url": drafting.url, "failures": failures, "last_reason": reason},
             )
 
     def record_sent(self, tx: Tx, request_id: int) -> None:
         """Start the request's conversion window."""
         store.mark_sent(tx, request_id)
+
+    def plan_ahead(self, tx: Tx, *, within: float, limit: int) -> list[tuple[Couple, Plan]]:
+        """Plan requests due within ``within`` seconds, and return those needing a draft.
+
+        Requests already due are left to their jobs, which are about to run.
+
+        Only the assignment is stored: the request's own job still sends it,
+        deferring it then when the chosen time is later.  Does nothing
+        without drafting, because planning early only serves drafting ahead.
+        """
+        if self.drafter is None:
+            return []
+        rows = tx.execute(
+            "SELECT r.id, r.couple_id, r.campaign, r.step, r.scheduled_at FROM requests r"
+            " LEFT JOIN personalisation_assignments a ON a.request_id = r.id"
+            " WHERE r.state = 'scheduled' AND r.scheduled_at > ? AND r.scheduled_at <= ?"
+            " AND a.request_id IS NULL ORDER BY r.scheduled_at LIMIT ?",
+            (tx.now + DEFER_SLACK, tx.now + within, limit),
+        ).fetchall()
+        ahead = []
+        for request_id, couple_id, name, step, scheduled_at in rows:
+            campaign = self.campaigns.get(str(name))
+            couple = load_couple(tx, int(couple_id))
+            if campaign is None or couple is None or int(step) >= len(campaign.steps):
+                continue
+            plan = self.plan(
+                tx,
+                request_id=int(request_id),
+                couple_id=int(couple_id),
+                couple=couple,
+                campaign=campaign,
+                step=int(step),
+                due_at=float(scheduled_at),
+                enqueue=False,
+            )
+            if plan.draft_state == "pending":
+                ahead.append((couple, plan))
+        return ahead
 
     def plan(
         self,
@@ -211,8 +301,13 @@ class Personaliser:
         campaign: CampaignConfig,
         step: int,
         due_at: float,
+        enqueue: bool = True,
     ) -> Plan:
-        """Return the request's plan, making and storing it on the first call."""
+        """Return the request's plan, making and storing it on the first call.
+
+        A plan whose time is later enqueues the send job for that time, unless
+        ``enqueue`` is False because the request's own job has yet to run.
+        """
         assignment = store.load_assignment(tx, request_id)
         if assignment is None:
             assignment = self._assign(
@@ -241,7 +336,7 @@ class Personaliser:
             )
 
         deferred = assignment.planned_at > tx.now + DEFER_SLACK
-        if deferred:
+        if deferred and enqueue:
             # The key makes a repeated plan (a crash before the job completed) harmless.
             tx.enqueue(
                 kind=SEND_JOB,
@@ -391,17 +486,13 @@ class Personaliser:
             notes=plan.notes,
         )
 
-    async def draft(self, couple: Couple, plan: Plan) -> DraftOutcome | None:
-        """Draft the opening line if the plan still needs one; None when it does not.
-
-        The request gets at most the plan's ``draft_seconds``, so a draft
-        never moves a send past its window.
-        """
+    async def draft(self, couple: Couple, plan: Plan, *, seconds: float) -> DraftOutcome | None:
+        """Draft the opening line within ``seconds`` if the plan needs one; else return None."""
         if self.drafter is None or plan.draft_state != "pending":
             return None
         if not plan.notes.strip():
             return DraftOutcome(state="off", reason="no vendor notes about this couple")
-        return await self.drafter.draft(self.facts(couple, plan), seconds=plan.draft_seconds)
+        return await self.drafter.draft(self.facts(couple, plan), seconds=seconds)
 
     def template(self, campaign: str, step: int, plan: Plan) -> MessageTemplate | None:
         """Return the plan's variant template, or None for the step's own template."""

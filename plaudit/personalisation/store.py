@@ -156,10 +156,14 @@ def insert_assignment(tx: Tx, assignment: Assignment) -> None:
 
 
 def record_draft(tx: Tx, request_id: int, *, state: str, reason: str, text: str) -> None:
-    """Store how drafting ended for the request; an accepted ``text`` becomes its opening line."""
+    """Store how drafting ended for the request; an accepted ``text`` becomes its opening line.
+
+    Only a pending draft is updated: the first outcome stored is the one the
+    send used, so a late result from the drafting worker never replaces it.
+    """
     tx.execute(
         "UPDATE personalisation_assignments SET draft_state = ?, draft_reason = ?,"
-        " opening_line = ? WHERE request_id = ?",
+        " opening_line = ? WHERE request_id = ? AND draft_state = 'pending'",
         (state, reason or None, text or None, request_id),
     )
 

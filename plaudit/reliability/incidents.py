@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from plaudit import metrics
+from plaudit.alerts import raise_alert, resolve_alert
 from plaudit.journal import Tx
 from plaudit.reliability.health import (
     Action,
@@ -28,6 +29,11 @@ _EVENT_TYPES: Final = {
     HealthState.DOWN: "platform.down",
     HealthState.RECONNECT_REQUIRED: "platform.down",
 }
+
+# Incidents in these states alert the operator; a degraded platform still
+# syncs, so it emits its event without mailing anyone.
+_ALERTING: Final = frozenset({HealthState.DOWN, HealthState.RECONNECT_REQUIRED})
+_ALERT_SOURCE: Final = "health"
 
 
 def apply_action(
@@ -55,6 +61,7 @@ def apply_action(
             if not profile:
                 metrics.PLATFORM_INCIDENTS.labels(platform, str(state)).inc()
             _emit(tx, key, incidents[key], _EVENT_TYPES[state], at, state=state, cause=cause)
+            _alert(tx, key, incidents[key], state, cause)
         case IncidentEscalated(at=at, state=state, cause=cause):
             incident = incidents.get(key)
             if incident is None:
@@ -64,6 +71,7 @@ def apply_action(
                 (str(state), cause, incident),
             )
             _emit(tx, key, incident, _EVENT_TYPES[state], at, state=state, cause=cause)
+            _alert(tx, key, incident, state, cause)
         case IncidentResolved(at=at):
             incident = incidents.pop(key, None)
             if incident is None:
@@ -73,6 +81,33 @@ def apply_action(
                 (at, at, incident),
             )
             _emit(tx, key, incident, "platform.recovered", at, state=HealthState.HEALTHY, cause="")
+            resolve_alert(tx, source=_ALERT_SOURCE, key=_subject(key))
+
+
+def _subject(key: SubjectKey) -> str:
+    platform, profile = key
+    return f"{platform}/{profile}" if profile else platform
+
+
+def _alert(tx: Tx, key: SubjectKey, incident: int, state: HealthState, cause: str) -> None:
+    if state not in _ALERTING:
+        return
+    subject = _subject(key)
+    if state is HealthState.RECONNECT_REQUIRED:
+        summary = (
+            f"{subject} needs reconnecting: {cause}. Authorise Plaudit again and put the new "
+            "refresh token in the platform's secret file, then run `plaudit ctl reload`."
+        )
+    else:
+        summary = f"{subject} is down: {cause}. Plaudit keeps retrying and reports the recovery."
+    raise_alert(
+        tx,
+        source=_ALERT_SOURCE,
+        key=subject,
+        severity="critical",
+        summary=summary,
+        detail={"incident": incident, "state": str(state), "cause": cause},
+    )
 
 
 def _emit(

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+import msgspec
+
 from plaudit.config import load_config, resolve_paths
 from plaudit.config.model import Config
 from plaudit.errors import ConfigError, PlauditError
@@ -45,7 +47,13 @@ def report_main(
     """Build the report, print it as text or JSON, and write the requested files."""
     config = _config(state_dir, config_path)
     journal_path = _journal_path(state_dir, config)
-    context = report_context(config) if config is not None else ReportContext()
+    context = ReportContext()
+    if config is not None:
+        conversion_days = {
+            campaign.name: campaign.personalisation.conversion_days
+            for campaign in config.campaigns
+        }
+        context = msgspec.structs.replace(report_context(config), conversion_days=conversion_days)
     report = read_report(journal_path, context=context, now=time.time())
 
     if csv_dir is not None:

@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Final
 
 from plaudit.reporting.model import PlatformFigures, Recommendation, Trend
+from plaudit.reporting.names import platform_name
 
 DAY_SECONDS: Final = 86400.0
 TREND_WINDOW_DAYS: Final = 90
@@ -71,7 +72,7 @@ def recommend(platforms: Sequence[PlatformFigures], *, linkable: Collection[str]
         return Recommendation(
             platform=only.platform,
             basis="only_link",
-            reason=f"{only.platform} is the only platform with a review link",
+            reason=f"{platform_name(only.platform)} is the only platform with a review link",
         )
 
     measured = [
@@ -85,18 +86,24 @@ def recommend(platforms: Sequence[PlatformFigures], *, linkable: Collection[str]
         return Recommendation(
             platform=best.platform,
             basis="conversion",
-            reason=f"{best.platform} turned {best.couples_reviewed} of "
+            reason=f"{platform_name(best.platform)} turned {best.couples_reviewed} of "
             f"{best.couples_sent_link} couples sent its link into reviews "
             f"({(best.conversion_rate or 0.0) * 100:.0f} %), the highest of the platforms "
             f"with at least {MIN_COUPLES_FOR_CONVERSION} couples sent",
         )
 
     fewest = min(candidates, key=lambda figures: (figures.trend.recent_reviews, figures.platform))
+    tied = [f for f in candidates if f.trend.recent_reviews == fewest.trend.recent_reviews]
+    # A tie goes to the first platform id in alphabetical order, and the reason states it.
+    tie = ""
+    if len(tied) > 1:
+        others = ", ".join(platform_name(f.platform) for f in tied if f is not fewest)
+        tie = f", as do {others}, and it comes first by name"
     return Recommendation(
         platform=fewest.platform,
         basis="fewest_recent",
-        reason=f"{fewest.platform} has the fewest reviews in the last "
-        f"{fewest.trend.window_days} days ({fewest.trend.recent_reviews}), so a new review adds "
-        f"most there; conversion needs {MIN_COUPLES_FOR_CONVERSION} couples sent per "
+        reason=f"{platform_name(fewest.platform)} has the fewest reviews in the last "
+        f"{fewest.trend.window_days} days ({fewest.trend.recent_reviews}){tie}, so a new review "
+        f"adds most there; conversion needs {MIN_COUPLES_FOR_CONVERSION} couples sent per "
         "platform before it decides",
     )

@@ -21,6 +21,12 @@ import msgspec
 
 from plaudit.matching.links import review_groups
 from plaudit.matching.scoring import ReviewFacts, review_time
+from plaudit.reporting.channels import (
+    CLICK_PLATFORM_NOTE,
+    campaign_lifts,
+    channel_funnels,
+    couples_reached,
+)
 from plaudit.reporting.comparison import recommend, trend
 from plaudit.reporting.model import (
     Deliverability,
@@ -49,6 +55,8 @@ class ReportContext(msgspec.Struct, frozen=True, kw_only=True):
     review_links: frozenset[str] = frozenset()
     # Campaign name -> platforms whose links its steps send.
     campaign_links: Mapping[str, frozenset[str]] = msgspec.field(default_factory=dict)
+    # Campaign name -> days after a send in which a review counts as its conversion.
+    conversion_days: Mapping[str, int] = msgspec.field(default_factory=dict)
 
 
 @final
@@ -119,6 +127,7 @@ def build_report(
         deliverability=_deliverability(source),
         recommendation=recommend(platforms, linkable=linkable),
         links=links,
+        lift=campaign_lifts(source, now=now, conversion_days=context.conversion_days),
         notes=notes,
     )
     generated = datetime.fromtimestamp(now, tz=UTC).isoformat(timespec="seconds")
@@ -355,8 +364,9 @@ def _funnel(
     funnel = Funnel()
     funnel.couples = int(source.execute("SELECT count(*) FROM couples", ()).fetchone()[0])
     funnel.sent = len(first_sent)
-    funnel.delivered = _couples_with_event(source, "delivered")
-    funnel.clicked = _couples_with_event(source, "clicked")
+    funnel.delivered = couples_reached(source, "request.delivered", "delivered")
+    funnel.clicked = couples_reached(source, "request.clicked", "clicked")
+    funnel.channels = channel_funnels(source)
     moments = {(row.platform, row.review_id): row.moment for row in rows if row.deleted_at is None}
     reviewed: dict[int, float] = {}
     for key, couple in matches.items():
@@ -371,23 +381,23 @@ def _funnel(
         if couple in first_sent
     ]
     funnel.median_days_to_review = median(days)
+
     if funnel.sent == 0:
         funnel.notes.append("no request sent yet: conversion is empty")
     if funnel.sent and not funnel.delivered:
         funnel.notes.append(
-            "no delivery events: delivered and clicked need the e-mail provider's webhooks"
+            "no delivery events: delivered and clicked need the e-mail provider's webhooks "
+            "or SMS status callbacks"
+        )
+    if funnel.sent:
+        funnel.notes.append(CLICK_PLATFORM_NOTE)
+    estimated = [item.channel for item in funnel.channels.values() if item.delivery_estimated]
+    if estimated:
+        funnel.notes.append(
+            f"no delivery reports for {', '.join(estimated)}: its delivery rate is estimated "
+            "as sent minus bounced"
         )
     return funnel
-
-
-def _couples_with_event(source: SupportsExecute, kind: str) -> int:
-    row = source.execute(
-        "SELECT count(DISTINCT r.couple_id) FROM requests r"
-        " JOIN message_events e ON e.message_id = r.message_id"
-        " WHERE e.kind = ? AND r.message_id IS NOT NULL",
-        (kind,),
-    ).fetchone()
-    return int(row[0])
 
 
 def _deliverability(source: SupportsExecute) -> Deliverability:
@@ -399,7 +409,7 @@ def _deliverability(source: SupportsExecute) -> Deliverability:
     ).fetchall()
     counts: dict[str, Any] = {str(kind): int(count) for kind, count in rows}
     figures = Deliverability(
-        sent=counts.get("sent", 0),
+        sent=counts.get("accepted", 0),
         delivered=counts.get("delivered", 0),
         hard_bounces=counts.get("hard_bounce", 0),
         soft_bounces=counts.get("soft_bounce", 0),
@@ -407,9 +417,21 @@ def _deliverability(source: SupportsExecute) -> Deliverability:
         opened=counts.get("opened", 0),
         clicked=counts.get("clicked", 0),
     )
-    figures.delivery_rate = ratio(figures.delivered, figures.sent)
+
+    # The rule of `plaudit ctl deliverability`: without any delivery report
+    # (plain SMTP), mail accepted and not bounced counts as delivered.
+    reached = figures.delivered
+    if figures.sent and not figures.delivered:
+        figures.delivery_estimated = True
+        bounced = figures.hard_bounces + figures.soft_bounces + counts.get("policy_block", 0)
+        reached = max(figures.sent - bounced, 0)
+        figures.notes.append(
+            "no delivery reports (plain SMTP): the delivery rate is estimated as accepted "
+            "minus bounced"
+        )
+    figures.delivery_rate = ratio(reached, figures.sent)
     figures.hard_bounce_rate = ratio(figures.hard_bounces, figures.sent)
-    figures.complaint_rate = ratio(figures.complaints, figures.delivered)
+    figures.complaint_rate = ratio(figures.complaints, reached)
     if figures.sent == 0:
         figures.notes.append("no message sent yet: rates are empty")
     return figures

@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from html import escape
 from typing import Final
 
-from plaudit.reporting.model import PlatformFigures, Report, VendorReport
+from plaudit.reporting.html_sections import channel_and_lift_sections
+from plaudit.reporting.model import PlatformFigures, Report, Trend, VendorReport
+from plaudit.reporting.names import platform_name
 from plaudit.reporting.render import number, percent
 
 CHART_WIDTH: Final = 560
@@ -22,6 +24,10 @@ LABEL_WIDTH: Final = 150
 # Months shown in the reviews-per-month chart, the latest ones.
 MAX_MONTHS: Final = 24
 COLOURS: Final = ("#2f6f9f", "#c0504d", "#9bbb59", "#8064a2", "#f79646", "#4bacc6", "#7f7f7f")
+# One colour for charts whose bars are steps of one scale (months, stars).
+SCALE_COLOUR: Final = COLOURS[0]
+# Reply times up to this many hours read better in hours than in days.
+MAX_HOURS_SHOWN: Final = 48.0
 STYLE: Final = """
 body { font-family: sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
@@ -57,28 +63,31 @@ def _vendor_section(vendor: VendorReport) -> str:
     parts = [f'<section class="vendor"><h2>{escape(vendor.vendor)}</h2>']
     parts += [f'<p class="note">{escape(note)}</p>' for note in vendor.notes]
     lead = vendor.recommendation
+    leader = platform_name(lead.platform) if lead.platform else "no platform"
     parts.append(
-        f'<p class="lead" id="lead">Lead with <strong>{escape(lead.platform or "-")}</strong>: '
+        f'<p class="lead" id="lead">Lead with <strong>{escape(leader)}</strong>: '
         f"{escape(lead.reason)}</p>"
     )
 
+    if not vendor.platforms:
+        parts.append('<p class="note">No reviews yet on any platform.</p>')
     parts.append(_platform_table(vendor.platforms))
     for figures in vendor.platforms:
-        parts += [
-            f'<p class="note">{escape(figures.platform)}: {escape(note)}</p>'
-            for note in figures.notes
-        ]
+        name = platform_name(figures.platform)
+        parts += [f'<p class="note">{escape(name)}: {escape(note)}</p>' for note in figures.notes]
 
     parts += _review_charts(vendor.platforms)
     parts += _funnel_section(vendor)
+    parts += channel_and_lift_sections(vendor)
     parts.append("</section>")
     return "\n".join(parts)
 
 
 def _review_charts(platforms: Sequence[PlatformFigures]) -> list[str]:
-    counts = [(figures.platform, float(figures.reviews)) for figures in platforms]
+    counts = [(platform_name(figures.platform), float(figures.reviews)) for figures in platforms]
     parts = ["<h3>Reviews per platform</h3>", bar_chart("reviews per platform", counts)]
-    parts += ["<h3>Reviews per month</h3>", bar_chart("reviews per month", _months(platforms))]
+    months = bar_chart("reviews per month", _months(platforms), colour=SCALE_COLOUR)
+    parts += ["<h3>Reviews per month, all platforms</h3>", months]
     for figures in platforms:
         if not figures.stars.rated:
             continue
@@ -86,8 +95,9 @@ def _review_charts(platforms: Sequence[PlatformFigures]) -> list[str]:
             (f"{stars} star" if stars == "1" else f"{stars} stars", float(count))
             for stars, count in figures.stars.distribution.items()
         ]
-        parts.append(f"<h3>Star ratings on {escape(figures.platform)}</h3>")
-        parts.append(bar_chart(f"star ratings on {figures.platform}", distribution))
+        name = platform_name(figures.platform)
+        parts.append(f"<h3>Star ratings on {escape(name)}</h3>")
+        parts.append(bar_chart(f"star ratings on {name}", distribution, colour=SCALE_COLOUR))
     return parts
 
 
@@ -100,10 +110,12 @@ def _funnel_section(vendor: VendorReport) -> list[str]:
         ("clicked", float(funnel.clicked)),
         ("reviewed", float(funnel.reviewed)),
     ]
-    parts = ["<h3>Request funnel</h3>", bar_chart("request funnel", stages)]
+    funnel_chart = bar_chart("request funnel", stages, colour=SCALE_COLOUR)
+    parts = ["<h3>Request funnel</h3>", funnel_chart]
+    days = funnel.median_days_to_review
     parts.append(
-        f"<p>Conversion {percent(funnel.conversion_rate)}, median days to review "
-        f"{number(funnel.median_days_to_review)}.</p>"
+        f"<p>Conversion {percent(funnel.conversion_rate)}, median days to review: "
+        f"{'none yet' if days is None else number(days)}.</p>"
     )
     parts += [f'<p class="note">{escape(note)}</p>' for note in funnel.notes]
 
@@ -112,31 +124,55 @@ def _funnel_section(vendor: VendorReport) -> list[str]:
         f"<p>Deliverability: sent {mail.sent}, delivered {mail.delivered} "
         f"({percent(mail.delivery_rate)}), hard bounces {mail.hard_bounces} "
         f"({percent(mail.hard_bounce_rate)}), complaints {mail.complaints} "
-        f"({percent(mail.complaint_rate)}).</p>"
+        f"({percent(mail.complaint_rate)})"
+        + (", delivery estimated" if mail.delivery_estimated else "")
+        + ".</p>"
     )
+    parts += [f'<p class="note">{escape(note)}</p>' for note in mail.notes]
     return parts
 
 
 def _platform_table(platforms: Sequence[PlatformFigures]) -> str:
-    headers = ["Platform", "Reviews", "Average stars", "Positive", "Reply rate"]
-    headers += ["Median reply hours", "Conversion", "Days to review", "Trend"]
+    window = platforms[0].trend.window_days if platforms else 0
+    headers = ["Platform", "Reviews", "Average stars", "Recommended", "Replied to"]
+    headers += ["Median time to reply", "Conversion", "Median days to review"]
+    headers.append(f"Trend, last {window} days" if window else "Trend")
     head = "".join(f"<th>{header}</th>" for header in headers)
     rows = []
     for figures in platforms:
         cells = [
-            figures.platform,
+            platform_name(figures.platform),
             str(figures.reviews),
             number(figures.stars.average),
             percent(figures.recommendations.positive_share),
             percent(figures.replies.reply_rate),
-            number(figures.replies.median_reply_hours),
+            reply_time(figures.replies.median_reply_hours),
             percent(figures.conversion_rate),
             number(figures.median_days_to_review),
-            f"{figures.trend.direction} ({figures.trend.previous_reviews} to "
-            f"{figures.trend.recent_reviews})",
+            trend_text(figures.trend),
         ]
         rows.append("<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in cells) + "</tr>")
     return f'<table id="platforms"><tr>{head}</tr>{"".join(rows)}</table>'
+
+
+def reply_time(hours: float | None) -> str:
+    """Format a reply time in hours, or in days once it is longer than two days."""
+    if hours is None:
+        return "-"
+    if hours <= MAX_HOURS_SHOWN:
+        return f"{hours:.1f} hours"
+    return f"{hours / 24:.0f} days"
+
+
+def trend_text(trend: Trend) -> str:
+    """Describe the review count of the last window against the window before it."""
+    days = trend.window_days
+    if trend.direction == "no data":
+        return f"no reviews in the last {2 * days} days"
+    return (
+        f"{trend.direction}: {trend.recent_reviews} reviews, "
+        f"{trend.previous_reviews} in the {days} days before"
+    )
 
 
 def _months(platforms: Sequence[PlatformFigures]) -> list[tuple[str, float]]:
@@ -148,8 +184,11 @@ def _months(platforms: Sequence[PlatformFigures]) -> list[tuple[str, float]]:
     return [(month, float(count)) for month, count in latest]
 
 
-def bar_chart(title: str, bars: Sequence[tuple[str, float]]) -> str:
-    """Return a horizontal bar chart as an SVG element, or a note when there are no bars."""
+def bar_chart(title: str, bars: Sequence[tuple[str, float]], *, colour: str | None = None) -> str:
+    """Return a horizontal bar chart as an SVG element, or a note when there are no bars.
+
+    Bars take turns through COLOURS unless ``colour`` gives one for all.
+    """
     if not bars:
         return f'<p class="note">No data for {escape(title)} yet.</p>'
     largest = max(value for _label, value in bars)
@@ -160,11 +199,11 @@ def bar_chart(title: str, bars: Sequence[tuple[str, float]]) -> str:
     for index, (label, value) in enumerate(bars):
         top = BAR_GAP + index * (BAR_HEIGHT + BAR_GAP)
         length = value * scale
-        colour = COLOURS[index % len(COLOURS)]
+        fill = colour or COLOURS[index % len(COLOURS)]
         shapes.append(
             f'<text x="{LABEL_WIDTH - 8}" y="{top + 13}" text-anchor="end">{escape(label)}</text>'
             f'<rect x="{LABEL_WIDTH}" y="{top}" width="{length:.1f}" height="{BAR_HEIGHT}" '
-            f'fill="{colour}"><title>{escape(label)}: {value:g}</title></rect>'
+            f'fill="{fill}"><title>{escape(label)}: {value:g}</title></rect>'
             f'<text x="{LABEL_WIDTH + length + 6:.1f}" y="{top + 13}">{value:g}</text>'
         )
     return (

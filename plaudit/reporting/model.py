@@ -86,6 +86,51 @@ class PlatformFigures(msgspec.Struct, kw_only=True):
 
 
 @final
+class ChannelFunnel(msgspec.Struct, kw_only=True):
+    """One channel's review requests (e-mail, SMS or push), from the ``request.*`` events.
+
+    Each request counts once per stage, whatever its number of recipients.
+    """
+
+    channel: str
+    couples: int = 0
+    requests: int = 0
+    delivered: int = 0
+    clicked: int = 0
+    bounced: int = 0
+    delivery_rate: float | None = None
+    # True without any delivery report: the rate is then sent minus bounced, over sent.
+    delivery_estimated: bool = False
+
+
+@final
+class CampaignLift(msgspec.Struct, kw_only=True):
+    """Review conversion of a campaign's personalised couples against its holdout group.
+
+    Rates and intervals are None when a group has no settled couple yet.
+    """
+
+    campaign: str
+    holdout_couples: int = 0
+    holdout_conversions: int = 0
+    holdout_rate: float | None = None
+    treatment_couples: int = 0
+    treatment_conversions: int = 0
+    treatment_rate: float | None = None
+    # Couples still inside their conversion window, in neither group's rate.
+    pending_couples: int = 0
+    # rate(treatment) / rate(holdout) - 1 with its 95 % interval.
+    relative_lift: float | None = None
+    relative_low: float | None = None
+    relative_high: float | None = None
+    # rate(treatment) - rate(holdout) with its 95 % interval.
+    absolute_lift: float | None = None
+    absolute_low: float | None = None
+    absolute_high: float | None = None
+    note: str = ""
+
+
+@final
 class Funnel(msgspec.Struct, kw_only=True):
     """Couples at each stage of the review request: sent, delivered, clicked, reviewed."""
 
@@ -99,6 +144,8 @@ class Funnel(msgspec.Struct, kw_only=True):
     median_days_to_review: float | None = None
     # Couples with a confirmed review but no request sent.
     reviewed_without_request: int = 0
+    # "email", "sms" and "push" -> that channel's requests, when any was sent.
+    channels: dict[str, ChannelFunnel] = msgspec.field(default_factory=dict)
     notes: list[str] = msgspec.field(default_factory=list)
 
 
@@ -116,6 +163,8 @@ class Deliverability(msgspec.Struct, kw_only=True):
     delivery_rate: float | None = None
     hard_bounce_rate: float | None = None
     complaint_rate: float | None = None
+    # True without delivery reports (plain SMTP): delivery_rate is sent minus bounces, over sent.
+    delivery_estimated: bool = False
     notes: list[str] = msgspec.field(default_factory=list)
 
 
@@ -147,6 +196,8 @@ class VendorReport(msgspec.Struct, kw_only=True):
     deliverability: Deliverability
     recommendation: Recommendation
     links: LinkSummary
+    # Personalisation lift per campaign with a holdout group.
+    lift: list[CampaignLift] = msgspec.field(default_factory=list)
     notes: list[str] = msgspec.field(default_factory=list)
 
 

@@ -8,10 +8,17 @@ from typing import Any, Final
 
 import msgspec
 
-from plaudit.reporting.model import PlatformFigures, Report, VendorReport
+from plaudit.reporting.model import CampaignLift, PlatformFigures, Report, VendorReport
 
 # One CSV file per table, named after it.
-CSV_FILES: Final = ("platforms.csv", "months.csv", "ratings.csv", "funnel.csv")
+CSV_FILES: Final = (
+    "platforms.csv",
+    "months.csv",
+    "ratings.csv",
+    "funnel.csv",
+    "channels.csv",
+    "lift.csv",
+)
 
 
 def to_json(report: Report) -> str:
@@ -40,8 +47,9 @@ def render_text(report: Report) -> str:
 def _vendor_text(vendor: VendorReport) -> str:
     lines = [f"VENDOR {vendor.vendor}"]
     lines += [f"  note: {note}" for note in vendor.notes]
-    headers = ["PLATFORM", "REVIEWS", "AVG STARS", "POSITIVE", "REPLY RATE", "REPLY H"]
-    headers += ["CONVERSION", "DAYS TO REVIEW", "TREND"]
+    window = vendor.platforms[0].trend.window_days if vendor.platforms else 0
+    headers = ["PLATFORM", "REVIEWS", "AVG STARS", "POSITIVE", "REPLY RATE", "MEDIAN REPLY H"]
+    headers += ["CONVERSION", "DAYS TO REVIEW", f"TREND {window} D (BEFORE -> LAST)"]
     rows = [_platform_row(figures) for figures in vendor.platforms]
     lines.append(_table(headers, rows) if rows else "no platforms")
     for figures in vendor.platforms:
@@ -61,7 +69,12 @@ def _vendor_text(vendor: VendorReport) -> str:
         f"({percent(mail.delivery_rate)}), hard bounces {mail.hard_bounces} "
         f"({percent(mail.hard_bounce_rate)}), complaints {mail.complaints} "
         f"({percent(mail.complaint_rate)})"
+        + (" (delivery estimated)" if mail.delivery_estimated else "")
     )
+    lines += [f"  note: {note}" for note in mail.notes]
+    lines += _channel_lines(vendor)
+    lines += _rating_lines(vendor)
+    lines += _lift_lines(vendor)
     lines.append(
         f"LINKED couples with reviews {vendor.links.couples_with_reviews}, "
         f"on several platforms {vendor.links.couples_on_several_platforms}"
@@ -69,6 +82,77 @@ def _vendor_text(vendor: VendorReport) -> str:
     lead = vendor.recommendation
     lines.append(f"LEAD WITH {lead.platform or '-'}: {lead.reason}")
     return "\n".join(lines)
+
+
+def _channel_lines(vendor: VendorReport) -> list[str]:
+    channels = vendor.funnel.channels.values()
+    if not channels:
+        return ["CHANNELS no request sent on any channel yet"]
+    headers = ["CHANNEL", "COUPLES", "REQUESTS", "DELIVERED", "CLICKED", "BOUNCED"]
+    headers.append("DELIVERY RATE")
+    rows = [
+        [
+            item.channel,
+            str(item.couples),
+            str(item.requests),
+            str(item.delivered),
+            str(item.clicked),
+            str(item.bounced),
+            percent(item.delivery_rate) + (" estimated" if item.delivery_estimated else ""),
+        ]
+        for item in channels
+    ]
+    return ["CHANNELS", _table(headers, rows)]
+
+
+def _rating_lines(vendor: VendorReport) -> list[str]:
+    rated = [figures for figures in vendor.platforms if figures.stars.rated]
+    lines = []
+    if rated:
+        headers = ["STARS", *(f"{stars}*" for stars in "12345")]
+        rows = [
+            [figures.platform, *(str(figures.stars.distribution.get(s, 0)) for s in "12345")]
+            for figures in rated
+        ]
+        lines += ["RATING DISTRIBUTION (live reviews)", _table(headers, rows)]
+    months = [figures for figures in vendor.platforms if figures.reviews_per_month]
+    if months:
+        lines.append("REVIEWS PER MONTH")
+        lines += [
+            f"  {figures.platform}: "
+            + ", ".join(f"{month} {count}" for month, count in figures.reviews_per_month.items())
+            for figures in months
+        ]
+    return lines
+
+
+def _lift_lines(vendor: VendorReport) -> list[str]:
+    if not vendor.lift:
+        return ["LIFT no personalised request sent yet"]
+    headers = ["CAMPAIGN", "HOLDOUT", "TREATMENT", "PENDING", "RELATIVE LIFT (95% CI)"]
+    headers.append("ABSOLUTE LIFT (95% CI)")
+    rows = [
+        [
+            item.campaign,
+            f"{item.holdout_conversions}/{item.holdout_couples} {percent(item.holdout_rate)}",
+            f"{item.treatment_conversions}/{item.treatment_couples} "
+            f"{percent(item.treatment_rate)}",
+            str(item.pending_couples),
+            interval(item.relative_lift, item.relative_low, item.relative_high),
+            interval(item.absolute_lift, item.absolute_low, item.absolute_high),
+        ]
+        for item in vendor.lift
+    ]
+    lines = ["LIFT (review conversion, personalised against holdout)", _table(headers, rows)]
+    lines += [f"  {item.campaign}: {item.note}" for item in vendor.lift if item.note]
+    return lines
+
+
+def interval(estimate: float | None, low: float | None, high: float | None) -> str:
+    """Format a signed rate with its interval, like "+12.0% (+3.1% to +21.4%)", or "-"."""
+    if estimate is None or low is None or high is None:
+        return "-"
+    return f"{estimate * 100:+.1f}% ({low * 100:+.1f}% to {high * 100:+.1f}%)"
 
 
 def _platform_row(figures: PlatformFigures) -> list[str]:
@@ -103,6 +187,8 @@ def write_csv(report: Report, directory: Path) -> list[Path]:
         "months.csv": _month_table(report),
         "ratings.csv": _rating_table(report),
         "funnel.csv": _funnel_table(report),
+        "channels.csv": _channel_table(report),
+        "lift.csv": _lift_table(report),
     }
     written = []
     for name in CSV_FILES:
@@ -193,6 +279,41 @@ def _funnel_table(report: Report) -> tuple[list[str], list[list[Any]]]:
         for vendor in report.vendors
     ]
     return headers, rows
+
+
+def _channel_table(report: Report) -> tuple[list[str], list[list[Any]]]:
+    headers = ["vendor", "channel", "couples", "requests", "delivered", "clicked", "bounced"]
+    headers += ["delivery_rate", "delivery_estimated"]
+    rows = [
+        [
+            vendor.vendor,
+            item.channel,
+            item.couples,
+            item.requests,
+            item.delivered,
+            item.clicked,
+            item.bounced,
+            _blank(item.delivery_rate),
+            item.delivery_estimated,
+        ]
+        for vendor in report.vendors
+        for item in vendor.funnel.channels.values()
+    ]
+    return headers, rows
+
+
+def _lift_table(report: Report) -> tuple[list[str], list[list[Any]]]:
+    fields = list(CampaignLift.__struct_fields__)
+    rows = [
+        [vendor.vendor, *(_blank_any(getattr(item, field)) for field in fields)]
+        for vendor in report.vendors
+        for item in vendor.lift
+    ]
+    return ["vendor", *fields], rows
+
+
+def _blank_any(value: Any) -> Any:
+    return "" if value is None else value
 
 
 def _csv_cell(value: Any) -> Any:

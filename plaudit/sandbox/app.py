@@ -291,6 +291,9 @@ class SandboxApp:
         body = _review_page(location, page_size, after, fault)
         if self.page_token_loop and token and "nextPageToken" in body:
             body["nextPageToken"] = token
+            self.faults.counts["page_loop"] += 1
+        if fault.missing_fields and body["reviews"]:
+            del body["reviews"][0]["createTime"]
         if fault.malformed:
             _corrupt_list(body)
         return json_response(200, body)

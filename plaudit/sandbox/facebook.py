@@ -191,12 +191,15 @@ class FacebookStandIn:
             if self.cursor_loop:
                 # The cursor of this very page, so the listing never ends.
                 after = request.query.get("after") or _encode_cursor((-math.inf, ""))
+                self.faults.counts["page_loop"] += 1
             else:
                 after = _encode_cursor(_sort_key(chunk[-1]))
             before = _encode_cursor(_sort_key(chunk[0]))
             body["paging"] = {"cursors": {"before": before, "after": after}}
             if len(remaining) > limit or self.cursor_loop:
                 body["paging"]["next"] = f"/facebook/{page_id}/ratings?after={after}"
+        if fault.missing_fields and body["data"]:
+            del body["data"][0]["created_time"]
         if fault.malformed:
             body["data"] = "unavailable"
         return json_response(200, body)

@@ -1,8 +1,9 @@
 """Seeded fault injection for the sandbox's platform API routes.
 
 Each API request calls :meth:`FaultInjector.decide` for its faults.  Queued
-statuses come first, in order, then queued connection resets, so a test can
-script an exact failure sequence.  After them, the seeded rates decide.
+statuses come first, in order, then queued connection resets, then the other
+queued faults (malformed body, missing fields, timeout), so a test or the demo
+can script an exact failure sequence.  After them, the seeded rates decide.
 Faults never apply to the token endpoint or to the ``/_sandbox`` control
 routes.  A reset sends the status line and part of the body, then closes the
 connection: the ASGI server gives no way to close it before the status line.
@@ -19,7 +20,18 @@ import msgspec
 Rate = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
 FaultStatus = Annotated[int, msgspec.Meta(ge=400, le=599)]
-FaultKind = Literal["error", "rate_limit", "status", "malformed", "duplicate", "latency", "reset"]
+FaultKind = Literal[
+    "error",
+    "rate_limit",
+    "status",
+    "malformed",
+    "duplicate",
+    "latency",
+    "reset",
+    "missing_fields",
+    "timeout",
+    "page_loop",
+]
 FAULT_KINDS: Final[tuple[FaultKind, ...]] = (
     "error",
     "rate_limit",
@@ -28,7 +40,14 @@ FAULT_KINDS: Final[tuple[FaultKind, ...]] = (
     "duplicate",
     "latency",
     "reset",
+    "missing_fields",
+    "timeout",
+    # Pages whose next-page token or link led back to a page already served;
+    # the stand-ins count these, because a paging flag turns them on.
+    "page_loop",
 )
+# The faults that ``next_faults`` can queue, one request each.
+QueuedFault = Literal["malformed", "missing_fields", "timeout"]
 
 
 class FaultSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -54,6 +73,14 @@ class FaultSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     # API requests after the queued statuses whose connections are reset, one
     # each, before the rates apply.
     next_resets: Annotated[int, msgspec.Meta(ge=0)] = 0
+    # Faults for the API requests after the queued statuses and resets, one
+    # each, before the rates apply: a body with a field of the wrong type, a
+    # review without a required field, or a response held back for
+    # ``timeout_delay`` seconds.
+    next_faults: tuple[QueuedFault, ...] = ()
+    # Seconds a queued timeout delays its response, which must exceed the
+    # request timeout of the client under test.
+    timeout_delay: NonNegative = 30.0
     # The route names that the faults apply to, as the sandbox's request
     # statistics name them ("reviews.list", "fb.comment").  Empty means every
     # API route of the stand-in.
@@ -78,6 +105,11 @@ class Fault(msgspec.Struct, frozen=True, kw_only=True):
     status: int | None = None
     retry_after: float | None = None
     malformed: bool = False
+    # Leave a required field out of the first review of the response.
+    missing_fields: bool = False
+    # A queued timeout: ``latency`` includes ``timeout_delay``, so the client
+    # has given up before the response is sent.
+    timeout: bool = False
     duplicate: bool = False
     # Close the connection partway through the response body.
     reset: bool = False
@@ -92,6 +124,7 @@ class FaultInjector:
         self._settings = fault_settings_of(settings)
         self._queue: collections.deque[int] = collections.deque(settings.next_statuses)
         self._resets_left = settings.next_resets
+        self._faults: collections.deque[QueuedFault] = collections.deque(settings.next_faults)
         self.counts: dict[FaultKind, int] = dict.fromkeys(FAULT_KINDS, 0)
 
     def __repr__(self) -> str:
@@ -116,6 +149,8 @@ class FaultInjector:
             self._queue = collections.deque(settings.next_statuses)
         if "next_resets" in changes:
             self._resets_left = settings.next_resets
+        if "next_faults" in changes:
+            self._faults = collections.deque(settings.next_faults)
 
         return settings
 
@@ -125,6 +160,7 @@ class FaultInjector:
             "injected": dict(self.counts),
             "queued_statuses": list(self._queue),
             "queued_resets": self._resets_left,
+            "queued_faults": list(self._faults),
         }
 
     def decide(self, *, listing: bool, route: str = "") -> Fault:
@@ -152,7 +188,18 @@ class FaultInjector:
             self.counts["reset"] += 1
             return Fault(latency=latency, reset=True)
 
+        if self._faults:
+            return self._queued_fault(self._faults.popleft(), settings, latency)
+
         return self._decide_by_rate(settings, latency, listing=listing)
+
+    def _queued_fault(self, kind: QueuedFault, settings: FaultSettings, latency: float) -> Fault:
+        self.counts[kind] += 1
+        if kind == "timeout":
+            return Fault(latency=latency + settings.timeout_delay, timeout=True)
+        if kind == "missing_fields":
+            return Fault(latency=latency, missing_fields=True)
+        return Fault(latency=latency, malformed=True)
 
     def _decide_by_rate(self, settings: FaultSettings, latency: float, *, listing: bool) -> Fault:
         # One draw per rate in a fixed order keeps a seed's sequence stable.

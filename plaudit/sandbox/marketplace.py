@@ -142,8 +142,12 @@ class MarketplaceStandIn:
         body = self._storefront_page(site, profile)
         etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:20] + '"'
         modified = self._last_modified(profile)
-        if request.headers.get("if-none-match") == etag or _not_modified_since(
-            request.headers.get("if-modified-since"), modified
+        # RFC 9110, 13.2.2: If-None-Match decides when present, and
+        # If-Modified-Since counts only without it.
+        if_none_match = request.headers.get("if-none-match")
+        if if_none_match == etag or (
+            if_none_match is None
+            and _not_modified_since(request.headers.get("if-modified-since"), modified)
         ):
             self._not_modified += 1
             return Response(304, b"", (("ETag", etag),))
@@ -179,7 +183,11 @@ class MarketplaceStandIn:
 
     def _last_modified(self, profile: str) -> datetime:
         reviews = self.world.profiles[profile]
-        latest = max((max(r.updated, r.deleted or 0.0) for r in reviews), default=self.world.epoch)
+        # A new reply changes the page as much as an edit does.
+        latest = max(
+            (max(r.updated, r.reply_time or 0.0, r.deleted or 0.0) for r in reviews),
+            default=self.world.epoch,
+        )
         return datetime.fromtimestamp(int(latest), tz=UTC)
 
     def _storefront_page(

@@ -24,13 +24,26 @@ from hypercorn.trio import serve
 from hypercorn.typing import ASGIFramework
 
 from plaudit.errors import PlauditError
-from plaudit.sandbox.app import SandboxApp
+from plaudit.sandbox.app import ConnectionResetFault, SandboxApp
 from plaudit.sandbox.channel_standins import serve_channel_stand_ins
 from plaudit.sandbox.faults import FaultInjector, FaultSettings
 from plaudit.sandbox.notices import NoticeScript
+from plaudit.sandbox.smtp import SmtpSink
+from plaudit.sandbox.smtp_options import add_sink_options, serve_sink_until, sink_from
 from plaudit.sandbox.world import GoogleWorld, WorldOptions
 
 log = logging.getLogger(__name__)
+
+
+class _ScriptedResetFilter(logging.Filter):
+    """Drops Hypercorn's traceback for a scripted connection reset, which is no error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], ConnectionResetFault))
+
+
+# Hypercorn logs through this logger (config.errorlog), with the exception attached.
+log.addFilter(_ScriptedResetFilter())
 
 DEFAULT_PORT: Final = 8931
 # Seconds that open connections get to finish when the sandbox stops.
@@ -212,6 +225,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     _add_fault_options(parser)
+    add_sink_options(parser)
     return parser
 
 
@@ -241,7 +255,7 @@ def _options_from(arguments: argparse.Namespace) -> SandboxOptions:
     return _validated(SandboxOptions(**fields))
 
 
-async def _serve_until_signal(options: SandboxOptions) -> None:
+async def _serve_until_signal(options: SandboxOptions, sink: SmtpSink, smtp_port: int) -> None:
     stop = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
@@ -256,6 +270,18 @@ async def _serve_until_signal(options: SandboxOptions) -> None:
             channels = await nursery.start(serve_channel_stand_ins, stop.wait)
             for line in channels.lines():
                 print(line, flush=True)
+            address = loopback_address(options.host)
+            try:
+                serving_sink = functools.partial(
+                    serve_sink_until, sink, stop.wait, host=address, port=smtp_port
+                )
+                bound = await nursery.start(serving_sink)
+            except OSError as error:
+                raise SandboxError(
+                    f"could not bind the SMTP sink to {address} port {smtp_port}: "
+                    f"{error.strerror}; choose another --smtp-port, or 0 for any free port"
+                ) from error
+            print(f"  SMTP sink ([smtp] host, port): {address} {bound}", flush=True)
             async for received in signals:
                 log.info("sandbox.stopping", extra={"signal": signal.Signals(received).name})
                 stop.set()
@@ -268,13 +294,14 @@ def sandbox_main(argv: Sequence[str] | None = None) -> int:
     try:
         options = _options_from(arguments)
         loopback_address(options.host)
-    except SandboxError as error:
+        sink = sink_from(arguments)
+    except (SandboxError, ValueError) as error:
         print(f"plaudit sandbox: {error}", file=sys.stderr)
         return 2
 
     status = 0
     try:
-        trio.run(_serve_until_signal, options)
+        trio.run(_serve_until_signal, options, sink, arguments.smtp_port)
     except* SandboxError as group:
         # Trio's nurseries wrap errors in exception groups.
         for failure in group.exceptions:

@@ -10,8 +10,25 @@ script is used up:
 - ``ok``: accept (250).
 - ``temporary``: reply 451 4.3.0 to the message.
 - ``reject``: reply 550 5.1.1 to RCPT (the address does not exist).
+- ``temporary_rcpt``: reply 450 4.2.1 to RCPT (the mailbox is busy).
+- ``policy_rcpt``: reply 550 5.7.1 to RCPT (the receiver rejects the sender).
+- ``disconnect_rcpt``: close the connection at RCPT, before any message data.
+- ``reject_data``: reply ``data_reply`` (a 5xx) after the message.
 - ``disconnect``: close the connection after the message, without a reply.
+  The message is kept in ``dropped``: a real server may have queued it.
 - ``slow``: wait ``slow_seconds`` before accepting.
+
+``refusals`` maps single addresses to the reply RCPT gets for them whatever
+the script lists, so one address of an envelope can be refused while the
+others are accepted.
+
+``reply_style`` shapes the 250 reply to an accepted message the way a
+provider's submission server does, so a test can check that Plaudit keeps
+the provider's id for the message:
+
+- ``plain``: ``250 2.0.0 accepted``, no id.
+- ``ses``: ``250 Ok <id>`` with an Amazon SES style id.
+- ``queued``: ``250 Ok: queued as <id>`` with a SendGrid style queue id.
 """
 
 from __future__ import annotations
@@ -20,15 +37,35 @@ import base64
 import binascii
 import email
 import email.policy
+import secrets
 import ssl
+import uuid
 from collections.abc import Iterable
 from email.message import EmailMessage
-from typing import Final, Literal, final
+from typing import Final, Literal, final, get_args
 
 import msgspec
 import trio
 
-Outcome = Literal["ok", "temporary", "reject", "disconnect", "slow"]
+Outcome = Literal[
+    "ok",
+    "temporary",
+    "reject",
+    "temporary_rcpt",
+    "policy_rcpt",
+    "disconnect_rcpt",
+    "reject_data",
+    "disconnect",
+    "slow",
+]
+OUTCOMES: Final[tuple[Outcome, ...]] = get_args(Outcome)
+# Replies to RCPT for the outcomes that refuse every recipient.
+_RCPT_REPLIES: Final[dict[Outcome, bytes]] = {
+    "reject": b"550 5.1.1 mailbox does not exist\r\n",
+    "temporary_rcpt": b"450 4.2.1 mailbox busy, try again later\r\n",
+    "policy_rcpt": b"550 5.7.1 message refused by the receiver's policy\r\n",
+}
+ReplyStyle = Literal["plain", "ses", "queued"]
 # Far above a review request; larger messages are rejected with 552.
 MAX_MESSAGE_BYTES: Final = 1024 * 1024
 MAX_LINE_BYTES: Final = 1000
@@ -41,6 +78,8 @@ class ReceivedMessage(msgspec.Struct, frozen=True, kw_only=True):
     sender: str
     recipients: list[str]
     data: bytes
+    # The id the 250 reply named, as ``reply_style`` chose it; None for plain replies.
+    provider_id: str | None = None
 
     def parsed(self) -> EmailMessage:
         message = email.message_from_bytes(self.data, policy=email.policy.default)
@@ -61,8 +100,16 @@ class SmtpSink:
         tls_context: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
         credentials: tuple[str, str] | None = None,
+        reply_style: ReplyStyle = "plain",
+        refusals: dict[str, str] | None = None,
+        data_reply: str = "554 5.7.1 message content rejected",
     ) -> None:
         self.messages: list[ReceivedMessage] = []
+        # Messages whose connection was dropped before the reply to DATA.
+        self.dropped: list[ReceivedMessage] = []
+        # Lower-cased address -> reply line such as "550 5.1.1 no such user".
+        self.refusals = {address.lower(): reply for address, reply in (refusals or {}).items()}
+        self.data_reply = data_reply
         self.script: list[Outcome] = list(script)
         self.slow_seconds = slow_seconds
         # With a context, STARTTLS is offered, or TLS starts at once when implicit_tls.
@@ -71,6 +118,7 @@ class SmtpSink:
         # (username, password) that AUTH PLAIN accepts; None offers no AUTH.
         self.credentials = credentials
         self.authenticated: list[str] = []
+        self.reply_style: ReplyStyle = reply_style
         self.port = 0
         self._transactions = 0
 
@@ -78,11 +126,24 @@ class SmtpSink:
         return f"<SmtpSink port={self.port} received={len(self.messages)}>"
 
     def statistics(self) -> dict[str, int]:
-        return {"received": len(self.messages), "transactions": self._transactions}
+        return {
+            "received": len(self.messages),
+            "dropped": len(self.dropped),
+            "transactions": self._transactions,
+        }
 
-    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen on 127.0.0.1 with an ephemeral port, reported through ``task_status``."""
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    async def serve(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``host`` (a loopback address) and ``port``, 0 for an ephemeral one.
+
+        The port actually bound is reported through ``task_status``.
+        """
+        listeners = await trio.open_tcp_listeners(port, host=host)
         self.port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
             await nursery.start(trio.serve_listeners, self._session, listeners)
@@ -144,11 +205,7 @@ class SmtpSink:
                 sender, recipients, outcome = _address(line), [], self._next_outcome()
                 await stream.send_all(b"250 2.1.0 OK\r\n")
             elif verb == "RCPT":
-                if outcome == "reject":
-                    await stream.send_all(b"550 5.1.1 mailbox does not exist\r\n")
-                else:
-                    recipients.append(_address(line))
-                    await stream.send_all(b"250 2.1.5 OK\r\n")
+                await stream.send_all(self._rcpt_reply(outcome, _address(line), recipients))
             elif verb == "DATA" and sender is not None and recipients:
                 await stream.send_all(b"354 end with <CRLF>.<CRLF>\r\n")
                 data = await lines.read_data()
@@ -165,6 +222,17 @@ class SmtpSink:
             else:
                 await stream.send_all(b"503 5.5.1 bad sequence of commands\r\n")
 
+    def _rcpt_reply(self, outcome: Outcome | None, address: str, recipients: list[str]) -> bytes:
+        refusal = self.refusals.get(address.lower())
+        if refusal is not None:
+            return f"{refusal}\r\n".encode()
+        if outcome == "disconnect_rcpt":
+            raise _Disconnect
+        if outcome is not None and outcome in _RCPT_REPLIES:
+            return _RCPT_REPLIES[outcome]
+        recipients.append(address)
+        return b"250 2.1.5 OK\r\n"
+
     async def _finish(
         self,
         stream: trio.abc.Stream,
@@ -174,7 +242,11 @@ class SmtpSink:
         data: bytes,
     ) -> None:
         if outcome == "disconnect":
+            self.dropped.append(ReceivedMessage(sender=sender, recipients=recipients, data=data))
             raise _Disconnect
+        if outcome == "reject_data":
+            await stream.send_all(f"{self.data_reply}\r\n".encode())
+            return
         if outcome == "temporary":
             await stream.send_all(b"451 4.3.0 try again later\r\n")
             return
@@ -183,8 +255,13 @@ class SmtpSink:
             return
         if outcome == "slow":
             await trio.sleep(self.slow_seconds)
-        self.messages.append(ReceivedMessage(sender=sender, recipients=recipients, data=data))
-        await stream.send_all(b"250 2.0.0 accepted\r\n")
+        provider_id = _provider_id(self.reply_style)
+        self.messages.append(
+            ReceivedMessage(
+                sender=sender, recipients=recipients, data=data, provider_id=provider_id
+            )
+        )
+        await stream.send_all(_accepted_reply(self.reply_style, provider_id))
 
     def _authenticate(self, line: str) -> bytes:
         parts = line.split()
@@ -202,6 +279,23 @@ class SmtpSink:
 
 class _Disconnect(Exception):
     pass
+
+
+def _provider_id(style: ReplyStyle) -> str | None:
+    if style == "ses":
+        # 16 hex digits, a UUID and a six-digit suffix, as SES message ids look.
+        return f"{secrets.token_hex(8)}-{uuid.uuid4()}-000000"
+    if style == "queued":
+        return f"{secrets.token_hex(6)[:11]}.{secrets.token_hex(2)[:3]}.{secrets.token_hex(3)}"
+    return None
+
+
+def _accepted_reply(style: ReplyStyle, provider_id: str | None) -> bytes:
+    if style == "ses":
+        return f"250 Ok {provider_id}\r\n".encode()
+    if style == "queued":
+        return f"250 Ok: queued as {provider_id}\r\n".encode()
+    return b"250 2.0.0 accepted\r\n"
 
 
 def _address(line: str) -> str:

@@ -14,7 +14,15 @@ scripted outcome, then ``ok`` once the script is used up:
 - ``disconnect``: close the connection before responding; nothing is recorded.
 - ``accept_then_disconnect``: record the message, fire its callbacks, then
   close without answering, as when a response is lost on the way back.
+- ``accept_then_vanish``: record the message, then close the connection
+  with no response and send no status callbacks, as when both are lost.
 - ``slow``: wait ``slow_seconds``, then accept.
+
+``GET`` on the same path lists the recorded messages, newest first, as
+Twilio's list resource does: filters ``To``, ``From``, ``DateSent``,
+``DateSent>`` (on or after) and ``DateSent<`` (on or before), each date
+``YYYY-MM-DD`` or ``YYYY-MM-DDTHH:MM:SSZ`` in UTC, and paging by ``Page``
+and ``PageSize`` (at most 1000).
 
 Status callbacks are signed with ``X-Twilio-Signature`` using the auth
 token, and only go to loopback URLs.  :meth:`TwilioStandIn.text_in` posts
@@ -28,9 +36,12 @@ import hmac
 import json
 import logging
 import secrets
+import time
 import urllib.parse
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from functools import partial
 from typing import Final, Literal, final
 
@@ -52,10 +63,13 @@ Outcome = Literal[
     "rate_limited",
     "disconnect",
     "accept_then_disconnect",
+    "accept_then_vanish",
     "slow",
 ]
 ACCOUNT_SID: Final = "AC" + "0" * 31 + "1"
 AUTH_TOKEN: Final = "sandbox-twilio-auth-token"
+# The sender the stand-in picks for a send through a Messaging Service.
+_SERVICE_NUMBER: Final = "+13125550199"
 _ERRORS: Final[dict[str, tuple[int, int, str]]] = {
     "invalid_number": (400, 21211, "The 'To' number is not a valid phone number."),
     "unsubscribed": (400, 21610, "Attempt to send to unsubscribed recipient"),
@@ -73,6 +87,9 @@ class SentSms(msgspec.Struct, frozen=True, kw_only=True):
     sender: str
     body: str
     status_callback: str
+    # Unix time the stand-in accepted it; its date_created and date_sent.
+    created_at: float = 0.0
+    messaging_service_sid: str = ""
 
 
 @final
@@ -95,10 +112,12 @@ class TwilioStandIn:
         account_sid: str = ACCOUNT_SID,
         auth_token: str = AUTH_TOKEN,
         slow_seconds: float = 5.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.slow_seconds = slow_seconds
+        self.clock = clock
         self.script: deque[Outcome] = deque(script)
         self.messages: list[SentSms] = []
         self.callbacks: list[Callback] = []
@@ -130,10 +149,12 @@ class TwilioStandIn:
     async def _handle(self, request: StubRequest) -> StubResponse | None:
         self.requests += 1
         expected = f"/2010-04-01/Accounts/{self.account_sid}/Messages.json"
-        if request.method != "POST" or request.path != expected:
+        if request.method not in ("GET", "POST") or request.path != expected:
             return _error(404, 20404, f"The requested resource {request.path} was not found")
         if not self._authorised(request.headers.get("authorization", "")):
             return _error(401, 20003, "Authenticate")
+        if request.method == "GET":
+            return self._list(request)
 
         fields = dict(urllib.parse.parse_qsl(request.body.decode("utf-8", errors="replace")))
         if not fields.get("To") or not fields.get("Body"):
@@ -152,6 +173,8 @@ class TwilioStandIn:
             await trio.sleep(self.slow_seconds)
 
         sms = self._record(fields)
+        if outcome == "accept_then_vanish":
+            return None
         self._fire(sms, failed=outcome == "undelivered")
         if outcome == "accept_then_disconnect":
             return None
@@ -173,9 +196,52 @@ class TwilioStandIn:
             sender=fields.get("From") or fields.get("MessagingServiceSid", ""),
             body=fields["Body"],
             status_callback=fields.get("StatusCallback", ""),
+            created_at=self.clock(),
+            messaging_service_sid=fields.get("MessagingServiceSid", ""),
         )
         self.messages.append(sms)
         return sms
+
+    def _list(self, request: StubRequest) -> StubResponse:
+        query = dict(urllib.parse.parse_qsl(request.query))
+        try:
+            page = int(query.get("Page", "0"))
+            size = min(int(query.get("PageSize", "50")), 1000)
+            bounds = _date_bounds(query)
+        except ValueError as error:
+            return _error(400, 20001, f"Invalid list parameter: {error}")
+        if page < 0 or size < 1:
+            return _error(400, 20001, "Page must be 0 or more and PageSize 1 to 1000")
+
+        matching = [
+            sms
+            for sms in reversed(self.messages)
+            if query.get("To", sms.to) == sms.to
+            and query.get("From", _from_number(sms)) == _from_number(sms)
+            and bounds[0] <= sms.created_at < bounds[1]
+        ]
+        start = page * size
+        chosen = matching[start : start + size]
+        base = request.path
+        following = None
+        if start + size < len(matching):
+            following = base + "?" + urllib.parse.urlencode({**query, "Page": str(page + 1)})
+        listing = {
+            "messages": [_resource(sms, self.account_sid) for sms in chosen],
+            "page": page,
+            "page_size": size,
+            "start": start,
+            "end": start + max(len(chosen) - 1, 0),
+            "uri": base + "?" + request.query if request.query else base,
+            "first_page_uri": base + "?" + urllib.parse.urlencode({**query, "Page": "0"}),
+            "next_page_uri": following,
+            "previous_page_uri": None,
+        }
+        return StubResponse(
+            status=200,
+            body=json.dumps(listing).encode(),
+            headers={"content-type": "application/json"},
+        )
 
     def _fire(self, sms: SentSms, *, failed: bool) -> None:
         if not sms.status_callback or self._nursery is None:
@@ -237,13 +303,44 @@ class TwilioStandIn:
         return status
 
 
+def _date_bounds(query: dict[str, str]) -> tuple[float, float]:
+    """Return the [start, end) Unix times the DateSent filters of a list request allow."""
+    start, end = float("-inf"), float("inf")
+    if "DateSent" in query:
+        start, day_end = _parse_date(query["DateSent"])
+        end = day_end
+    if "DateSent>" in query:
+        start = max(start, _parse_date(query["DateSent>"])[0])
+    if "DateSent<" in query:
+        end = min(end, _parse_date(query["DateSent<"])[1])
+    return start, end
+
+
+def _parse_date(text: str) -> tuple[float, float]:
+    """Return the first and the just-after-last second a Twilio date filter names."""
+    if len(text) == 10:
+        day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+        return day, day + 86400.0
+    moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    return moment, moment + 1.0
+
+
+def _from_number(sms: SentSms) -> str:
+    return _SERVICE_NUMBER if sms.messaging_service_sid else sms.sender
+
+
 def _resource(sms: SentSms, account_sid: str) -> dict[str, object]:
+    created = format_datetime(datetime.fromtimestamp(sms.created_at, UTC))
     return {
         "sid": sms.sid,
         "account_sid": account_sid,
+        "messaging_service_sid": sms.messaging_service_sid or None,
         "to": sms.to,
-        "from": sms.sender,
+        "from": _from_number(sms),
         "body": sms.body,
+        "date_created": created,
+        "date_updated": created,
+        "date_sent": created,
         "status": "queued",
         "num_segments": "1",
         "direction": "outbound-api",

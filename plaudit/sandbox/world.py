@@ -194,7 +194,10 @@ class GoogleWorld:
         return applied
 
     def post_reply(self, profile: str, review_id: str, text: str) -> SandboxReview | None:
-        """Set the vendor reply of a live review, as ``PUT .../reply`` does; None if not found."""
+        """Set the vendor reply of a live review, as ``PUT .../reply`` does; None if not found.
+
+        The review's updateTime stays as it was, as for a scripted reply.
+        """
         review = self._live_review(profile, review_id)
         if review is None:
             return None
@@ -245,6 +248,13 @@ class GoogleWorld:
             review.comment = event.comment
             review.update_time = moment
         elif event.kind == "reply":
+            # A reply sets reviewReply.updateTime and leaves the review's
+            # updateTime as it was.  Google's Business Profile API v4 reference
+            # (accounts.locations.reviews) defines Review.updateTime as the time
+            # the review was last modified and gives the reply its own
+            # updateTime.  It does not say that a reply modifies the review, so
+            # the sandbox takes the reading that is harder on a client: no sync
+            # may rely on a reply moving the review up the listing.
             review.reply = event.reply
             review.reply_time = moment
         else:

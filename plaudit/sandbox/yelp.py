@@ -125,14 +125,19 @@ class YelpStandIn:
             return _error(404, "BUSINESS_NOT_FOUND", "The requested business could not be found.")
 
         live = self.world.live(business)
-        self.listed.update(review.review_id for review in live[:EXCERPTS])
+        # A client reads no excerpt from a garbled body or one sent after it
+        # gave up, so only an intact, timely response counts as listed.
+        if not (fault.malformed or fault.missing_fields or fault.timeout):
+            self.listed.update(review.review_id for review in live[:EXCERPTS])
         body: dict[str, Any] = {
             "reviews": [_api_review(business, review) for review in live[:EXCERPTS]],
             "total": len(live),
             "possible_languages": ["en"],
         }
-        if fault.malformed and body["reviews"]:
+        if fault.missing_fields and body["reviews"]:
             del body["reviews"][0]["rating"]
+        if fault.malformed and body["reviews"]:
+            body["reviews"][0]["rating"] = "five"
         return json_response(200, body)
 
     async def _get_faults(self, request: Request, match: re.Match[str]) -> Response:

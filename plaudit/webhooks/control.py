@@ -112,7 +112,9 @@ async def _replay_one(actor: WebhookActor, job_id: Any) -> Job:
     try:
         job = await actor.journal.get(job_id)
     except JobNotFoundError as error:
-        raise InvalidArgument(str(error)) from error
+        raise InvalidArgument(
+            f"delivery {job_id} not found; list delivery ids with `plaudit ctl deliveries`"
+        ) from error
     if job.kind != DELIVER_KIND:
         raise InvalidArgument(
             f"job {job_id} is a {job.kind} job, not a webhook delivery; use `plaudit ctl retry`"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Final, final
 
 from plaudit.config.model import WebhookEndpoint, WebhooksConfig
+from plaudit.webhooks.catalogue import unknown_pattern_error
 from plaudit.webhooks.signing import InvalidSecretError, Secret
 
 # Endpoint names go into idempotency keys, webhook ids and metric labels.
@@ -190,3 +191,7 @@ def _check_events(
                     '"review.created", a prefix such as "review.*", or "*"'
                 ),
             )
+            continue
+        unknown = unknown_pattern_error(pattern)
+        if unknown:
+            yield (*path, number), unknown

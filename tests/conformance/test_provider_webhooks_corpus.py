@@ -30,7 +30,7 @@ REJECTED = {
     "mailcoach-sendinblue_complaintWebhookContent.json": "not a time",
 }
 DELIVERY_TYPES = {
-    "message.sent",
+    "message.accepted",
     "message.delivered",
     "message.deferred",
     "message.hard_bounce",

@@ -33,7 +33,6 @@ ROBOTS_MAX_BYTES: Final = 512 * 1024
 PAGE_MAX_BYTES: Final = 20 * 1024 * 1024
 # The product token that robots.txt groups are matched against.
 ROBOTS_AGENT: Final = "Plaudit"
-_DISALLOW_ALL: Final = ("User-agent: *", "Disallow: /")
 
 FetchOutcome = Literal["fetched", "not_modified", "too_soon", "disallowed"]
 
@@ -134,23 +133,26 @@ class StorefrontFetcher:
         self._not_modified = 0
         self._skipped = 0
         self._disallowed = 0
+        self._robots_failures = 0
 
     def __repr__(self) -> str:
         return f"<StorefrontFetcher requests={self._requests} robots_hosts={len(self._robots)}>"
 
     def statistics(self) -> dict[str, int]:
-        """Return counts of page requests, 304 responses, waits and robots.txt refusals."""
+        """Return counts of page requests, 304 responses, waits and robots.txt outcomes."""
         return {
             "requests": self._requests,
             "not_modified": self._not_modified,
             "too_soon": self._skipped,
             "disallowed": self._disallowed,
+            "robots_failures": self._robots_failures,
         }
 
     async def fetch(self, url: str, *, site: Site, profile: str) -> FetchResult:
         """Fetch one storefront page unless it is too soon or robots.txt disallows it.
 
-        Raises BlockedPageError for a challenge or block page and
+        Raises BlockedPageError for a challenge or block page,
+        RobotsUnavailableError when the host's robots.txt cannot be read, and
         PlatformError for other failures (retryable for timeouts,
         connection errors, 429 and 5xx).
         """
@@ -251,30 +253,58 @@ class StorefrontFetcher:
         origin = f"{parts.scheme}://{parts.netloc}"
         cached = self._robots.get(origin)
         if cached is None or now - cached[0] > ROBOTS_MAX_AGE:
-            cached = (now, await self._read_robots(origin))
-            self._robots[origin] = cached
+            try:
+                cached = (now, await self._read_robots(origin))
+            except RobotsUnavailableError:
+                # RFC 9309 lets a crawler keep using a robots.txt it read before
+                # while the file is unreachable.
+                if cached is None:
+                    raise
+            else:
+                self._robots[origin] = cached
         return cached[1].can_fetch(ROBOTS_AGENT, url)
 
     async def _read_robots(self, origin: str) -> urllib.robotparser.RobotFileParser:
-        # RFC 9309: a 4xx robots.txt means no rules apply.  A 5xx or no
-        # response at all means the whole site is treated as disallowed.
-        rules = urllib.robotparser.RobotFileParser()
+        """Read the rules of ``origin``, or raise RobotsUnavailableError when they cannot be read.
+
+        RFC 9309: a 4xx robots.txt means no rules apply.  A 5xx or no response
+        at all means the site may be crawled later, but not now.
+        """
+        url = f"{origin}/robots.txt"
         try:
             response = await self._client.get(
-                f"{origin}/robots.txt", headers={"User-Agent": self._agent}, follow_redirects=True
+                url, headers={"User-Agent": self._agent}, follow_redirects=True
             )
-        except httpx.HTTPError:
-            rules.parse(_DISALLOW_ALL)
-            return rules
+        except httpx.HTTPError as error:
+            self._robots_failures += 1
+            raise RobotsUnavailableError(url, f"{error.__class__.__name__}: {error}") from error
 
+        rules = urllib.robotparser.RobotFileParser()
         if 400 <= response.status_code < 500:
             rules.parse([])
         elif response.status_code != 200:
-            rules.parse(_DISALLOW_ALL)
+            self._robots_failures += 1
+            raise RobotsUnavailableError(url, f"HTTP {response.status_code}")
         else:
             text = response.content[:ROBOTS_MAX_BYTES].decode("utf-8", "replace")
             rules.parse(text.splitlines())
         return rules
+
+
+@final
+class RobotsUnavailableError(PlatformError):
+    """A site's robots.txt could not be read, so none of its pages are requested now.
+
+    Retryable: the rules are read again at the next attempt.
+    """
+
+    def __init__(self, url: str, cause: str) -> None:
+        self.url = url
+        super().__init__(
+            f"failed to read {url} ({cause}); no storefront page of the host is requested "
+            "until its robots.txt can be read, and the request will be retried later",
+            retryable=True,
+        )
 
 
 def _status_error(response: httpx.Response, *, site: Site, profile: str) -> PlatformError:

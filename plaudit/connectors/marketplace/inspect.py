@@ -11,9 +11,9 @@ import msgspec
 from plaudit.connectors.marketplace.listing import CARD, vendor_cards
 from plaudit.connectors.marketplace.notification import MAX_MESSAGE_BYTES, parse_notification
 from plaudit.connectors.marketplace.page import check_not_blocked, parse_html
-from plaudit.connectors.marketplace.sites import get_site
+from plaudit.connectors.marketplace.sites import Site, get_site
 from plaudit.connectors.marketplace.storefront import parse_storefront
-from plaudit.errors import PlauditError
+from plaudit.errors import PlatformError, PlauditError
 
 # Saved pages of the family run to about 1 MB; this leaves room for more.
 MAX_PAGE_BYTES: Final = 20 * 1024 * 1024
@@ -31,6 +31,16 @@ def inspect_storefront(path: str, platform: str) -> dict[str, Any]:
         raise PlauditError(str(error)) from error
 
     html = _read(path, MAX_PAGE_BYTES).decode("utf-8", errors="replace")
+    try:
+        return _parse_page(html, site, path)
+    except PlatformError as error:
+        # The parsers name a configured profile, but here the page is a file.
+        message = str(error).replace(f"page of profile {path!r}", f"saved page {path}")
+        message = message.replace(f"profile {path!r}", f"the saved page {path}")
+        raise PlauditError(message) from error
+
+
+def _parse_page(html: str, site: Site, path: str) -> dict[str, Any]:
     tree = parse_html(html)
     check_not_blocked(tree, html, site=site, profile=path)
     if len(tree.css(CARD)) > 1:

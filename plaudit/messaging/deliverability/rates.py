@@ -134,7 +134,7 @@ def message_key(event: MessageEvent) -> MessageKey | None:
 
 
 def sending_providers(events: Iterable[MessageEvent]) -> dict[MessageKey, str]:
-    """Map each sent message and recipient to the provider of its earliest ``sent`` event.
+    """Map each sent message and recipient to the provider of its earliest ``accepted`` event.
 
     The earliest wins because a provider may report the acceptance again
     (Mailgun's "accepted") after Plaudit recorded the send itself.
@@ -142,7 +142,7 @@ def sending_providers(events: Iterable[MessageEvent]) -> dict[MessageKey, str]:
     senders: dict[MessageKey, tuple[float, str]] = {}
     for event in events:
         message = message_key(event)
-        if event.kind != "sent" or message is None or not event.provider:
+        if event.kind != "accepted" or message is None or not event.provider:
             continue
         known = senders.get(message)
         if known is None or event.at < known[0]:
@@ -173,12 +173,12 @@ class _Tally:
 
     def attempts(self) -> int:
         linked: set[MessageKey] = set()
-        for kind in ("sent", *_OUTCOMES):
+        for kind in ("accepted", *_OUTCOMES):
             linked |= self.messages.get(kind, set())
         # Without a Message-ID a send and its outcome cannot be matched, and
         # a send may have no outcome yet or an outcome may predate the window.
         unlinked_outcomes = sum(self.unlinked.get(kind, 0) for kind in _OUTCOMES)
-        return len(linked) + max(self.unlinked.get("sent", 0), unlinked_outcomes)
+        return len(linked) + max(self.unlinked.get("accepted", 0), unlinked_outcomes)
 
 
 def _rate(
@@ -197,7 +197,7 @@ def _rate(
 
     # Plain SMTP reports no deliveries, so then a message that did not come
     # back failed counts as delivered, and the rate is marked as an estimate.
-    estimated = delivered == 0 and tally.count("sent") > 0
+    estimated = delivered == 0 and tally.count("accepted") > 0
     reached = max(attempts - hard - soft - policy, 0) if estimated else delivered
     hard_rate = hard / attempts if attempts else None
     # Providers measure complaints against delivered mail.

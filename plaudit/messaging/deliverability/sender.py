@@ -166,20 +166,47 @@ def make_resolver(address: str | None) -> dns.resolver.Resolver:
     return resolver
 
 
+# Selectors that Google Workspace, Microsoft 365, SendGrid, Mailchimp, Mailgun,
+# Resend and common self-hosted set-ups publish by default.
+COMMON_SELECTORS: Final = (
+    "google",
+    "selector1",
+    "selector2",
+    "s1",
+    "s2",
+    "k1",
+    "mx",
+    "smtp",
+    "resend",
+    "default",
+    "dkim",
+    "mail",
+)
+
+
 def check_sender(
     domain: str, selectors: list[str], lookup: TxtLookup, *, resolver: str
 ) -> SenderReport:
     """Check the SPF, DKIM and DMARC records of ``domain``."""
     name = normalize_domain(domain)
     spf = check_spf(name, lookup)
-    dkim = tuple(check_dkim(name, selector, lookup) for selector in selectors)
+    if selectors:
+        dkim = tuple(check_dkim(name, selector, lookup) for selector in selectors)
+    else:
+        # DKIM has no discovery: try the selectors common providers publish
+        # and keep the ones that exist.
+        probed = (check_dkim(name, selector, lookup) for selector in COMMON_SELECTORS)
+        dkim = tuple(report for report in probed if report.record is not None)
     dmarc = check_dmarc(name, lookup)
 
     spf_ready = spf.record is not None and not spf.problems
     dkim_ready = any(report.key_bits is not None and not report.problems for report in dkim)
     problems = [*spf.problems, *(p for report in dkim for p in report.problems), *dmarc.problems]
-    if not selectors:
-        problems.append("no DKIM selector given: pass --selector for each selector the mail uses")
+    if not selectors and not dkim:
+        problems.append(
+            "no DKIM key at the common selectors (" + ", ".join(COMMON_SELECTORS) + "): "
+            "pass --selector for each selector the mail uses"
+        )
     ready = dmarc.record is not None and not dmarc.problems and (spf_ready or dkim_ready)
     return SenderReport(
         domain=name,

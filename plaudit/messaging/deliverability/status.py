@@ -175,7 +175,14 @@ def classify(status: str | None, text: str, *, action: str | None = None) -> Cla
         return Classification("soft_bounce", False, status or "4.0.0", "delivery delayed")
 
     if status is None:
-        return _classify_by_wording("5.0.0", text, generic=True)
+        result = _classify_by_wording("5.0.0", text, generic=True)
+        if action is None and result.reason == _NO_CAUSE:
+            # No Action, no Status and no wording: most likely a truncated
+            # report, so it is not evidence of a permanent failure.
+            return Classification(
+                "unknown", None, None, "the report names no action, status or cause"
+            )
+        return result
 
     if status.startswith("4."):
         final = action in {"failed", "expired"}
@@ -209,4 +216,7 @@ def _classify_by_wording(status: str, text: str, *, generic: bool) -> Classifica
             effective = rule.status if generic else status
             return Classification(rule.kind, True, effective, rule.reason)
 
-    return Classification("hard_bounce", True, status, "permanent failure, cause not stated")
+    return Classification("hard_bounce", True, status, _NO_CAUSE)
+
+
+_NO_CAUSE: Final = "permanent failure, cause not stated"

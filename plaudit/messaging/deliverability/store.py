@@ -22,6 +22,7 @@ from plaudit.messaging.deliverability.suppression import (
     decide,
     normalize_address,
 )
+from plaudit.messaging.message_aliases import original_message_id
 from plaudit.metrics import MESSAGE_EVENTS, SUPPRESSIONS
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ def record_event(
     before, so a repeated delivery of the same event changes nothing.
     """
     address = normalize_address(event.address)
+    # A provider's own id is stored as the Message-ID it is an alias of, so
+    # rates, reports and `ctl request show` see one message, not two.
+    message_id = original_message_id(tx, event.message_id) or event.message_id
     row = tx.execute(
         _INSERT_EVENT,
         (
@@ -78,7 +82,7 @@ def record_event(
             event.status,
             event.provider or "unknown",
             provider_event_id,
-            event.message_id,
+            message_id,
             event.at,
             tx.now,
         ),
@@ -97,7 +101,7 @@ def record_event(
     if decision.suppress and decision.reason is not None:
         tx.execute(
             _INSERT_SUPPRESSION,
-            (address, decision.reason, event.status, event.message_id, event_id, tx.now),
+            (address, decision.reason, event.status, message_id, event_id, tx.now),
         )
         SUPPRESSIONS.labels(reason=decision.reason).inc()
         log.info(

@@ -21,7 +21,7 @@ from typing import Literal, final
 import msgspec
 
 EventKind = Literal[
-    "sent",
+    "accepted",
     "delivered",
     "deferred",
     "hard_bounce",
