@@ -4,16 +4,17 @@ Run from the repository root:
 
     python bench/personalisation.py [--json] [--couples N] [--seed S] [--seconds N]
 
-Each synthetic couple has hidden preferences: the hour of day it acts on
-e-mail, how it responds to each wording, and whether it reads e-mail at all
-much (channel).  Half the couples (split by the notifier's own holdout
-function) get the static baseline: the step's own template at its due time,
-10:00 local.  The other half go through the functions the notifier calls:
+Each synthetic couple has hidden preferences: the hour of day it acts, how
+it responds to each wording, and how it responds to e-mail and to SMS
+(channel).  The step is ``channel = "auto"`` with channels e-mail then SMS.
+Half the couples (split by the notifier's own holdout function) get the
+static baseline: the step's own template by e-mail at its due time, 10:00
+local.  The other half go through the functions the notifier calls:
 :func:`fit_vendor`, :func:`fit_couple` and :func:`choose_send_time` for the
-time, :func:`thompson_choice` for the wording, learning only from outcomes
-whose conversion window has ended.  The seeds are printed, so a run can be
-repeated exactly.  With --json the last line is one JSON object with the
-figures.  See bench/README.md.
+time, :func:`thompson_choice` for the wording and :func:`choose_channel` for
+the channel, learning only from outcomes whose conversion window has ended.
+The seeds are printed, so a run can be repeated exactly.  With --json the
+last line is one JSON object with the figures.  See bench/README.md.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from plaudit.personalisation.channel_choice import choose_channel  # noqa: E402
 from plaudit.personalisation.sendtime import (  # noqa: E402
     HOUR,
     choose_send_time,
@@ -65,10 +67,16 @@ HABITS = ((0.25, 8.5), (0.20, 12.5), (0.15, 16.0), (0.40, 19.5))
 HABIT_SPREAD_HOURS = 1.0
 WORDING = {BASE: 1.0, "warm": 1.25, "short": 0.9}
 BASE_RATE = 0.30
+# The step's channels, in config order: the holdout group gets the first.
+CHANNELS = ("email", "sms")
 # Share of couples who mostly ignore e-mail (they would reply to a text), and
-# how much less they convert by e-mail.  No policy here picks the channel.
+# how much less they convert by e-mail.  The others convert a little less by
+# SMS than by e-mail.  Only couples who gave SMS consent and a phone number
+# can be texted.
 EMAIL_AVERSE_SHARE = 0.3
 EMAIL_AVERSE_FACTOR = 0.6
+SMS_FACTOR = 0.9
+SMS_CONSENT_SHARE = 0.6
 # How many pre-wedding clicks a couple has (booking, contract, timeline
 # e-mails): Poisson with this mean.
 HISTORY_MEAN = 3.0
@@ -81,7 +89,8 @@ class Couple:
     number: int
     zone: zoneinfo.ZoneInfo
     hour: float
-    email_factor: float
+    # Conversion factor per channel; SMS is absent without consent.
+    channel_factors: dict[str, float]
     history: tuple[float, ...]
     due_at: float
 
@@ -94,8 +103,11 @@ def time_factor(moment: float, couple: Couple) -> float:
     return 0.6 + 0.4 * math.exp(-(distance**2) / (2 * 1.5**2))
 
 
-def conversion_probability(moment: float, variant: str, couple: Couple) -> float:
-    return BASE_RATE * WORDING[variant] * time_factor(moment, couple) * couple.email_factor
+def conversion_probability(
+    moment: float, variant: str, couple: Couple, channel: str = CHANNELS[0]
+) -> float:
+    factor = couple.channel_factors.get(channel, 0.0)
+    return BASE_RATE * WORDING[variant] * time_factor(moment, couple) * factor
 
 
 def make_population(count: int, rng: random.Random, start: datetime) -> list[Couple]:
@@ -111,12 +123,15 @@ def make_population(count: int, rng: random.Random, start: datetime) -> list[Cou
             _click_time(due_at.timestamp(), hour, zone, rng) for _ in range(_poisson(rng))
         )
         averse = rng.random() < EMAIL_AVERSE_SHARE
+        factors = {"email": EMAIL_AVERSE_FACTOR if averse else 1.0}
+        if rng.random() < SMS_CONSENT_SHARE:
+            factors["sms"] = 1.0 if averse else SMS_FACTOR
         couples.append(
             Couple(
                 number=number,
                 zone=zone,
                 hour=hour,
-                email_factor=EMAIL_AVERSE_FACTOR if averse else 1.0,
+                channel_factors=factors,
                 history=history,
                 due_at=due_at.timestamp(),
             )
@@ -165,12 +180,20 @@ def simulate(
     outcome_rng = random.Random(outcome_seed)
     variants = list(WORDING)
     settled: dict[str, list[int]] = {name: [0, 0] for name in variants}
-    # (settles at, variant, converted) for treatment sends still in their window.
-    waiting: list[tuple[float, str, bool]] = []
+    channel_settled: dict[str, list[int]] = {name: [0, 0] for name in CHANNELS}
+    # (settles at, variant, channel, converted) for treatment sends still in their window.
+    waiting: list[tuple[float, str, str, bool]] = []
     vendor_buckets: list[int] = []
     groups = {"holdout": Totals(), "treatment": Totals()}
-    expected = {"baseline": 0.0, "chosen": 0.0, "oracle": 0.0}
+    expected = {
+        "baseline": 0.0,
+        "chosen": 0.0,
+        "oracle": 0.0,
+        "first_channel": 0.0,
+        "learned_channel": 0.0,
+    }
     picks = dict.fromkeys(variants, 0)
+    channel_picks = dict.fromkeys(CHANNELS, 0)
     simulated = 0
 
     for week_start in range(0, len(couples), WEEKLY_COUPLES):
@@ -178,15 +201,22 @@ def simulate(
             break
         cohort = couples[week_start : week_start + WEEKLY_COUPLES]
         now = min(couple.due_at for couple in cohort)
-        _settle(waiting, settled, now)
+        _settle(waiting, settled, channel_settled, now)
         vendor = fit_vendor(vendor_buckets, vendor_weight=VENDOR_WEIGHT)
         stats = [
             VariantStats(name=n, conversions=settled[n][0], failures=settled[n][1])
             for n in variants
         ]
+        channel_stats = [
+            VariantStats(name=n, conversions=counts[0], failures=counts[1])
+            for n, counts in channel_settled.items()
+        ]
 
         for couple in cohort:
             arm = choose_arm(CAMPAIGN, couple.number, holdout=0.5)
+            channel = choose_channel(
+                CHANNELS, couple.channel_factors, arm=arm, stats=channel_stats, rng=policy_rng
+            ).channel
             if arm == "holdout":
                 send_at, variant = couple.due_at, BASE
             else:
@@ -209,12 +239,18 @@ def simulate(
                 expected["baseline"] += base_probability
                 expected["chosen"] += conversion_probability(send_at, BASE, couple)
                 expected["oracle"] += conversion_probability(oracle_time(couple), BASE, couple)
+                channel_picks[channel] += 1
+                expected["first_channel"] += conversion_probability(send_at, variant, couple)
+                expected["learned_channel"] += conversion_probability(
+                    send_at, variant, couple, channel
+                )
 
-            converted = outcome_rng.random() < conversion_probability(send_at, variant, couple)
+            probability = conversion_probability(send_at, variant, couple, channel)
+            converted = outcome_rng.random() < probability
             groups[arm].couples += 1
             groups[arm].conversions += converted
             if arm == "treatment":
-                waiting.append((send_at + CONVERSION_DAYS * 86400, variant, converted))
+                waiting.append((send_at + CONVERSION_DAYS * 86400, variant, channel, converted))
             # Every couple's pre-wedding clicks reach the vendor level.
             vendor_buckets.extend(hour_of_week(moment, couple.zone) for moment in couple.history)
             simulated += 1
@@ -223,18 +259,23 @@ def simulate(
         "groups": groups,
         "expected": expected,
         "picks": picks,
+        "channel_picks": channel_picks,
         "simulated": simulated,
     }
 
 
 def _settle(
-    waiting: list[tuple[float, str, bool]], settled: dict[str, list[int]], now: float
+    waiting: list[tuple[float, str, str, bool]],
+    settled: dict[str, list[int]],
+    channel_settled: dict[str, list[int]],
+    now: float,
 ) -> None:
     still = []
     for entry in waiting:
-        settles_at, variant, converted = entry
+        settles_at, variant, channel, converted = entry
         if settles_at <= now:
             settled[variant][0 if converted else 1] += 1
+            channel_settled[channel][0 if converted else 1] += 1
         else:
             still.append(entry)
     waiting[:] = still
@@ -292,12 +333,15 @@ def main() -> None:
     expected = result["expected"]
     oracle_gain = expected["oracle"] - expected["baseline"]
     share = (expected["chosen"] - expected["baseline"]) / oracle_gain if oracle_gain > 0 else None
+    first = expected["first_channel"]
+    channel_lift = expected["learned_channel"] / first - 1 if first > 0 else None
 
     figures: dict[str, Any] = {
         "relative_lift": None if lift is None else round(lift.estimate, 4),
         "lift_ci_low": None if lift is None else round(lift.low, 4),
         "lift_ci_high": None if lift is None else round(lift.high, 4),
         "send_time_oracle_share": None if share is None else round(share, 4),
+        "channel_lift": None if channel_lift is None else round(channel_lift, 4),
         "seeds": seeds,
     }
     rows = [
@@ -305,6 +349,7 @@ def main() -> None:
         ("lift_ci_low", figures["lift_ci_low"], "95 % interval"),
         ("lift_ci_high", figures["lift_ci_high"], "95 % interval"),
         ("send_time_oracle_share", figures["send_time_oracle_share"], f">= {TARGET_ORACLE_SHARE}"),
+        ("channel_lift", figures["channel_lift"], "over the first channel"),
     ]
     print(f"{'figure':<24} {'value':>10}  target")
     for name, value, target in rows:
@@ -312,6 +357,7 @@ def main() -> None:
     print(
         f"baseline {holdout.conversions}/{holdout.couples}, learning {treatment.conversions}/"
         f"{treatment.couples}; wording picks {result['picks']}; "
+        f"channel picks {result['channel_picks']}; "
         f"{result['simulated']} couples in {elapsed:.1f} s"
     )
     if arguments.json:
@@ -320,6 +366,7 @@ def main() -> None:
             "baseline": [holdout.conversions, holdout.couples],
             "learning": [treatment.conversions, treatment.couples],
             "wording_picks": result["picks"],
+            "channel_picks": result["channel_picks"],
             # Expected conversions of the learning group with the base wording:
             # the gain from send time alone, chosen and at best.
             "send_time_gain": round(expected["chosen"] / expected["baseline"] - 1, 4),

@@ -9,9 +9,11 @@ same run, taking turns over --rounds rounds of N / rounds deliveries each.
 The bare loop posts one at a time over a keep-alive connection.  The
 journal side fans the events out in their transaction, claims, signs, and
 records every attempt durably (WAL, synchronous=FULL), with IN_FLIGHT
-attempts to the endpoint at once.  The receiver runs in the same process,
-so its work counts against both sides.  Each side's round stops after its
-share of N deliveries or of the time limit, whichever comes first.  The
+attempts to the endpoint at once, and again with one attempt at a time (the
+default, which keeps the delivery order) for the ``ordered_*`` figures.  The
+receiver runs in the same process, so its work counts against both sides.
+Each side's round stops after its share of N deliveries or of the time
+limit, whichever comes first.  The
 inbound half (see bench/inbound_webhooks.py) runs afterwards.  With --json
 the last line printed is one JSON object with the figures.
 """
@@ -73,7 +75,7 @@ class Context:
         pass
 
 
-def endpoint(url: str) -> Endpoint:
+def endpoint(url: str, in_flight: int = IN_FLIGHT) -> Endpoint:
     return Endpoint(
         name="bench",
         url=f"{url}/hook",
@@ -84,7 +86,7 @@ def endpoint(url: str) -> Endpoint:
         timeout=15.0,
         disable_after=432000.0,
         allow_private=True,
-        max_in_flight=IN_FLIGHT,
+        max_in_flight=in_flight,
     )
 
 
@@ -101,9 +103,11 @@ def event_payload(number: int) -> dict[str, Any]:
     }
 
 
-async def run_journal(url: str, directory: Path, stop: Stop) -> dict[str, float]:
+async def run_journal(
+    url: str, directory: Path, stop: Stop, *, in_flight: int = IN_FLIGHT
+) -> dict[str, float]:
     """Fan out N events, deliver them through the actor, return the rate."""
-    target = endpoint(url)
+    target = endpoint(url, in_flight)
     journal = Journal.open(directory / "journal.sqlite3")
     journal.set_emit_hooks([Router([target])])
     async_journal = AsyncJournal(journal)
@@ -193,17 +197,26 @@ async def bench(count: int, seconds: float, rounds: int) -> dict[str, Any]:
     """
     receiver = Receiver(secrets=[SECRET])
     per_round = max(count // rounds, 1)
-    sums = {"bare": [0.0, 0.0], "journal": [0.0, 0.0]}
+    sums = {"bare": [0.0, 0.0], "journal": [0.0, 0.0], "ordered": [0.0, 0.0]}
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="plaudit-bench-webhooks-") as directory:
         async with trio.open_nursery() as nursery:
             url = await nursery.start(serve_receiver, receiver)
             for number in range(rounds):
                 folder = Path(directory) / f"round-{number}"
-                folder.mkdir()
+                (folder / "fanned").mkdir(parents=True)
+                (folder / "ordered").mkdir()
+                share = seconds / rounds
                 for side, result in (
-                    ("bare", await run_bare(url, Stop(per_round, seconds / rounds))),
-                    ("journal", await run_journal(url, folder, Stop(per_round, seconds / rounds))),
+                    ("bare", await run_bare(url, Stop(per_round, share))),
+                    ("journal", await run_journal(url, folder / "fanned", Stop(per_round, share))),
+                    # The default of one attempt in flight, which keeps the order.
+                    (
+                        "ordered",
+                        await run_journal(
+                            url, folder / "ordered", Stop(per_round, share), in_flight=1
+                        ),
+                    ),
                 ):
                     sums[side][0] += result["deliveries"]
                     sums[side][1] += result["seconds"]
@@ -211,6 +224,7 @@ async def bench(count: int, seconds: float, rounds: int) -> dict[str, Any]:
     inbound = await measure_inbound(count, seconds)
     bare_per_s = sums["bare"][0] / sums["bare"][1]
     journal_per_s = sums["journal"][0] / sums["journal"][1]
+    ordered_per_s = sums["ordered"][0] / sums["ordered"][1]
     return {
         "deliveries_per_s": round(journal_per_s, 1),
         "bare_posts_per_s": round(bare_per_s, 1),
@@ -219,6 +233,9 @@ async def bench(count: int, seconds: float, rounds: int) -> dict[str, Any]:
         "bare_posts": int(sums["bare"][0]),
         "rounds": rounds,
         "in_flight": IN_FLIGHT,
+        # The same journal side with max_in_flight = 1, the ordered default.
+        "ordered_deliveries_per_s": round(ordered_per_s, 1),
+        "ordered_ratio": round(ordered_per_s / bare_per_s, 3),
         "bad_signatures": receiver.statistics()["bad_signatures"],
         "target_per_s": TARGET_PER_S,
         "target_ratio": TARGET_RATIO,

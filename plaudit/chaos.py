@@ -48,7 +48,23 @@ Figures, all read from the journal file and the receiver after the run:
   an edit made between the last listing and the deletion is never served.
   ``sync_differences`` lists the first differences.
 - ``lost_side_effects``: events whose webhook never arrived, plus
-  ``review.created`` events beyond the first for one review.
+  ``review.created`` events beyond the first for one review, plus e-mail
+  review-request steps due before the fault phase ended whose message (by
+  Message-ID) never reached the SMTP sink, whatever the journal recorded.
+- ``duplicated_side_effects``: messages that reached the SMTP sink more
+  than once for one request step (by Message-ID).
+
+The marketplace storefront (one WeddingWire profile) gets its own faults:
+10 % of page requests fail with a 500, and three windows bring 500s only,
+bot-challenge pages only and 3 s pages (see :mod:`plaudit.chaos_storefront`).
+``marketplace`` in the summary reports the profile's failed and retried
+jobs, incidents, recovery after each storefront outage and sync accuracy;
+the overall ``sync_accuracy`` includes the profile too.
+
+Review requests: the config gets a campaign whose steps fall due all
+through the fault phase (see :mod:`plaudit.chaos_mail`).  The sink fails
+single transactions before DATA, and every second SIGKILL is aimed at a
+send, so it lands while a message's DATA waits for the sink's reply.
 """
 
 from __future__ import annotations
@@ -69,10 +85,10 @@ import httpx
 import trio
 
 from plaudit.chaos_figures import (
-    TARGETS,
     duplicated_created,
     failed_targets,
     finite,
+    print_chaos_summary,
     read_events,
     read_sync_jobs,
     recovery_seconds,
@@ -80,8 +96,26 @@ from plaudit.chaos_figures import (
     sync_accuracy,
     webhook_figures,
 )
+from plaudit.chaos_mail import ChaosMail, campaign_config, step_count
+from plaudit.chaos_storefront import (
+    FAULTS_PATH,
+    NO_STOREFRONT_FAULTS,
+    is_outage,
+    open_incidents,
+    storefront_config,
+    storefront_figures,
+    storefront_plan,
+    storefront_settings_at,
+)
 from plaudit.daemon.control import request
-from plaudit.demo import DemoError, compare, demo_config, read_journal
+from plaudit.demo import (
+    MARKETPLACE_SITE,
+    DemoError,
+    compare,
+    demo_config,
+    marketplace_truth_reviews,
+    read_journal,
+)
 from plaudit.errors import ControlError
 from plaudit.reviews.model import Review
 from plaudit.sandbox import SandboxOptions, serve_sandbox
@@ -210,9 +244,13 @@ class ChaosRun:
         self.log_path = state_dir / "daemon.log"
         rng = random.Random(seed)
         self.windows = fault_plan(seconds, rng)
+        self.storefront_windows = storefront_plan(seconds)
+        # Unix times at which each storefront outage ended.
+        self.storefront_outage_ends: list[float] = []
         self.kill_at = kill_times(seconds, rng)
         self._receiver_rng = random.Random(seed + 1)
         self.webhooks = DemoWebhooks()
+        self.mail = ChaosMail(seed=seed)
         self.base_url = ""
         self.kills = 0
         self.process: trio.Process | None = None
@@ -246,7 +284,8 @@ class ChaosRun:
             self.base_url = await nursery.start(serve_sandbox, options)
             receiver_url = await nursery.start(serve_receiver, self.webhooks.receiver)
             self.webhooks.receiver.script.clear()
-            self.config_path.write_text(self._config(receiver_url), encoding="utf-8")
+            smtp_port = await nursery.start(self.mail.sink.serve)
+            self.config_path.write_text(self._config(receiver_url, smtp_port), encoding="utf-8")
             self.say(f"sandbox {self.base_url}, receiver {receiver_url}, seed {self.seed}")
             try:
                 await self._start_daemon()
@@ -260,13 +299,17 @@ class ChaosRun:
             nursery.cancel_scope.cancel()
         return summary
 
-    def _config(self, receiver_url: str) -> str:
+    def _config(self, receiver_url: str, smtp_port: int) -> str:
         tables = "".join(_RELIABILITY_TABLES.format(platform=name) for name in PLATFORMS)
         base = demo_config(self.base_url, sync_interval=SYNC_INTERVAL)
         # Only full Google listings find deletions and replies to older reviews.
         google = f"[platforms.google]\nfull_sync_interval = {GOOGLE_FULL_SYNC_INTERVAL}\n"
         base = base.replace("[platforms.google]\n", google, 1)
-        return base + tables + self.webhooks.config(receiver_url)
+        mail = campaign_config(
+            port=smtp_port, base_url=self.base_url, steps=step_count(self.seconds)
+        )
+        storefront = storefront_config(self.base_url)
+        return base + tables + self.webhooks.config(receiver_url) + mail + storefront
 
     async def _start_daemon(self) -> None:
         command = [
@@ -299,6 +342,7 @@ class ChaosRun:
                 except (ControlError, OSError):
                     await trio.sleep(0.2)
                 else:
+                    await self.mail.import_couples(socket_path, self.state_dir)
                     return
         raise DemoError(
             f"the daemon did not respond on {socket_path} within {READY_TIMEOUT:g} s; "
@@ -310,20 +354,33 @@ class ChaosRun:
         began = trio.current_time()
         kills = list(self.kill_at)
         active: dict[str, dict[str, Any]] = {}
+        storefront: dict[str, Any] = {}
         async with httpx.AsyncClient(base_url=self.base_url, timeout=5.0) as client:
             while (elapsed := trio.current_time() - began) < self.seconds:
                 await self._apply_faults(client, elapsed, active)
+                storefront = await self._apply_storefront_faults(client, elapsed, storefront)
                 if kills and elapsed >= kills[0]:
                     kills.pop(0)
-                    await self._kill_and_restart()
+                    # The second, fourth and sixth kills are aimed at a send.
+                    await self._kill_and_restart(aimed=self.kills % 2 == 1)
+                if not self.mail.imported:
+                    await self.mail.import_couples(
+                        self.runtime_dir / "control.sock", self.state_dir
+                    )
                 self._maybe_fault_receiver()
+                self.mail.maybe_fault()
                 self._check_alive()
                 await trio.sleep(0.25)
             for platform in PLATFORMS:
                 self.faults_injected[platform] = await self._injected(client, platform)
                 await self._set_faults(client, platform, NO_FAULTS)
+            self.faults_injected["marketplace"] = await self._storefront_injected(client)
+            await self._post_faults(client, FAULTS_PATH, NO_STOREFRONT_FAULTS)
+            if storefront and is_outage(storefront):
+                self.storefront_outage_ends.append(time.time())
         self._close_open_outages(active)
         self.webhooks.receiver.script.clear()
+        self.mail.sink.script.clear()
         self.phase_ended = time.time()
         self.say(f"fault phase over after {self.seconds:g} s; {self.kills} kills")
 
@@ -361,11 +418,40 @@ class ChaosRun:
     async def _set_faults(
         self, client: httpx.AsyncClient, platform: str, settings: dict[str, Any]
     ) -> None:
-        response = await client.post(faults_path(platform), json=settings)
+        await self._post_faults(client, faults_path(platform), settings)
+
+    async def _post_faults(
+        self, client: httpx.AsyncClient, path: str, settings: dict[str, Any]
+    ) -> None:
+        response = await client.post(path, json=settings)
         if response.status_code != 200:
             raise DemoError(
-                f"the sandbox rejected fault settings {settings!r} for {platform}: {response.text}"
+                f"the sandbox rejected fault settings {settings!r} at {path}: {response.text}"
             )
+
+    async def _apply_storefront_faults(
+        self, client: httpx.AsyncClient, elapsed: float, active: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Set the storefront's faults for ``elapsed``; return the settings now in force."""
+        expected = storefront_settings_at(elapsed, self.storefront_windows)
+        if expected == active:
+            return active
+        await self._post_faults(client, FAULTS_PATH, expected)
+        if is_outage(expected) and not (active and is_outage(active)):
+            self.say(f"{elapsed:6.1f}s  marketplace storefront: outage begins")
+        elif active and is_outage(active) and not is_outage(expected):
+            self.storefront_outage_ends.append(time.time())
+            self.say(f"{elapsed:6.1f}s  marketplace storefront: outage ends")
+        return expected
+
+    async def _storefront_injected(self, client: httpx.AsyncClient) -> int:
+        """Return the storefront faults the sandbox injected: errors and challenge pages."""
+        response = await client.get("/_sandbox/stats")
+        response.raise_for_status()
+        faults = response.json()["stand_ins"]["marketplace"]["faults"]
+        injected: dict[str, int] = faults["injected"]
+        errors = sum(count for kind, count in injected.items() if kind != "latency")
+        return errors + int(faults["challenges"])
 
     async def _injected(self, client: httpx.AsyncClient, platform: str) -> int:
         """Return how many faults the sandbox injected into ``platform``'s responses."""
@@ -386,13 +472,18 @@ class ChaosRun:
             kind = self._receiver_rng.choice((FaultKind.STATUS, FaultKind.RESET, FaultKind.SLOW))
             self.webhooks.receiver.add_faults([Fault(kind, status=503, seconds=3.0)])
 
-    async def _kill_and_restart(self) -> None:
+    async def _kill_and_restart(self, *, aimed: bool) -> None:
         process = self.process
         if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGKILL)
+            during_send = aimed and await self.mail.aim_at_send(
+                kill=lambda: process.send_signal(signal.SIGKILL)
+            )
+            if not aimed:
+                process.send_signal(signal.SIGKILL)
             await process.wait()
             self.kills += 1
-            self.say(f"daemon pid {process.pid} killed with SIGKILL")
+            suffix = " during a send" if during_send else ""
+            self.say(f"daemon pid {process.pid} killed with SIGKILL{suffix}")
         await self._start_daemon()
 
     def _check_alive(self) -> None:
@@ -403,15 +494,20 @@ class ChaosRun:
             )
 
     async def _grace_phase(self) -> bool:
-        """Wait, faults off, until the journal agrees with the truth and every webhook arrived."""
+        """Wait, faults off, until the journal agrees with the truth and nothing is left over.
+
+        Nothing left over: every webhook arrived, every request step due in
+        the fault phase reached the sink, and the storefront's incidents are
+        resolved.
+        """
         deadline = trio.current_time() + self.grace_seconds
         while trio.current_time() < deadline:
             await trio.sleep(1.0)
             self._check_alive()
             reviews, _ = await trio.to_thread.run_sync(read_journal, self.journal_path)
             differences = compare(reviews, await self._truth())
-            undelivered = len(self._undelivered())
-            if not differences and not undelivered:
+            recovering = open_incidents(self.journal_path)
+            if not differences and not self._left_over() and not recovering:
                 return True
         return False
 
@@ -435,29 +531,38 @@ class ChaosRun:
         ``LEFT_OVER_ROUNDS`` starts; returns the first non-zero exit status.
         """
         for _ in range(LEFT_OVER_ROUNDS):
-            if not self._undelivered():
+            if not self._left_over():
                 break
             self.restarts_after_stop += 1
-            self.say(f"{len(self._undelivered())} events wait for delivery; starting again")
+            self.say(f"{self._left_over()} events or request steps wait; starting again")
             try:
                 await self._start_daemon()
                 await self._wait_until_ready()
                 deadline = trio.current_time() + LEFT_OVER_SECONDS
                 while trio.current_time() < deadline:
                     await trio.sleep(0.5)
-                    if not self._undelivered():
+                    if not self._left_over():
                         break
             finally:
                 code = await self._stop_daemon()
             exit_code = exit_code or code
         return exit_code
 
+    def _left_over(self) -> int:
+        """Return undelivered events plus request steps due in the fault phase and not sent."""
+        unsent = self.mail.pending(self.journal_path, due_before=self.phase_ended)
+        return len(self._undelivered()) + unsent
+
     async def _truth(self) -> list[Review]:
         async with httpx.AsyncClient(timeout=5.0) as client:
             response = await client.get(f"{self.base_url}/_sandbox/truth")
             response.raise_for_status()
         document = response.json()
-        return truth_reviews(document) + stand_ins_truth_reviews(document)
+        return (
+            truth_reviews(document)
+            + stand_ins_truth_reviews(document)
+            + marketplace_truth_reviews(document)
+        )
 
     def _accepted_at(self) -> dict[str, float]:
         """Return the Unix time each webhook id was first accepted by the receiver."""
@@ -482,7 +587,14 @@ class ChaosRun:
 
     async def _summarise(self, *, converged: bool, exit_code: int) -> dict[str, Any]:
         reviews, _ = await trio.to_thread.run_sync(read_journal, self.journal_path)
-        accuracy = sync_accuracy(reviews, await self._truth())
+        truth = await self._truth()
+        accuracy = sync_accuracy(reviews, truth)
+        storefront = storefront_figures(
+            self.journal_path,
+            outage_ends=self.storefront_outage_ends,
+            reviews=reviews,
+            truth=[review for review in truth if review.platform == MARKETPLACE_SITE],
+        )
         events = read_events(self.journal_path)
         sync_jobs = read_sync_jobs(self.journal_path)
         cycles = scheduled_cycles(
@@ -496,6 +608,7 @@ class ChaosRun:
             phase_ended=self.phase_ended,
         )
         duplicates = duplicated_created(events)
+        mail = self.mail.figures(self.journal_path, due_before=self.phase_ended)
         summary: dict[str, Any] = {
             "seed": self.seed,
             "seconds": self.seconds,
@@ -513,13 +626,18 @@ class ChaosRun:
             "recovery_seconds_max": finite(max(recoveries)) if recoveries else None,
             "outages": len(self.outage_ends),
             **accuracy,
-            "lost_side_effects": delivery["never_delivered"] + duplicates,
+            "lost_side_effects": (
+                delivery["never_delivered"] + duplicates + mail["requests_never_sent"]
+            ),
+            "duplicated_side_effects": mail["duplicated_messages"],
             "duplicated_created_events": duplicates,
+            **mail,
             "kills": self.kills,
             "faults_injected": self.faults_injected,
             "webhook_failed_attempts": self.webhooks.summary(self.journal_path)["webhooks_failed"],
             # Accepted more than once: harmless, since receivers dedupe by webhook-id.
             "webhook_repeat_deliveries": self._repeat_deliveries(),
+            "marketplace": storefront,
             "converged_in_grace": converged,
             "daemon_exit_code": exit_code,
             "restarts_after_stop": self.restarts_after_stop,
@@ -533,34 +651,6 @@ class ChaosRun:
 def _accepted(item: Received) -> bool:
     """Return whether the receiver responded 2xx to a request with a valid signature."""
     return item.verify_error is None and item.status is not None and 200 <= item.status < 300
-
-
-def _shown(value: Any) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-def print_chaos_summary(summary: dict[str, Any]) -> None:
-    print()
-    print(f"{'figure':30} {'value':>10}  {'target':>8}  verdict")
-    for name, target in TARGETS.items():
-        verdict = "FAILED" if name in summary["failed_targets"] else "ok"
-        limit = "<=" if name in ("recovery_seconds_max", "lost_side_effects") else ">="
-        print(f"{name:30} {_shown(summary[name]):>10}  {limit} {target!s:>5}  {verdict}")
-    for name in (
-        "availability_including_outages",
-        "scheduled_cycles",
-        "failed_cycles",
-        "recovery_seconds_median",
-        "missing_reviews",
-        "duplicate_reviews",
-        "stale_reviews",
-        "kills",
-        "seed",
-    ):
-        print(f"{name:30} {_shown(summary[name]):>10}")
-    failed = summary["failed_targets"]
-    print("every target holds" if not failed else f"targets missed: {', '.join(failed)}")
-    print(f"journal: {summary['journal']}, daemon log: {summary['daemon_log']}")
 
 
 def chaos_main(*, seconds: float, seed: int, state_dir: str | None, as_json: bool) -> int:

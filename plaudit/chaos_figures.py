@@ -7,9 +7,11 @@ it left behind into the reported figures.  Each is documented in
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final, final
 
@@ -32,7 +34,14 @@ TARGETS: Final = {
     "recovery_seconds_max": 10.0,
     "sync_accuracy": 1.0,
     "lost_side_effects": 0,
+    "duplicated_side_effects": 0,
 }
+# Figures that must stay at or below their target; the others at or above.
+MAXIMUM_TARGETS: Final = frozenset(
+    {"recovery_seconds_max", "lost_side_effects", "duplicated_side_effects"}
+)
+# Request states that end a step without a message: no consent, a stopped campaign.
+UNSENDABLE_STATES: Final = frozenset({"suppressed", "stopped"})
 
 
 def finite(value: float) -> float | None:
@@ -177,6 +186,65 @@ def duplicated_created(events: list[tuple[str, str, float]]) -> int:
     return sum(count - 1 for count in seen.values())
 
 
+@final
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestStep:
+    """One e-mail review-request step of the journal."""
+
+    request_id: int
+    state: str
+    # Unix time the step fell due.
+    scheduled_at: float
+    # None until the first send attempt fixes it.
+    message_id: str | None
+    # True when the step was recorded as sent without the server's reply.
+    unconfirmed: bool
+
+
+def read_request_steps(journal: Path) -> list[RequestStep]:
+    """Return every e-mail request step of the journal file."""
+    connection = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        rows = connection.execute(
+            "SELECT id, state, scheduled_at, message_id, unconfirmed FROM requests"
+            " WHERE channel = 'email' ORDER BY id"
+        ).fetchall()
+    except sqlite3.OperationalError:
+        # The daemon has not created the tables yet.
+        return []
+    finally:
+        connection.close()
+    return [
+        RequestStep(int(id_), str(state), float(due), message_id, bool(unconfirmed))
+        for id_, state, due, message_id, unconfirmed in rows
+    ]
+
+
+def request_figures(
+    steps: list[RequestStep], received: Iterable[str], *, due_before: float
+) -> dict[str, int]:
+    """Count request steps due before ``due_before`` that never reached the sink, and repeats.
+
+    ``received`` lists the Message-ID of every message the SMTP sink
+    accepted, once per acceptance.  A step counts as sent only when its
+    Message-ID is among them, so a step the journal records as sent whose
+    message never arrived is lost too.
+    """
+    arrivals = collections.Counter(received)
+    due = [
+        step
+        for step in steps
+        if step.scheduled_at <= due_before and step.state not in UNSENDABLE_STATES
+    ]
+    never_sent = sum(1 for step in due if step.message_id is None or arrivals[step.message_id] == 0)
+    return {
+        "requests_due": len(due),
+        "requests_never_sent": never_sent,
+        "requests_unconfirmed": sum(1 for step in steps if step.unconfirmed),
+        "duplicated_messages": sum(count - 1 for count in arrivals.values() if count > 1),
+    }
+
+
 def sync_accuracy(journal_reviews: list[Review], truth: list[Review]) -> dict[str, Any]:
     """Return sync accuracy and its missing, duplicate and stale review counts."""
     problems = compare(journal_reviews, truth)
@@ -213,9 +281,48 @@ def failed_targets(summary: dict[str, Any]) -> list[str]:
         value = summary[name]
         if value is None:
             failed.append(name)
-        elif name in ("recovery_seconds_max", "lost_side_effects"):
+        elif name in MAXIMUM_TARGETS:
             if value > target:
                 failed.append(name)
         elif value < target:
             failed.append(name)
     return failed
+
+
+def _shown(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def print_chaos_summary(summary: dict[str, Any]) -> None:
+    print()
+    print(f"{'figure':30} {'value':>10}  {'target':>8}  verdict")
+    for name, target in TARGETS.items():
+        verdict = "FAILED" if name in summary["failed_targets"] else "ok"
+        limit = "<=" if name in MAXIMUM_TARGETS else ">="
+        print(f"{name:30} {_shown(summary[name]):>10}  {limit} {target!s:>5}  {verdict}")
+    for name in (
+        "availability_including_outages",
+        "scheduled_cycles",
+        "failed_cycles",
+        "recovery_seconds_median",
+        "missing_reviews",
+        "duplicate_reviews",
+        "stale_reviews",
+        "requests_due",
+        "requests_never_sent",
+        "requests_unconfirmed",
+        "kills",
+        "kills_during_sends",
+        "seed",
+    ):
+        print(f"{name:30} {_shown(summary[name]):>10}")
+    storefront = summary.get("marketplace")
+    if storefront is not None:
+        print(
+            f"marketplace {storefront['profile']}: sync accuracy {storefront['sync_accuracy']}, "
+            f"{storefront['incidents_opened']} incidents ({storefront['incidents_resolved']} "
+            f"resolved), recovery seconds {storefront['recovery_seconds']}"
+        )
+    failed = summary["failed_targets"]
+    print("every target holds" if not failed else f"targets missed: {', '.join(failed)}")
+    print(f"journal: {summary['journal']}, daemon log: {summary['daemon_log']}")

@@ -35,6 +35,7 @@ from plaudit.sandbox.demo_faults import (
     retries_by_cause,
 )
 from plaudit.sandbox.demo_mail import DemoMail
+from plaudit.sandbox.demo_reviews import DemoMatches, couple_reviews, demo_epoch
 from plaudit.sandbox.notices import NoticeScript
 from plaudit.sandbox.receiver import DemoWebhooks, serve_receiver
 from plaudit.sandbox.standin import stand_in_truth_reviews, stand_ins_truth_reviews
@@ -306,6 +307,7 @@ class Demo:
         self.webhooks = DemoWebhooks()
         self.mail = DemoMail()
         self.channels = DemoChannels()
+        self.matches = DemoMatches()
         # Set in run(), where the script's length is known.
         self.notices: NoticeScript | None = None
         # Set in run(), where the sandbox's address is known.
@@ -322,7 +324,14 @@ class Demo:
         # The script of arrivals, edits, replies and deletions fills the first
         # half of the run; the rest lets the daemon catch up.
         script_seconds = max(4.0, self.seconds * 0.5)
-        options = SandboxOptions(seed=7, script_seconds=script_seconds)
+        # Every platform's world starts at the current UTC hour, so the
+        # report's trends show recent months.
+        options = SandboxOptions(
+            seed=7,
+            script_seconds=script_seconds,
+            epoch=demo_epoch(time.time()),
+            scripted_reviews=couple_reviews(script_seconds),
+        )
         async with trio.open_nursery() as nursery:
             self.base_url = await nursery.start(serve_sandbox, options)
             self.script_ends_at = time.monotonic() + script_seconds
@@ -337,7 +346,10 @@ class Demo:
             push_url = await nursery.start(self.channels.push.serve)
             self.say(f"SMS provider: {twilio_url}, push service: {push_url}")
             self.notices = NoticeScript(
-                self.state_dir / "marketplace-mail", seed=7, script_seconds=script_seconds
+                self.state_dir / "marketplace-mail",
+                seed=7,
+                script_seconds=script_seconds,
+                epoch=options.epoch,
             )
             await nursery.start(self.notices.run)
             self.say(f"review notices: {self.notices.maildir}")
@@ -434,7 +446,24 @@ class Demo:
         line += f"  webhooks not yet delivered: {missing}"
         unsent = self.mail.pending(self.journal_path) + self.channels.pending(self.journal_path)
         line += f"  review requests not yet sent: {unsent}"
-        return line, differences == 0 and missing == 0 and unsent == 0
+        # A couple's review converts once it is matched and its
+        # request.converted events have reached the receiver.
+        unconverted = await self._unmatched(script_over=time.monotonic() > self.script_ends_at)
+        unconverted += self.matches.undelivered(
+            self.journal_path,
+            endpoint=self.webhooks.endpoint,
+            accepted=self.webhooks.receiver.accepted_ids(),
+        )
+        line += f"  conversions not yet shown: {unconverted}"
+        return line, differences == 0 and missing == 0 and unsent == 0 and unconverted == 0
+
+    async def _unmatched(self, *, script_over: bool) -> int:
+        """Return how many couples' reviews are unmatched, asking for a rescan once they exist."""
+        unmatched = self.matches.pending(self.journal_path)
+        if unmatched and script_over:
+            await self.matches.rescan(self.socket_path)
+            unmatched = self.matches.pending(self.journal_path)
+        return unmatched
 
     async def _truth(self) -> list[Review]:
         async with httpx.AsyncClient(timeout=5.0) as client:
@@ -495,6 +524,11 @@ class Demo:
             **self.webhooks.summary(self.journal_path),
             **self.mail.summary(self.journal_path),
             **self.channels.summary(),
+            **self.matches.summary(
+                self.journal_path,
+                endpoint=self.webhooks.endpoint,
+                accepted=self.webhooks.receiver.accepted_ids(),
+            ),
         }
 
 
@@ -530,6 +564,11 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(
         f"review requests:   e-mail {sent['email']}, SMS {sent['sms']}, push {sent['push']} "
         f"sent; {summary['requests_suppressed']} suppressed"
+    )
+    print(
+        f"couples' reviews:  {summary['reviews_matched']} matched, "
+        f"{summary['requests_converted']} requests converted, "
+        f"{summary['conversion_webhooks_delivered']} request.converted webhooks delivered"
     )
     print(f"journal: {summary['journal']}")
 

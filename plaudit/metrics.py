@@ -306,6 +306,13 @@ PERSONALISATION_PLANS = Counter(
     ["arm", "timing"],
     registry=REGISTRY,
 )
+PERSONALISATION_CHANNELS = Counter(
+    "plaudit_personalisation_channels_total",
+    "Channels chosen for steps with channel auto, by group (holdout, treatment) and channel "
+    "(email, sms, push).",
+    ["arm", "channel"],
+    registry=REGISTRY,
+)
 PERSONALISATION_DRAFTS = Counter(
     "plaudit_personalisation_drafts_total",
     "AI drafts of opening lines, by state (accepted, rejected, failed, timed_out, off).",

@@ -42,9 +42,12 @@ class DaemonDirs:
         self.log = root / "daemon.log"
 
     def write_config(self, base_url: str, *, sync_interval: float = 1.0, extra: str = "") -> None:
-        self.config.write_text(
-            demo_config(base_url, sync_interval=sync_interval) + extra, encoding="utf-8"
+        # Full Google listings every few seconds, so a reply to an old review
+        # (which leaves its updateTime unchanged) is seen within a test.
+        config = demo_config(
+            base_url, sync_interval=sync_interval, full_sync_interval=3 * sync_interval
         )
+        self.config.write_text(config + extra, encoding="utf-8")
 
 
 def run_command(dirs: DaemonDirs) -> list[str]:

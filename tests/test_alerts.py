@@ -17,7 +17,7 @@ def alert_jobs(journal: Journal) -> list[tuple[str, str]]:
     return [(str(row[0]), str(row[1])) for row in rows]
 
 
-def test_raising_twice_counts_a_repeat_and_sends_once(journal: Journal) -> None:
+def test_raise_twice_counts_repeat(journal: Journal) -> None:
     with journal.transaction() as tx:
         first = raise_alert(
             tx, source="health", key="google/a", severity="warning", summary="degraded"
@@ -36,7 +36,7 @@ def test_raising_twice_counts_a_repeat_and_sends_once(journal: Journal) -> None:
     assert alert_jobs(journal) == [(ALERT_JOB, f"alert:{first}")]
 
 
-def test_a_resolved_alert_opens_anew_when_raised_again(journal: Journal) -> None:
+def test_resolved_alert_reopens(journal: Journal) -> None:
     with journal.transaction() as tx:
         first = raise_alert(tx, source="webhooks", key="crm", severity="critical", summary="off")
         assert resolve_alert(tx, source="webhooks", key="crm")
@@ -55,6 +55,6 @@ def test_a_resolved_alert_opens_anew_when_raised_again(journal: Journal) -> None
     assert len(alert_jobs(journal)) == 2
 
 
-def test_an_unknown_severity_is_refused(journal: Journal) -> None:
+def test_unknown_severity_rejected(journal: Journal) -> None:
     with journal.transaction() as tx, pytest.raises(ValueError, match="severity 'loud'"):
         raise_alert(tx, source="x", key="y", severity="loud", summary="z")  # type: ignore[arg-type]

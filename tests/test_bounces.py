@@ -198,7 +198,7 @@ def test_truncated_dsn_keeps_what_was_read() -> None:
     assert result.recipient == "ana.lucia@example.net"
 
 
-def test_dsn_cut_before_action_and_status_is_unknown() -> None:
+def test_dsn_without_action_is_unknown() -> None:
     data = (
         b"From: MAILER-DAEMON@mx.example.org\n"
         b"To: bounces@mail.example.com\n"

@@ -35,6 +35,8 @@ REQUIRED_KEYS = (
     "duplicate_reviews",
     "stale_reviews",
     "lost_side_effects",
+    "duplicated_side_effects",
+    "requests_due",
     "kills",
     "seed",
 )
@@ -175,8 +177,13 @@ def test_targets_name_failures() -> None:
         "recovery_seconds_max": None,
         "sync_accuracy": 1.0,
         "lost_side_effects": 0,
+        "duplicated_side_effects": 1,
     }
-    assert failed_targets(summary) == ["webhook_delivery_rate", "recovery_seconds_max"]
+    assert failed_targets(summary) == [
+        "webhook_delivery_rate",
+        "recovery_seconds_max",
+        "duplicated_side_effects",
+    ]
 
 
 @pytest.mark.slow
@@ -198,5 +205,9 @@ def test_chaos_run_keeps_every_side_effect(tmp_path: Path) -> None:
     assert summary["kills"] >= 1, details
     assert summary["sync_accuracy"] == 1.0, summary["sync_differences"]
     assert summary["lost_side_effects"] == 0, details
+    assert summary["duplicated_side_effects"] == 0, details
+    assert summary["requests_due"] > 0, details
+    assert summary["marketplace"]["sync_accuracy"] == 1.0, summary["marketplace"]
+    assert summary["marketplace"]["incidents_opened"] >= 1, summary["marketplace"]
     assert summary["webhook_delivered_eventually"] == 1.0, details
     assert result.returncode == (0 if not summary["failed_targets"] else 1)

@@ -183,7 +183,7 @@ def test_revoked_and_missing_selectors(dns_server: tuple[str, dict[str, list[str
     assert report.ready is True
 
 
-def test_without_selectors_the_common_ones_are_probed(
+def test_common_selectors_probed_by_default(
     dns_server: tuple[str, dict[str, list[str]]],
 ) -> None:
     resolver, _zone = dns_server

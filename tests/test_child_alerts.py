@@ -14,6 +14,7 @@ from plaudit.alerts import raise_alert
 from plaudit.config import load_config, resolve_paths
 from plaudit.daemon.app import Daemon
 from plaudit.daemon.child_alerts import PendingAlert, decide
+from plaudit.daemon.ctl import render_status
 from plaudit.daemon.supervisor import (
     ChildContext,
     ChildSpec,
@@ -170,3 +171,17 @@ async def test_first_run_resolves_alert_of_earlier_process(
         nursery.start_soon(daemon.child_alerts.run, writer)
         await wait_for(lambda: alerts(journal) == [("supervisor", "inbound", "critical", 1)])
         nursery.cancel_scope.cancel()
+
+
+def test_status_renders_failed_children() -> None:
+    text = render_status(
+        {"daemon": {"state": "running", "ready": False, "failed_children": ["inbound"]}}
+    )
+    lines = [line.split() for line in text.splitlines()]
+    assert ["ready", "no"] in lines
+    assert ["failed", "inbound"] in lines
+
+
+def test_status_omits_failed_when_none() -> None:
+    text = render_status({"daemon": {"state": "running", "ready": True, "failed_children": []}})
+    assert "failed" not in text

@@ -297,7 +297,7 @@ def test_format_table_aligns_columns() -> None:
         (["--json", "request", "show", "5"], True),
     ],
 )
-def test_json_is_accepted_before_or_after_the_command(argv: list[str], expected: bool) -> None:
+def test_json_before_or_after_command(argv: list[str], expected: bool) -> None:
     from plaudit.daemon.ctl import build_parser
 
     assert build_parser().parse_args(argv).json is expected

@@ -224,7 +224,8 @@ async def test_crash_after_marker_not_resent(tmp_path: Path) -> None:
 
 
 async def test_disconnect_before_data_retries(tmp_path: Path) -> None:
-    async with harness(tmp_path, "disconnect_rcpt") as h:
+    # One disconnect for each in-call attempt of the default [smtp.retry].
+    async with harness(tmp_path, "disconnect_rcpt", "disconnect_rcpt", "disconnect_rcpt") as h:
         job = await h.claim()
         with pytest.raises(PlatformError) as caught:
             await h.actor.handle(job)

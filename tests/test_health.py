@@ -270,7 +270,7 @@ async def test_incident_events_commit_with_row(opened: tuple[Journal, AsyncJourn
     assert recovered.payload["duration_seconds"] == pytest.approx(35.0)
 
 
-async def test_down_incident_alerts_the_operator_until_recovery(
+async def test_down_incident_alerts_until_recovery(
     opened: tuple[Journal, AsyncJournal],
 ) -> None:
     from plaudit.alerts import list_alerts

@@ -29,6 +29,7 @@ from plaudit.journal import AsyncJournal, Job, Journal, Tx
 KEY = "key-hostile-test"
 MAX_BODY = 4096
 IDLE_SECONDS = 0.5
+BODY_SECONDS = 2.0
 DEEP = b'{"x":' + b"[" * 2000 + b"]" * 2000 + b"}"
 
 
@@ -93,7 +94,11 @@ async def listener(
         ses=InboundSes(certificates=[str(certs)]),
     )
     server = InboundServer(
-        writer, Verifiers(config), max_body_bytes=MAX_BODY, idle_timeout=IDLE_SECONDS
+        writer,
+        Verifiers(config),
+        max_body_bytes=MAX_BODY,
+        idle_timeout=IDLE_SECONDS,
+        body_timeout=BODY_SECONDS,
     )
     async with trio.open_nursery() as nursery:
         host, port = await nursery.start(server.serve, "127.0.0.1", 0)
@@ -333,14 +338,10 @@ async def test_oversized_body_answered_413(listener: Listener) -> None:
     assert await still_serving(listener)
 
 
-def send_oversized_blocking(host: str, port: int) -> bytes:
-    """Send a whole 70 KB request before reading, as a simple client does."""
-    body = b"x" * (70 * 1024)
-    head = (
-        f"POST /inbound/mailgun HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
+def send_blocking(host: str, port: int, request: bytes) -> bytes:
+    """Send a whole request before reading, as a simple client does, then read to the end."""
     with socket.create_connection((host, port), timeout=30) as client:
-        client.sendall(head + body)
+        client.sendall(request)
         received = b""
         while True:
             chunk = client.recv(65536)
@@ -350,8 +351,44 @@ def send_oversized_blocking(host: str, port: int) -> bytes:
 
 
 async def test_oversized_body_read_not_reset(listener: Listener) -> None:
-    response = await trio.to_thread.run_sync(send_oversized_blocking, listener.host, listener.port)
+    body = b"x" * (70 * 1024)
+    head = (
+        f"POST /inbound/mailgun HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    response = await trio.to_thread.run_sync(
+        send_blocking, listener.host, listener.port, head + body
+    )
     assert response.startswith(b"HTTP/1.1 413 ")
+
+
+async def test_huge_head_answered_431(listener: Listener) -> None:
+    request = b"POST /inbound/mailgun HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 200_000 + b"\r\n\r\n"
+    response = await trio.to_thread.run_sync(send_blocking, listener.host, listener.port, request)
+    assert response.startswith(b"HTTP/1.1 431 ")
+    assert await still_serving(listener)
+
+
+async def test_trickled_body_answered_408(listener: Listener) -> None:
+    stream = await trio.open_tcp_stream(listener.host, listener.port)
+    received = b""
+    async with stream:
+        await stream.send_all(
+            b"POST /inbound/mailgun HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+        )
+        # One byte per 0.1 s never trips the idle limit, only the body deadline.
+        with trio.fail_after(60):
+            for _ in range(600):
+                try:
+                    await stream.send_all(b" ")
+                except trio.BrokenResourceError:
+                    break
+                await trio.sleep(0.1)
+                with trio.move_on_after(0.05):
+                    received += await stream.receive_some(65536)
+                if received:
+                    break
+    assert received.startswith(b"HTTP/1.1 408 ")
+    assert await still_serving(listener)
 
 
 async def test_verifier_bug_keeps_listener(

@@ -126,7 +126,7 @@ modes = ["import"]
     problems = problems_of(tmp_path, text)
 
     assert any("unknown site" in p and "weddingbee" in p for p in problems)
-    assert any("Zola storefronts cannot be read" in p for p in problems)
+    assert any("Zola reaches Plaudit by its notification e-mails" in p for p in problems)
     # A relative maildir is taken from the state directory.
     assert not any("maildir" in p for p in problems)
     assert any("import_folder" in p and "missing" in p for p in problems)

@@ -33,8 +33,10 @@ def test_bench_json_last_line() -> None:
         "lift_ci_low",
         "lift_ci_high",
         "send_time_oracle_share",
+        "channel_lift",
         "seeds",
     }
+    assert set(figures["details"]["channel_picks"]) == {"email", "sms"}
     assert figures["seeds"] == {"population": 5, "policy": 6, "outcomes": 7}
     assert figures["lift_ci_low"] <= figures["relative_lift"] <= figures["lift_ci_high"]
     assert lines[0] == "seeds: population 5, policy 6, outcomes 7"
@@ -71,3 +73,6 @@ def test_bench_default_seed_meets_targets() -> None:
     assert figures["relative_lift"] >= 0.20
     assert figures["lift_ci_low"] > 0
     assert figures["send_time_oracle_share"] >= 0.8
+    # SMS converts better on average in the simulated population, so the
+    # learned channel choice beats always sending the first channel, e-mail.
+    assert figures["channel_lift"] > 0

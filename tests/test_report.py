@@ -223,7 +223,9 @@ def test_funnel_and_time_to_review(journal: Journal, clock: Clock, journal_path:
     turner = add_couple(journal, ["William Turner", "Zoe Turner"], "will@example.com")
     reed = add_couple(journal, ["Maya Ortiz", "Jonah Reed"], "maya@example.com")
     add_couple(journal, ["Lena Vogel"], "lena@example.net")
-    send_request(journal, turner, sent_at=NOW - 20 * DAY, events=["accepted", "delivered", "clicked"])
+    send_request(
+        journal, turner, sent_at=NOW - 20 * DAY, events=["accepted", "delivered", "clicked"]
+    )
     send_request(journal, reed, sent_at=NOW - 20 * DAY, events=["accepted", "delivered"])
     put(journal, clock, review("g1", created=NOW - 16 * DAY, author="Bill Turner"))
     with journal.transaction() as tx:

@@ -173,7 +173,7 @@ def test_text_shows_channels_ratings_months(journal: Journal) -> None:
     assert "RATING DISTRIBUTION" in text
     assert "REVIEWS PER MONTH" in text
     assert "google: 2026-06 1" in text
-    assert "not per platform" in text
+    assert "CLICKED PER PLATFORM none" in text
 
 
 def test_lift_per_campaign(journal: Journal) -> None:

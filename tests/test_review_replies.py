@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
+import trio
 
+from plaudit.daemon.control import InvalidArgument
 from plaudit.daemon.ctl import build_parser, request_args
 from plaudit.errors import ControlError
-from plaudit.journal import Journal
+from plaudit.journal import AsyncJournal, Journal
 from plaudit.reviews.model import Review
 from plaudit.reviews.replies import (
     REPLY_KIND,
@@ -22,7 +25,7 @@ from plaudit.reviews.replies import (
     reply_job,
     store_reply,
 )
-from plaudit.reviews.reply_commands import queue_reply, reply_status
+from plaudit.reviews.reply_commands import queue_reply, reply_status, with_review_replies
 from plaudit.reviews.reply_ctl import render_reply
 from plaudit.reviews.store import apply_snapshot, load_reviews
 
@@ -45,9 +48,10 @@ def review(platform: str = "google", review_id: str = "r1", **changes: str) -> R
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Journal:
+def journal(tmp_path: Path) -> Iterator[Journal]:
     opened = Journal.open(tmp_path / "journal.sqlite3", instance="replies")
-    return opened
+    yield opened
+    opened.close()
 
 
 def store(journal: Journal, *reviews: Review) -> None:
@@ -98,11 +102,10 @@ def test_plan_rejects_facebook_rating_without_story() -> None:
         plan_reply(review("facebook", "derived-0123"), "Thank you!")
 
 
-def test_plan_points_yelp_to_dashboard() -> None:
-    plan = plan_reply(review("yelp"), "Thank you!")
-    assert isinstance(plan, DashboardReply)
-    assert plan.dashboard_url == YELP_DASHBOARD
-    assert "no reply API" in plan.message
+def test_plan_rejects_yelp_with_dashboard() -> None:
+    with pytest.raises(ReplyRejectedError, match="Yelp has no reply API") as caught:
+        plan_reply(review("yelp"), "Thank you!")
+    assert YELP_DASHBOARD in str(caught.value)
 
 
 def test_plan_points_marketplace_to_dashboard() -> None:
@@ -239,3 +242,47 @@ def test_ctl_requires_text_or_status() -> None:
 def test_render_dashboard_link() -> None:
     text = render_reply({"state": "dashboard", "message": "reply at https://x.test/d"})
     assert text == "reply at https://x.test/d\n"
+
+
+def created_payloads(journal: Journal) -> list[dict[str, object]]:
+    rows = journal.query("SELECT payload FROM events WHERE type = 'review.created' ORDER BY id")
+    return [msgspec.json.decode(row[0]) for row in rows]
+
+
+def test_created_marketplace_event_links_dashboard(journal: Journal) -> None:
+    store(journal, review("hitched", "h1"), review("google", "g1"))
+    hitched, google_event = created_payloads(journal)
+    assert hitched["dashboard_url"] == "https://www.hitched.co.uk/emp-AdminOpiniones.php"
+    assert "dashboard_url" not in google_event
+
+
+class DaemonStub:
+    """The two attributes of the daemon that the reply command reads."""
+
+    def __init__(self, journal: AsyncJournal) -> None:
+        self.journal = journal
+        self.actors: dict[str, object] = {}
+
+
+async def test_command_queues_and_passes_others(journal: Journal) -> None:
+    store(journal, review())
+    passed: list[dict[str, object]] = []
+
+    async def other(args: dict[str, object]) -> dict[str, object]:
+        passed.append(args)
+        return {"subcommand": "links"}
+
+    async with trio.open_nursery() as nursery:
+        writer = AsyncJournal(journal)
+        await nursery.start(writer.run)
+        command = with_review_replies(DaemonStub(writer), other)  # type: ignore[arg-type]
+        queued = await command({"subcommand": "reply", "review": "r1", "text": "Thanks!"})
+        status = await command({"subcommand": "reply", "review": "r1"})
+        with pytest.raises(InvalidArgument, match="not found"):
+            await command({"subcommand": "reply", "review": "nope", "text": "Thanks!"})
+        await command({"subcommand": "links"})
+        nursery.cancel_scope.cancel()
+
+    assert queued["state"] == "queued"
+    assert status["jobs"][0]["job"] == queued["job"]
+    assert passed == [{"subcommand": "links"}]

@@ -214,3 +214,35 @@ def test_good_files_pass_check(tmp_path: Path) -> None:
     assert status == 0
     assert out.startswith(f"{config}: OK")
     assert "inbound" not in err
+
+
+def test_check_config_rejects_invalid_resend_secret(tmp_path: Path) -> None:
+    path = secret_file(tmp_path, "resend", "not-a-whsec-secret\n")
+    config = tmp_path / "plaudit.toml"
+    config.write_text(inbound_toml("resend", "secret_file", str(path)))
+    status, out, err = run_check(config)
+    assert status == 1
+    assert out == ""
+    assert f"{path}: inbound.resend.secret_file: " in err
+
+
+def test_check_config_rejects_invalid_sendgrid_key(tmp_path: Path) -> None:
+    path = secret_file(tmp_path, "sendgrid.key", "not base64 !!\n")
+    config = tmp_path / "plaudit.toml"
+    config.write_text(inbound_toml("sendgrid", "public_key_file", str(path)))
+    status, _, err = run_check(config)
+    assert status == 1
+    assert f"{path}: inbound.sendgrid.public_key_file: " in err
+    assert "Event Webhook settings" in err
+
+
+def test_check_config_warns_once_for_verifiers(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    path = secret_file(tmp_path, "mailgun.key", "key-1", mode=0o644)
+    config = tmp_path / "plaudit.toml"
+    config.write_text(inbound_toml("mailgun", "signing_key_file", str(path)))
+    status, _, err = run_check(config)
+    assert status == 0
+    assert err.count("other users can read") == 1
+    assert "config.secret_file_readable_by_others" not in capfd.readouterr().err

@@ -9,7 +9,7 @@ from email.message import EmailMessage
 import pytest
 import trio
 
-from plaudit.config.model import SmtpConfig, VendorConfig
+from plaudit.config.model import RetryConfig, SmtpConfig, VendorConfig
 from plaudit.messaging.email import SendError, SmtpSender, build_message, message_id_for
 from plaudit.messaging.templates import RenderedMessage
 from plaudit.sandbox.smtp import Outcome, SmtpSink
@@ -30,7 +30,15 @@ async def running_sink(
     sink = SmtpSink(script=script, refusals=refusals)
     async with trio.open_nursery() as nursery:
         port = await nursery.start(sink.serve)
-        config = SmtpConfig(host="127.0.0.1", port=port, security="none", timeout=30)
+        # One attempt per send: these tests classify single failures, and
+        # the in-call retry has tests of its own.
+        config = SmtpConfig(
+            host="127.0.0.1",
+            port=port,
+            security="none",
+            timeout=30,
+            retry=RetryConfig(max_attempts=1),
+        )
         yield sink, SmtpSender(config)
         nursery.cancel_scope.cancel()
 
@@ -150,4 +158,9 @@ async def test_sink_counts_dropped() -> None:
             await sender.send(couple_message())
         await sender.send(couple_message())
 
-    assert sink.statistics() == {"received": 1, "dropped": 1, "transactions": 2}
+    assert sink.statistics() == {
+        "received": 1,
+        "dropped": 1,
+        "transactions": 2,
+        "data_received": 2,
+    }

@@ -33,7 +33,7 @@ def stored(url: str, topic: str = TOPIC) -> bytes:
     ).encode()
 
 
-def test_an_sns_endpoint_in_the_topic_region_is_accepted() -> None:
+def test_sns_endpoint_in_region_accepted() -> None:
     assert subscribe_url(stored(SNS_URL), extra_hosts=[]) == (SNS_URL, TOPIC)
 
 
@@ -48,7 +48,7 @@ def test_an_sns_endpoint_in_the_topic_region_is_accepted() -> None:
         (SNS_URL.replace("ses-events", "other-topic"), "does not confirm the topic"),
     ],
 )
-def test_other_urls_are_refused(url: str, problem: str) -> None:
+def test_other_urls_rejected(url: str, problem: str) -> None:
     with pytest.raises(ControlError, match=problem):
         subscribe_url(stored(url), extra_hosts=[])
 
@@ -77,7 +77,7 @@ async def journal(tmp_path: Path) -> AsyncIterator[AsyncJournal]:
     opened.close()
 
 
-async def test_confirm_follows_the_url_once_and_marks_it_processed(
+async def test_confirm_follows_url_once(
     journal: AsyncJournal,
 ) -> None:
     seen: list[StubRequest] = []

@@ -40,7 +40,9 @@ from plaudit.messaging.deliverability.suppression import (
     MessageEvent,
     SuppressionPolicy,
 )
+from plaudit.messaging.event_rules import CampaignRules, CampaignRulesSource, no_rules
 from plaudit.messaging.request_events import emit_for_message_event
+from plaudit.messaging.stop_events import stop_for_message_event
 from plaudit.messaging.submission import confirm_submission
 from plaudit.metrics import BOUNCE_MESSAGES
 
@@ -122,11 +124,19 @@ def _event_kind(kind: str, *, final: bool | None) -> EventKind | None:
     return None
 
 
-def record_message(tx: Tx, event_id: str, record: Record, *, policy: SuppressionPolicy) -> int:
+def record_message(
+    tx: Tx,
+    event_id: str,
+    record: Record,
+    *,
+    policy: SuppressionPolicy,
+    rules: CampaignRules | None = None,
+) -> int:
     """Store one message's events with their suppressions; return how many were new.
 
     ``event_id`` names the message in its mailbox; each event's provider event
-    id extends it, so storing the same message twice adds nothing.
+    id extends it, so storing the same message twice adds nothing.  A new
+    complaint or hard bounce stops the campaigns in ``rules`` at once.
     """
     stored = 0
     for index, event in enumerate(record.events):
@@ -137,6 +147,7 @@ def record_message(tx: Tx, event_id: str, record: Record, *, policy: Suppression
         request_id = link_request(tx, event)
         emit_for_message_event(tx, event)
         confirm_submission(tx, event)
+        stop_for_message_event(tx, event, rules or no_rules())
         if decision.alert is not None:
             tx.emit(
                 type=REPUTATION_EVENT,
@@ -280,6 +291,7 @@ class BounceMailboxActor:
         clock: Callable[[], float] = time.time,
         settings: Callable[[], DeliverabilityConfig] | None = None,
         state_dir: Path | None = None,
+        rules: CampaignRulesSource = no_rules,
     ) -> None:
         self.name = "bounces"
         self.journal = journal
@@ -289,6 +301,8 @@ class BounceMailboxActor:
         self._clock = clock
         # Read before each pass, so a reload applies from the next pass on.
         self._settings = settings
+        # Read for each message, so a reload applies from the next message on.
+        self._rules = rules
         self._mailbox: BounceMailboxConfig | None = None
         # Relative paths of a reloaded configuration start here.
         self._state_dir = state_dir or Path.cwd()
@@ -380,7 +394,9 @@ class BounceMailboxActor:
         event_id = source.event_id(key)
         if isinstance(action, Record):
             stored = await self.journal.transaction(
-                lambda tx: record_message(tx, event_id, action, policy=self.policy)
+                lambda tx: record_message(
+                    tx, event_id, action, policy=self.policy, rules=self._rules()
+                )
             )
             # A crash before this line leaves the message unread; reading it
             # again stores nothing new, because the event ids repeat.
@@ -418,10 +434,12 @@ def build_bounce_actor(
     *,
     state_dir: Path,
     settings: Callable[[], DeliverabilityConfig] | None = None,
+    rules: CampaignRulesSource = no_rules,
 ) -> BounceMailboxActor | None:
     """Build the actor when ``[deliverability.mailbox]`` names a mailbox, else return None.
 
     ``settings`` returns the current configuration; the actor reads it before each pass.
+    ``rules`` returns the campaigns that stop on complaints and hard bounces.
     """
     sources = sources_of(config, state_dir=state_dir)
     if not sources or config.mailbox is None:
@@ -433,6 +451,7 @@ def build_bounce_actor(
         poll_interval=config.mailbox.poll_interval,
         settings=settings,
         state_dir=state_dir,
+        rules=rules,
     )
     actor.configure(config)
     return actor

@@ -44,6 +44,7 @@ import trio
 from plaudit.actors.base import Actor, ChildContext, Effects
 from plaudit.config.model import GoogleConfig, GoogleLocation
 from plaudit.connectors.google import GoogleClient, ReviewPage
+from plaudit.errors import PlatformError
 from plaudit.journal import AsyncJournal, Job, Journal, Tx
 from plaudit.reliability.breaker import CircuitBreaker
 from plaudit.reliability.monitor import PlatformHealthMonitor
@@ -271,8 +272,8 @@ class GoogleActor(Actor):
         await self._replace_stale_client()
         by_profile: dict[str, list[Job]] = {}
         for job in jobs:
-            # A reply job names its location as "profile"; it runs in turn with
-            # that location's syncs, so no listing from before the reply
+            # A reply job names its location as "profile".  It runs in turn
+            # with that location's syncs, so no listing from before the reply
             # commits after it.
             profile = str(job.payload.get("profile") or self.profile_of(job))
             by_profile.setdefault(profile, []).append(job)
@@ -310,6 +311,11 @@ class GoogleActor(Actor):
         account = str(job.payload["account"])
         location = str(job.payload["location"])
         profile = f"{account}/{location}"
+        review_id = job.payload.get("review")
+        if isinstance(review_id, str) and review_id:
+            targeted = await self._fetch_one(account, location, review_id)
+            if targeted is not None:
+                return targeted
         began = time.time()
         stop_before = await self._incremental_mark(profile, now=began)
         finish = await self._confirmed_list(account, location, stop_before=stop_before)
@@ -338,6 +344,38 @@ class GoogleActor(Actor):
             )
             if next_job is not None:
                 tx.enqueue(**next_job)
+
+        return record
+
+    async def _fetch_one(self, account: str, location: str, review_id: str) -> Effects | None:
+        """Fetch the one review a push names and store it; None asks for a listing instead.
+
+        A review the push names but Google no longer has (404) may have been
+        deleted, which only a complete listing may conclude, so that case
+        falls back to listing the location.
+        """
+        client = await self._current_client()
+        try:
+            review = await client.get_review(account, location, review_id)
+        except PlatformError as error:
+            if error.status == 404:
+                return None
+            raise
+        profile = f"{account}/{location}"
+
+        def record(tx: Tx) -> None:
+            outcome = apply_snapshot(
+                tx, platform="google", profile=profile, reviews=[review], complete=False
+            )
+            log.info(
+                "google.synced",
+                extra={
+                    "profile": profile,
+                    "mode": "targeted",
+                    "review": review_id,
+                    "outcome": msgspec.to_builtins(outcome),
+                },
+            )
 
         return record
 

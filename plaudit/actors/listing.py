@@ -8,6 +8,12 @@ events, the job's completion and the next slot's job in one transaction.  A
 listing that lacks stored reviews is repeated before they are marked deleted
 (:mod:`plaudit.reliability.reconcile`).
 
+Each page's reviews and the cursor of the next page are committed as the
+page is read (the ``listing:<profile>`` sync cursor), so a listing cut short
+by a crash or a failing page resumes there in the next job.  A resumed
+listing infers no deletions, and a cursor the platform rejects starts the
+listing again at the first page.
+
 :func:`decide` is the pure step: the outcome of one listing attempt and the
 configured profiles in, the next state and the journal actions out.
 
@@ -297,7 +303,7 @@ class ListingActor(Actor):
         """List the profile from where an interrupted listing stopped, or from the first page.
 
         A resumed listing lacks the pages an earlier job read and committed,
-        so it is returned as incomplete and infers no deletions; the listing
+        so it is returned as incomplete and infers no deletions.  The listing
         after it starts at the first page.
         """
         platform, name = self.name, listing_cursor(profile)

@@ -156,6 +156,7 @@ class MarketplaceActor(Actor):
             self._client,
             contact=self.config.contact or DEFAULT_CONTACT,
             min_interval=self._min_poll_interval(),
+            retry=self.config.retry,
         )
 
     def _min_poll_interval(self) -> float:
@@ -167,6 +168,7 @@ class MarketplaceActor(Actor):
         self.config = config
         self._scheduled = {}
         self.fetcher.plan.min_interval = self._min_poll_interval()
+        self.fetcher.retry = config.retry
         if self.monitor is not None:
             self.monitor.register(self.name, [profile.profile_id for profile in self.profiles])
         self.wake()

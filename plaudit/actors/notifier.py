@@ -73,6 +73,7 @@ from plaudit.messaging.templates import MessageTemplate, TemplateError
 from plaudit.messaging.unsubscribe import UnsubscribeTokens
 from plaudit.metrics import REVIEW_REQUESTS
 from plaudit.personalisation.ahead import DraftQueue
+from plaudit.personalisation.channel_choice import AUTO
 from plaudit.personalisation.service import Plan, build_personaliser
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,8 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     now: float = 0.0
     timezone: str = "UTC"
     # The campaign's stop_on lists "complaint": one address's complaint stops the couple.
-    # NOTE: read when the next step comes due, so until then that step shows as scheduled.
+    # Recording a complaint already stops the steps (plaudit.messaging.stop_events).  This
+    # check covers complaints recorded before a reload added "complaint" to stop_on.
     stop_on_complaint: bool = False
 
 
@@ -377,6 +379,10 @@ class NotifierActor(Actor):
             self._record_unconfirmed(tx, unknown, "the daemon stopped during the submission")
             return unknown
 
+        if channel == AUTO and state not in DONE_STATES:
+            channel = self._choose_channel(
+                tx, request_id, couple_id, couple, campaign=campaign, step=step
+            )
         addresses = channel_recipients(tx, channel, couple, couple_id)
         snapshot = Snapshot(
             state=state,
@@ -461,6 +467,38 @@ class NotifierActor(Actor):
             token=token,
             channel=channel,
             plan=plan,
+        )
+
+    def _choose_channel(
+        self, tx: Tx, request_id: int, couple_id: int, couple: Couple, *, campaign: str, step: int
+    ) -> str:
+        """Resolve a step with channel auto among the channels the couple can receive now."""
+
+        def reaches(channel: str) -> bool:
+            addresses = channel_recipients(tx, channel, couple, couple_id)
+            # The same rules as a step that names the channel; review and
+            # complaint stops apply to every channel alike, so they are left out.
+            probe = Snapshot(
+                state="scheduled",
+                channel=channel,
+                addresses=addresses,
+                suppressed=_suppressed(tx, addresses),
+                consent_email=couple.consent_email,
+                review_detected=False,
+                channels=self.channels.names,
+                consent_sms=couple.consent_sms,
+                now=tx.now,
+                timezone=couple.timezone or self.vendor.timezone,
+            )
+            return decide(probe).action in ("send", "defer")
+
+        return self.personaliser.choose_channel(
+            tx,
+            request_id=request_id,
+            couple_id=couple_id,
+            campaign=campaign,
+            step=step,
+            reaches=reaches,
         )
 
     def _stops_on_review(self, name: str) -> bool:

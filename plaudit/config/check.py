@@ -13,7 +13,7 @@ from plaudit.config.credential_files import (
     readable_by_others,
 )
 from plaudit.config.loader import load_config
-from plaudit.config.model import Config, GoogleConfig
+from plaudit.config.model import Config, GoogleConfig, InboundConfig
 from plaudit.config.paths import read_secret
 from plaudit.errors import ConfigError
 
@@ -87,6 +87,8 @@ def _check_secret_files(config: Config) -> tuple[list[str], list[str]]:
     warnings: list[str] = []
     if config.inbound is not None:
         problems, warnings = check_inbound_files(config.inbound)
+        if not problems:
+            problems = _check_inbound_keys(config.inbound)
     google = config.platforms.google
     if google is None:
         return problems, warnings
@@ -110,6 +112,19 @@ def _check_secret_files(config: Config) -> tuple[list[str], list[str]]:
         if warning is not None:
             warnings.append(warning)
     return problems, warnings
+
+
+def _check_inbound_keys(inbound: InboundConfig) -> list[str]:
+    """Parse the inbound keys and certificates as ``plaudit run`` does; return the problem."""
+    # Imported here because the inbound package imports this package's model.
+    from plaudit.inbound.providers import CredentialError, Verifiers
+    from plaudit.inbound.sns import TrustStoreError
+
+    try:
+        Verifiers(inbound, warn=False)
+    except (CredentialError, TrustStoreError) as exc:
+        return [str(exc)]
+    return []
 
 
 def _google_secrets(google: GoogleConfig) -> list[tuple[str, str, str]]:

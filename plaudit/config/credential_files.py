@@ -56,22 +56,28 @@ def inbound_files(inbound: InboundConfig) -> list[CredentialFile]:
     if inbound.sendgrid is not None:
         key = (*table, "sendgrid", "public_key_file")
         files.append(CredentialFile(key=key, path=inbound.sendgrid.public_key_file, secret=False))
+
     if inbound.mailgun is not None:
         key = (*table, "mailgun", "signing_key_file")
         files.append(CredentialFile(key=key, path=inbound.mailgun.signing_key_file, secret=True))
+
     if inbound.postmark is not None:
         key = (*table, "postmark", "password_file")
         files.append(CredentialFile(key=key, path=inbound.postmark.password_file, secret=True))
+
     if inbound.ses is not None:
         for index, path in enumerate(inbound.ses.certificates):
             key = (*table, "ses", "certificates", index)
             files.append(CredentialFile(key=key, path=path, secret=False, directory_allowed=True))
+
     if inbound.twilio is not None:
         key = (*table, "twilio", "auth_token_file")
         files.append(CredentialFile(key=key, path=inbound.twilio.auth_token_file, secret=True))
+
     if inbound.resend is not None:
         key = (*table, "resend", "secret_file")
         files.append(CredentialFile(key=key, path=inbound.resend.secret_file, secret=True))
+
     if inbound.facebook is not None:
         key = (*table, "facebook", "app_secret_file")
         files.append(CredentialFile(key=key, path=inbound.facebook.app_secret_file, secret=True))
@@ -79,10 +85,12 @@ def inbound_files(inbound: InboundConfig) -> list[CredentialFile]:
             key = (*table, "facebook", "verify_token_file")
             token_file = inbound.facebook.verify_token_file
             files.append(CredentialFile(key=key, path=token_file, secret=True))
+
     if inbound.google is not None:
         for index, path in enumerate(inbound.google.certificates):
             key = (*table, "google", "certificates", index)
             files.append(CredentialFile(key=key, path=path, secret=False))
+
     return files
 
 
@@ -162,17 +170,17 @@ def check_inbound_files(inbound: InboundConfig) -> tuple[list[str], list[str]]:
     return problems, warnings
 
 
-def read_credential_file(entry: CredentialFile) -> bytes:
+def read_credential_file(entry: CredentialFile, *, warn: bool = True) -> bytes:
     """Return the bytes of ``entry``; a secret file is also checked for other readers.
 
     Raises ConfigError naming the file, the key and the fix when the file
-    cannot be used (see ``load_file``), and logs a warning when other users
-    can read a secret file.
+    cannot be used (see ``load_file``).  With ``warn``, logs a warning when
+    other users can read a secret file.
     """
     data, problem = load_file(entry)
     if problem is not None:
         raise ConfigError(entry.path, [problem])
-    warning = readable_by_others(entry)
+    warning = readable_by_others(entry) if warn else None
     if warning is not None:
         logger.warning(
             "config.secret_file_readable_by_others",

@@ -91,7 +91,9 @@ def _check_profile(
     if "storefront" in profile.modes and site.family != _PAGE_FAMILY:
         yield (
             (*path, "modes"),
-            f"{site.display_name} storefronts cannot be read; use mailbox or import for it",
+            f"{site.display_name} reaches Plaudit by its notification e-mails and by import; "
+            "use mailbox or import for it (`plaudit inspect storefront` can still read a "
+            "saved page)",
         )
     yield from _check_urls(path, profile, site.domain)
     yield from _check_folders(path, profile)

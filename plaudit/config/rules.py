@@ -370,7 +370,7 @@ _RULES: Final[tuple[tuple[tuple[KeyPath, ...], Rule], ...]] = (
     ((), _check_marketplace),
     # Vendor, SMTP and campaign templates; each problem names its own key.
     ((), _check_campaigns),
-    # Template variants and the drafting endpoint.
+    # Template variants, steps with channel auto and the drafting endpoint.
     ((), _check_personalisation),
     # Operator alert addresses and what sending them needs.
     ((), _check_operator),

@@ -137,8 +137,9 @@ class ApiClient:
     ) -> _T:
         """Send a call with in-call retries and return the parsed body.
 
-        ``what`` in messages is "METHOD url" without the query, which may
-        carry credentials.
+        Each attempt first waits for the limiter, outside the attempt
+        timeout.  ``what`` in messages is "METHOD url" without the query,
+        which may carry credentials.
         """
         what = f"{method} {url}"
 
@@ -154,15 +155,26 @@ class ApiClient:
             )
             return parse(response.content)
 
+        async def back_off(delay: float) -> None:
+            # NOTE: a limiter wait here counts towards retry.deadline, so a long
+            # usage pause ends the in-call retries and the job-level retry takes over.
+            await self._sleep(delay)
+            await self._wait_for_quota()
+
+        await self._wait_for_quota()
         return await call_with_retry(
             attempt,
             policy=self.retry,
             what=what,
             rng=self._rng,
-            sleep=self._sleep,
+            sleep=back_off,
             clock=self.clock,
             on_retry=self._count_retry,
         )
+
+    async def _wait_for_quota(self) -> None:
+        if self.limiter is not None:
+            await self.limiter.acquire()
 
     async def send(
         self,
@@ -174,13 +186,12 @@ class ApiClient:
         json: dict[str, Any] | None = None,
         data: dict[str, str] | None = None,
     ) -> httpx.Response:
-        """Send one HTTP request within the quotas, translating httpx errors and recording metrics.
+        """Send one HTTP request, translating httpx errors and recording metrics.
 
-        Every request, retries included, first waits for the limiter, and the
-        usage headers of its response feed the limiter back.
+        The usage headers of the response feed the limiter.  Waiting for the
+        limiter is the caller's part (:meth:`call` does it), because a wait
+        inside an attempt would count against the attempt timeout.
         """
-        if self.limiter is not None:
-            await self.limiter.acquire()
         started = self.clock()
         self._requests += 1
         try:

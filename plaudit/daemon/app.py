@@ -55,6 +55,7 @@ from plaudit.errors import ConfigError
 from plaudit.journal import AsyncJournal, Journal
 from plaudit.matching.service import matching_children
 from plaudit.messaging.deliverability.service import deliverability_children
+from plaudit.messaging.event_rules import campaign_rules_of
 from plaudit.messaging.service import build_messaging, reconfigure_messaging
 from plaudit.reliability.monitor import PlatformHealthMonitor
 from plaudit.webhooks.service import reconfigure_webhooks, start_webhooks
@@ -323,6 +324,7 @@ class Daemon:
                 self.journal,
                 config_path=self.config_path,
                 unsubscribe_pages=messaging.unsubscribe_pages,
+                rules=lambda: campaign_rules_of(self.config),
             )
         self._inbound_serve = None if inbound is None else inbound[1]
         if inbound is not None:
@@ -344,6 +346,7 @@ class Daemon:
                 self.journal,
                 state_dir=self.paths.state_dir,
                 settings=lambda: self.config.deliverability,
+                rules=lambda: campaign_rules_of(self.config),
             )
         ]
         # Review matching and the report gauges.

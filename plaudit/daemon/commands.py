@@ -23,6 +23,7 @@ from plaudit.messaging.deliverability.service import deliverability_commands
 from plaudit.messaging.push_ctl import push_commands
 from plaudit.messaging.request_commands import request_commands
 from plaudit.personalisation.control import personalisation_commands
+from plaudit.reliability.limiter import quota_statistics
 from plaudit.reliability.monitor import PlatformHealthMonitor
 from plaudit.reviews.import_commands import import_commands
 from plaudit.reviews.reply_commands import with_review_replies
@@ -242,6 +243,9 @@ class CommandHandler:
         # One breaker guards every profile of a platform, so a profile shows its platform's.
         for row in report["subjects"]:
             row["breaker"] = self._breaker_state(str(row["platform"]))
+            # Quotas are per platform account, so a profile shows its platform's too.
+            quota = quota_statistics(str(row["platform"]))
+            row["quota_used"] = None if quota is None else quota.used_ratio
         return report
 
     def _breaker_state(self, name: str) -> str | None:

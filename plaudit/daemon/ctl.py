@@ -415,11 +415,12 @@ def render_health(result: dict[str, Any]) -> str:
                 _percent(row.get("error_rate")),
                 _seconds(latency.get("p95")),
                 *(_percent(uptime.get(window)) for window in ("1h", "24h", "30d")),
+                _percent(row.get("quota_used")),
                 _cell(row.get("cause")),
             ]
         )
     headers = ["SUBJECT", "STATE", "BREAKER", "SINCE", "LAST SUCCESS", "ERRORS", "P95 S"]
-    headers += ["UP 1H", "UP 24H", "UP 30D", "CAUSE"]
+    headers += ["UP 1H", "UP 24H", "UP 30D", "QUOTA USED", "CAUSE"]
     text = format_table(headers, rows) if rows else "no platforms\n"
     breakers = [
         [

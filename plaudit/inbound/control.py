@@ -62,7 +62,7 @@ def report(journal: Journal) -> dict[str, Any]:
     for inbound_id, message_id, body, received_at in journal.query(_CONFIRMATIONS):
         try:
             message = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             message = {}
         confirmations.append(
             {

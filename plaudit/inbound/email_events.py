@@ -97,6 +97,7 @@ def _sendgrid_event(item: Mapping[str, Any], index: int) -> InboundEvent | None:
         at=at,
         recipient=recipient,
         message_id=text_or_none(message_id),
+        url=item.get("url"),
         status=status if mapped == "deferred" else None,
     )
 
@@ -145,6 +146,7 @@ def map_mailgun(body: bytes) -> list[InboundEvent]:
                 recipient=text_or_none(recipient),
                 message_id=message_id,
                 status=status,
+                url=event.get("url"),
             )
         ]
 
@@ -233,6 +235,7 @@ def map_postmark(body: bytes) -> list[InboundEvent]:
             recipient=recipient,
             message_id=postmark_message_id(data),
             status=status,
+            url=data.get("OriginalLink"),
         )
     ]
 
@@ -276,8 +279,14 @@ def map_resend(body: bytes, *, event_id: str | None = None) -> list[InboundEvent
             at=at,
             recipient=recipient,
             message_id=resend_message_id(inner),
+            url=_resend_link(inner),
         )
     ]
+
+
+def _resend_link(inner: Mapping[str, Any]) -> object:
+    click = inner.get("click")
+    return click.get("link") if isinstance(click, dict) else None
 
 
 # --- Brevo ------------------------------------------------------------------
@@ -319,6 +328,7 @@ def map_brevo(body: bytes) -> list[InboundEvent]:
             recipient=text_or_none(data.get("email")),
             message_id=message_id,
             status=enhanced_status(data.get("reason")),
+            url=data.get("link"),
         )
     ]
 

@@ -26,8 +26,10 @@ from plaudit.inbound.mapping import InboundEvent, MappingError
 from plaudit.journal import AsyncJournal, Job, Tx
 from plaudit.messaging.deliverability.store import record_event
 from plaudit.messaging.deliverability.suppression import MessageEvent, SuppressionPolicy
+from plaudit.messaging.event_rules import CampaignRules, CampaignRulesSource, no_rules
 from plaudit.messaging.request_events import emit_for_message_event
 from plaudit.messaging.sms_events import HELP_EVENT, OPT_IN_EVENT, apply_keyword, track_status
+from plaudit.messaging.stop_events import stop_for_message_event
 from plaudit.messaging.submission import confirm_submission
 from plaudit.reliability.monitor import disk_full
 
@@ -136,6 +138,7 @@ def record(
     *,
     policy: SuppressionPolicy,
     platforms: frozenset[str],
+    rules: CampaignRules | None = None,
 ) -> Outcome | None:
     """Write what ``plan`` decided; None when another attempt processed the request first."""
     current = tx.execute("SELECT state FROM inbound_events WHERE id = ?", (stored.id,)).fetchone()
@@ -145,7 +148,9 @@ def record(
     if isinstance(planned, str):
         outcome = Outcome(state="ignored", events=0, reason=planned)
     else:
-        outcome = _apply(tx, stored.provider, planned, policy=policy, platforms=platforms)
+        outcome = _apply(
+            tx, stored.provider, planned, policy=policy, platforms=platforms, rules=rules
+        )
     tx.execute(_FINISH, (outcome.state, outcome.events, outcome.reason, tx.now, stored.id))
     metrics.INBOUND_PROCESSED.labels(provider=stored.provider, outcome=outcome.state).inc()
     return outcome
@@ -157,12 +162,13 @@ def process(
     *,
     policy: SuppressionPolicy,
     platforms: frozenset[str],
+    rules: CampaignRules | None = None,
 ) -> Outcome | None:
     """Map and record one stored request in one step; None when it was processed before."""
     stored = load(tx.execute(_SELECT, (inbound_id,)).fetchall(), inbound_id)
     if stored is None or stored.state != "pending":
         return None
-    return record(tx, stored, plan(stored), policy=policy, platforms=platforms)
+    return record(tx, stored, plan(stored), policy=policy, platforms=platforms, rules=rules)
 
 
 def _apply(
@@ -172,10 +178,12 @@ def _apply(
     *,
     policy: SuppressionPolicy,
     platforms: frozenset[str],
+    rules: CampaignRules | None = None,
 ) -> Outcome:
     recorded = 0
     syncs = 0
     reasons: list[str] = []
+    current = rules or no_rules()
     for event in events:
         if event.type == "subscription.confirmation":
             # The SubscribeURL is never fetched: an operator confirms the topic in AWS.
@@ -213,14 +221,16 @@ def _apply(
             status=event.status,
             provider=provider,
             message_id=event.message_id,
+            url=event.url,
         )
         if record_event(tx, message, policy=policy, provider_event_id=event.provider_event_id):
             recorded += 1
             if provider == "twilio":
                 track_status(tx, event)
             else:
-                emit_for_message_event(tx, message)
+                emit_for_message_event(tx, message, review_links=current.review_links)
                 confirm_submission(tx, message)
+                stop_for_message_event(tx, message, current)
     state: State = "processed" if recorded or syncs else "ignored"
     reason = "; ".join(reasons) if reasons else None
     if state == "ignored" and reason is None:
@@ -246,11 +256,19 @@ def sync_job_for(event: InboundEvent) -> SyncRequest | None:
         account, _, location = profile.partition("/locations/")
         if not account.startswith("accounts/") or not location:
             return None
+        payload: dict[str, Any] = {
+            "account": account,
+            "location": f"locations/{location}",
+            "push": True,
+        }
+        if event.review:
+            # The actor fetches just this review instead of listing the location.
+            payload["review"] = event.review
         return SyncRequest(
             kind="google.sync",
             owner="google",
             key=f"google.sync:{profile}:{key_suffix}",
-            payload={"account": account, "location": f"locations/{location}", "push": True},
+            payload=payload,
         )
     if event.platform == "facebook" and profile:
         return SyncRequest(
@@ -290,12 +308,15 @@ class InboxActor(Actor):
         platforms: frozenset[str],
         policy: SuppressionPolicy | None = None,
         poll_interval: float = 1.0,
+        rules: CampaignRulesSource = no_rules,
     ) -> None:
         super().__init__(
             OWNER, journal, lease_seconds=lease_seconds, poll_interval=poll_interval, batch=32
         )
         self.platforms = platforms
         self.policy = policy or SuppressionPolicy()
+        # Read for each request, so a reload applies from the next request on.
+        self.rules = rules
 
     async def handle(self, job: Job) -> Effects | None:
         inbound_id = int(job.payload["id"])
@@ -321,7 +342,12 @@ class InboxActor(Actor):
                 mark_failed(tx, stored, planned)
                 return
             outcome = record_isolated(
-                tx, stored, planned, policy=self.policy, platforms=self.platforms
+                tx,
+                stored,
+                planned,
+                policy=self.policy,
+                platforms=self.platforms,
+                rules=self.rules(),
             )
             if outcome is not None:
                 log.info(
@@ -339,6 +365,7 @@ def record_isolated(
     *,
     policy: SuppressionPolicy,
     platforms: frozenset[str],
+    rules: CampaignRules | None = None,
 ) -> Outcome | None:
     """Run ``record`` in a savepoint; when it raises, undo its writes and mark the event failed.
 
@@ -348,7 +375,7 @@ def record_isolated(
     """
     tx.execute(f"SAVEPOINT {_SAVEPOINT}")
     try:
-        outcome = record(tx, stored, planned, policy=policy, platforms=platforms)
+        outcome = record(tx, stored, planned, policy=policy, platforms=platforms, rules=rules)
     except Exception as error:
         if disk_full(error):
             raise

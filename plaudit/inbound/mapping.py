@@ -71,6 +71,10 @@ class InboundEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     # For platform pushes: the platform and the profile to sync.
     platform: str | None = None
     profile: str | None = None
+    # For pushes that name one review: its id on the platform, for a targeted fetch.
+    review: str | None = None
+    # For clicks: the link the recipient clicked, when the provider reports it.
+    url: str | None = None
 
 
 def derived_id(*parts: object) -> str:
@@ -163,7 +167,9 @@ def delivery(
     recipient: str | None,
     message_id: str | None = None,
     status: str | None = None,
+    url: object = None,
 ) -> InboundEvent:
+    """Build a ``message.<kind>`` event; ``url`` is kept for clicks when it is a string."""
     return InboundEvent(
         type=f"message.{kind}",
         kind=kind,
@@ -172,6 +178,7 @@ def delivery(
         recipient=recipient,
         message_id=message_id,
         status=status,
+        url=text_or_none(url) if kind == "clicked" else None,
     )
 
 

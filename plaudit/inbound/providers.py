@@ -87,10 +87,14 @@ def _read(key: tuple[str | int, ...], path: str) -> bytes:
         raise CredentialError("; ".join(error.problems)) from error
 
 
-def _text(key: tuple[str | int, ...], path: str) -> str:
-    """Read a shared secret; raise CredentialError for an empty file, which would verify nothing."""
+def _text(key: tuple[str | int, ...], path: str, *, warn: bool = True) -> str:
+    """Read a shared secret; raise CredentialError for an empty file, which would verify nothing.
+
+    Without ``warn``, a file that other users can read is not logged.
+    """
     try:
-        data = read_credential_file(CredentialFile(key=key, path=path, secret=True))
+        entry = CredentialFile(key=key, path=path, secret=True)
+        data = read_credential_file(entry, warn=warn)
     except ConfigError as error:
         raise CredentialError("; ".join(error.problems)) from error
     return data.decode("utf-8").strip()
@@ -140,7 +144,13 @@ def load_public_keys(paths: list[str]) -> list[Any]:
 class Verifiers:
     """The check of every provider configured in ``[inbound]``; see the module docstring."""
 
-    def __init__(self, config: InboundConfig) -> None:
+    def __init__(self, config: InboundConfig, *, warn: bool = True) -> None:
+        """Read every credential file; raise CredentialError naming the first unusable one.
+
+        ``warn=False`` skips the log warning for secret files other users can
+        read, for ``check-config``, which prints its own.
+        """
+        self._warn = warn
         # NOTE: a provider retry that keeps the original signed timestamp (SNS
         # does) is rejected as stale once it is older than this tolerance.
         self.tolerance = config.timestamp_tolerance
@@ -154,29 +164,44 @@ class Verifiers:
     def _build(self, config: InboundConfig) -> None:
         if config.sendgrid is not None:
             key_file = config.sendgrid.public_key_file
-            self._sendgrid(load_ec_key(_read(("inbound", "sendgrid", "public_key_file"), key_file)))
+            data = _read(("inbound", "sendgrid", "public_key_file"), key_file)
+            try:
+                public_key = load_ec_key(data)
+            except CredentialError as error:
+                raise CredentialError(
+                    f"{key_file}: inbound.sendgrid.public_key_file: {error}; "
+                    "paste the verification key from SendGrid's Event Webhook settings"
+                ) from error
+            self._sendgrid(public_key)
         if config.mailgun is not None:
             key = ("inbound", "mailgun", "signing_key_file")
-            self._mailgun(_text(key, config.mailgun.signing_key_file).encode())
+            self._mailgun(_text(key, config.mailgun.signing_key_file, warn=self._warn).encode())
         if config.postmark is not None:
             key = ("inbound", "postmark", "password_file")
-            self._postmark(config.postmark.username, _text(key, config.postmark.password_file))
+            password = _text(key, config.postmark.password_file, warn=self._warn)
+            self._postmark(config.postmark.username, password)
         if config.ses is not None:
             self._ses(sns.TrustStore.load(config.ses.certificates), tuple(config.ses.topics))
         if config.twilio is not None:
             self._twilio(
-                _text(("inbound", "twilio", "auth_token_file"), config.twilio.auth_token_file),
+                _text(
+                    ("inbound", "twilio", "auth_token_file"),
+                    config.twilio.auth_token_file,
+                    warn=self._warn,
+                ),
                 config.twilio.public_url.rstrip("/"),
             )
         if config.resend is not None:
-            self._resend(_text(("inbound", "resend", "secret_file"), config.resend.secret_file))
+            secret_file = config.resend.secret_file
+            text = _text(("inbound", "resend", "secret_file"), secret_file, warn=self._warn)
+            self._resend(text, secret_file)
         if config.facebook is not None:
             facebook = config.facebook
             key = ("inbound", "facebook", "app_secret_file")
-            self._facebook(_text(key, facebook.app_secret_file))
+            self._facebook(_text(key, facebook.app_secret_file, warn=self._warn))
             if facebook.verify_token_file:
                 key = ("inbound", "facebook", "verify_token_file")
-                self.verify_token = _text(key, facebook.verify_token_file)
+                self.verify_token = _text(key, facebook.verify_token_file, warn=self._warn)
         if config.google is not None:
             expected = verify.GoogleAudience(
                 audience=config.google.audience,
@@ -240,13 +265,13 @@ class Verifiers:
 
         self.checks["twilio"] = check
 
-    def _resend(self, text: str) -> None:
+    def _resend(self, text: str, path: str) -> None:
         try:
             secrets = [
                 signing.Secret.parse(line.strip()) for line in text.splitlines() if line.strip()
             ]
         except signing.InvalidSecretError as error:
-            raise CredentialError(f"Resend secret file: {error}") from error
+            raise CredentialError(f"{path}: inbound.resend.secret_file: {error}") from error
 
         def check(request: Request, now: float) -> str:
             return verify.verify_resend(

@@ -13,8 +13,9 @@ a crash could lose.  Answers:
 
 Each connection runs in its own task, and an exception while handling a
 request is logged and closes only that connection.  A connection idle for
-``idle_timeout`` seconds before a request head is closed, and one whose body
-stalls for as long gets 408.  After an error response
+``idle_timeout`` seconds before a request head is closed.  A body that
+stalls for as long, or is not complete within ``body_timeout`` seconds
+(a client trickling bytes), gets 408.  After an error response
 sent before the body was read, the rest of the body is read and discarded
 (at most ``DRAIN_BYTES`` within ``DRAIN_SECONDS``) before the close, so the
 client reads the response instead of a connection reset.
@@ -56,7 +57,15 @@ DRAIN_SECONDS: Final = 2.0
 
 
 class _BodyTimeout(Exception):
-    """The request body stopped arriving before it was complete."""
+    """The request body stopped arriving, or was too slow, before it was complete."""
+
+
+@final
+class _Timeouts(msgspec.Struct, frozen=True, kw_only=True):
+    """Limits of reading one request body: seconds without data, and a ``trio`` deadline."""
+
+    idle_seconds: float
+    deadline: float
 
 
 @final
@@ -93,6 +102,7 @@ class InboundServer:
         clock: Callable[[], float] = time.time,
         max_connections: int = 256,
         idle_timeout: float = 30.0,
+        body_timeout: float = 60.0,
         unsubscribe_pages: unsubscribe.UnsubscribePages | None = None,
     ) -> None:
         self._journal = journal
@@ -104,6 +114,9 @@ class InboundServer:
         if not (idle_timeout > 0 and math.isfinite(idle_timeout)):
             raise ValueError(f"idle_timeout must be positive finite seconds, got {idle_timeout}")
         self._idle_timeout = idle_timeout
+        if not (body_timeout > 0 and math.isfinite(body_timeout)):
+            raise ValueError(f"body_timeout must be positive finite seconds, got {body_timeout}")
+        self._body_timeout = body_timeout
         self._address: tuple[str, int] | None = None
         self._requests = 0
         self._accepted = 0
@@ -172,12 +185,13 @@ class InboundServer:
             except _BodyTimeout:
                 log.info(
                     "inbound.body_timeout",
-                    extra={"provider": _provider_of(head), "idle_seconds": self._idle_timeout},
+                    extra={"provider": _provider_of(head), "body_timeout": self._body_timeout},
                 )
                 answer = _Answer(
                     408,
                     "timeout",
-                    f"request body not received within {self._idle_timeout:g} s\n",
+                    f"request body not received within {self._body_timeout:g} s, or idle "
+                    f"for {self._idle_timeout:g} s; send the whole body at once\n",
                     close=True,
                 )
                 self._count(_provider_of(head), answer)
@@ -202,7 +216,7 @@ class InboundServer:
         path, _, query = target.partition("?")
         if self._unsubscribe is not None and path.startswith(unsubscribe.PATH_PREFIX):
             return await _unsubscribe_answer(
-                self._unsubscribe, connection, stream, head, path, idle_seconds=self._idle_timeout
+                self._unsubscribe, connection, stream, head, path, timeouts=self._timeouts()
             )
         provider = path.removeprefix(PATH_PREFIX) if path.startswith(PATH_PREFIX) else ""
         answer = self._route(head, provider, query)
@@ -210,6 +224,11 @@ class InboundServer:
             answer = await self._receive(connection, stream, head, provider)
         self._count(provider, answer)
         return answer
+
+    def _timeouts(self) -> _Timeouts:
+        """Start the clock of one request body: idle limit and absolute deadline."""
+        deadline = trio.current_time() + self._body_timeout
+        return _Timeouts(idle_seconds=self._idle_timeout, deadline=deadline)
 
     def _route(self, head: h11.Request, provider: str, query: str) -> _Answer | None:
         """Decide what needs no body: unknown routes, methods, oversized bodies, handshakes."""
@@ -245,7 +264,7 @@ class InboundServer:
     ) -> _Answer:
         path, _, query = head.target.decode("ascii", errors="replace").partition("?")
         try:
-            body = await _read_body(connection, stream, self._max_body, self._idle_timeout)
+            body = await _read_body(connection, stream, self._max_body, self._timeouts())
         except h11.RemoteProtocolError as error:
             return _Answer(400, "malformed", f"bad request body: {error}\n", close=True)
         if body is None:
@@ -301,12 +320,12 @@ async def _unsubscribe_answer(
     head: h11.Request,
     path: str,
     *,
-    idle_seconds: float,
+    timeouts: _Timeouts,
 ) -> _Answer:
     body = b""
     if head.method == b"POST":
         try:
-            read = await _read_body(connection, stream, unsubscribe.MAX_BODY_BYTES, idle_seconds)
+            read = await _read_body(connection, stream, unsubscribe.MAX_BODY_BYTES, timeouts)
         except h11.RemoteProtocolError as error:
             return _Answer(400, "malformed", f"bad request body: {error}\n", close=True)
         if read is None:
@@ -357,11 +376,12 @@ async def _next_head(
 
 
 async def _read_body(
-    connection: h11.Connection, stream: trio.SocketStream, limit: int, idle_seconds: float
+    connection: h11.Connection, stream: trio.SocketStream, limit: int, timeouts: _Timeouts
 ) -> bytes | None:
     """Read the request body; None as soon as it grows past ``limit`` bytes.
 
-    Raises _BodyTimeout when no data arrives for ``idle_seconds``.
+    Raises _BodyTimeout when no data arrives for ``timeouts.idle_seconds`` or
+    the body is not complete at ``timeouts.deadline``.
     """
     chunks: list[bytes] = []
     size = 0
@@ -369,7 +389,8 @@ async def _read_body(
         event = connection.next_event()
         if event is h11.NEED_DATA:
             data = b""
-            with trio.move_on_after(idle_seconds) as waiting:
+            idle_until = trio.current_time() + timeouts.idle_seconds
+            with trio.move_on_at(min(idle_until, timeouts.deadline)) as waiting:
                 data = await stream.receive_some(RECEIVE_SIZE)
             if waiting.cancelled_caught:
                 raise _BodyTimeout
@@ -398,7 +419,7 @@ async def _drain(connection: h11.Connection, stream: trio.SocketStream) -> None:
     Closing a socket with unread received data makes the kernel send a TCP
     reset, which can reach the client before it has read the response.
     """
-    if connection.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR):
+    if connection.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED):
         return
     try:
         await stream.send_eof()

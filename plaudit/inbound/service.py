@@ -12,6 +12,7 @@ from plaudit.inbound.providers import CredentialError, Verifiers
 from plaudit.inbound.server import serve_inbound
 from plaudit.inbound.sns import TrustStoreError
 from plaudit.journal import AsyncJournal
+from plaudit.messaging.event_rules import CampaignRulesSource, no_rules
 from plaudit.messaging.unsubscribe import UnsubscribePages
 
 
@@ -21,9 +22,11 @@ def build_inbound(
     *,
     config_path: str,
     unsubscribe_pages: UnsubscribePages | None = None,
+    rules: CampaignRulesSource = no_rules,
 ) -> tuple[InboxActor, Callable[..., Awaitable[None]]] | None:
     """Return the inbox actor and the listener's serve function, or None without ``[inbound]``.
 
+    ``rules`` returns the campaigns that a complaint or hard bounce stops.
     Raises ConfigError when a credential file cannot be read.
     """
     inbound = config.inbound
@@ -36,7 +39,9 @@ def build_inbound(
     platforms = frozenset(
         name for name in ("google", "facebook") if getattr(config.platforms, name) is not None
     )
-    actor = InboxActor(journal, lease_seconds=config.journal.lease_seconds, platforms=platforms)
+    actor = InboxActor(
+        journal, lease_seconds=config.journal.lease_seconds, platforms=platforms, rules=rules
+    )
     serve = partial(
         serve_inbound,
         journal,

@@ -91,6 +91,8 @@ def map_notification(message: Mapping[str, Any], *, envelope_id: str) -> list[In
             recipient=recipient,
             message_id=linked_id,
             status=enhanced_status(block.get("smtpResponse")) if kind == "deferred" else None,
+            # A Click event's "click" block holds the link.
+            url=block.get("link"),
         )
         for recipient in recipients
     ]

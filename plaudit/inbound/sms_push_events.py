@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import urllib.parse
 from typing import Final
 
@@ -19,6 +20,8 @@ from plaudit.inbound.mapping import (
 from plaudit.messaging.deliverability.suppression import EventKind
 from plaudit.messaging.sms import Keyword, classify_keyword
 
+# A Business Profile review id: URL-safe characters only, as the API returns them.
+_REVIEW_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _TWILIO_KINDS: Final[dict[str, EventKind]] = {
     "sent": "accepted",
     "delivered": "delivered",
@@ -142,11 +145,16 @@ def map_google(body: bytes) -> list[InboundEvent]:
             f"notification names no location 'accounts/*/locations/*': {location!r}"
         )
     published = message.get("publishTime") or message.get("publish_time")
+    review_name = inner.get("review") if isinstance(inner.get("review"), str) else ""
+    prefix = f"{location}/reviews/"
+    review = review_name[len(prefix) :] if review_name.startswith(prefix) else ""
     return [
         InboundEvent(
             type="platform.push",
             platform="google",
             profile=str(location),
+            # Only a well-formed review name asks for a targeted fetch.
+            review=review if _REVIEW_ID.fullmatch(review) else None,
             provider_event_id=str(message["messageId"]),
             occurred_at=iso_seconds(published, "Pub/Sub publishTime"),
         )

@@ -526,6 +526,36 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE requests ADD COLUMN unconfirmed INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    Migration(
+        16,
+        "the link URL of each click event",
+        """
+        -- The URL the recipient clicked, as the e-mail provider reported it;
+        -- NULL for other kinds and for providers that report no URL.
+        ALTER TABLE message_events ADD COLUMN url TEXT;
+        """,
+    ),
+    Migration(
+        17,
+        "the channel chosen for each request of a step with channel auto",
+        """
+        CREATE TABLE personalisation_channels (
+            request_id INTEGER PRIMARY KEY REFERENCES requests (id),
+            couple_id INTEGER NOT NULL REFERENCES couples (id),
+            campaign TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            -- holdout (always the first listed channel) or treatment.
+            arm TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            -- JSON arrays: the step's channels, and those the couple could receive.
+            allowed TEXT NOT NULL,
+            receivable TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            chosen_at REAL NOT NULL
+        ) STRICT;
+        CREATE INDEX personalisation_channels_channel ON personalisation_channels (channel);
+        """,
+    ),
 )
 
 

@@ -64,6 +64,7 @@ def report_context(config: Config) -> ReportContext:
     return ReportContext(
         vendor=vendor.name if vendor is not None else "",
         review_links=frozenset(vendor.review_links) if vendor is not None else frozenset(),
+        review_link_urls=dict(vendor.review_links) if vendor is not None else {},
         campaign_links=campaign_links(config),
     )
 

@@ -13,23 +13,31 @@ the message.  ``SmtpSender.send`` calls ``before_data`` right before DATA so
 the caller can record that a submission started, and raises a SendError with
 ``unconfirmed`` set for a loss in that window, so the caller never sends the
 message a second time.
+
+Failures known to come before DATA (a lost connection, a timeout, or a 4xx
+reply to the greeting, MAIL FROM or RCPT) are retried within ``send`` by the
+``[smtp.retry]`` policy; :func:`classify_send_error` decides which.  After
+DATA nothing is retried within the call.
 """
 
 from __future__ import annotations
 
 import email.utils
 import logging
+import random
 import ssl
 from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Final, Literal, final
 
 import msgspec
+import trio
 
 from plaudit.config.model import SmtpConfig, VendorConfig
 from plaudit.errors import PlauditError
 from plaudit.messaging.message_aliases import provider_id_from_reply, tracking_headers
 from plaudit.messaging.templates import RenderedMessage
+from plaudit.reliability.retry import Failure, retry_call
 
 if TYPE_CHECKING:
     import aiosmtplib
@@ -167,7 +175,10 @@ class SenderStatistics(msgspec.Struct, frozen=True, kw_only=True):
     """Messages an SmtpSender has sent, and attempts that failed."""
 
     sent: int
+    # Failed attempts, each in-call retry included.
     failed: int
+    # Attempts repeated within a send after a failure before DATA.
+    retries: int = 0
 
 
 @final
@@ -186,11 +197,21 @@ class SendReceipt(msgspec.Struct, frozen=True, kw_only=True):
 class SmtpSender:
     """Sends messages through one SMTP server; one connection per message."""
 
-    def __init__(self, config: SmtpConfig, *, tls_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        config: SmtpConfig,
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        sleep: Callable[[float], Awaitable[None]] = trio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
         self.config = config
         self._tls_context = tls_context
+        self._sleep = sleep
+        self._rng = rng or random.Random()
         self._sent = 0
         self._failed = 0
+        self._retries = 0
 
     def __repr__(self) -> str:
         return (
@@ -199,7 +220,7 @@ class SmtpSender:
         )
 
     def statistics(self) -> SenderStatistics:
-        return SenderStatistics(sent=self._sent, failed=self._failed)
+        return SenderStatistics(sent=self._sent, failed=self._failed, retries=self._retries)
 
     async def send(
         self,
@@ -211,10 +232,31 @@ class SmtpSender:
 
         ``before_data`` runs on Trio after at least one recipient was
         accepted and before the DATA command.  An exception from it ends the
-        attempt without sending and is raised here.  Raises SendError, which
-        is permanent for 5xx replies and unconfirmed for a connection lost
-        after DATA.
+        attempt without sending and is raised here.  Failures before DATA are
+        retried by ``config.retry`` (see :func:`classify_send_error`).
+        Raises SendError, which is permanent for 5xx replies and unconfirmed
+        for a connection lost after DATA.
         """
+
+        def count(_error: Exception, _attempt: int, _delay: float) -> None:
+            self._retries += 1
+
+        return await retry_call(
+            lambda: self._send_once(message, before_data),
+            policy=self.config.retry,
+            what=f"SMTP to {self.config.host}:{self.config.port}",
+            classify=classify_send_error,
+            rng=self._rng,
+            sleep=self._sleep,
+            on_retry=count,
+            # Cancelling an attempt after DATA would lose its outcome; the
+            # per-command timeout of aiosmtplib bounds each attempt instead.
+            cancel_slow_attempts=False,
+        )
+
+    async def _send_once(
+        self, message: EmailMessage, before_data: Callable[[], Awaitable[object]] | None
+    ) -> SendReceipt:
         # Imported on first send: an idle daemon need not load asyncio's SMTP stack.
         import trio_asyncio
 
@@ -339,6 +381,24 @@ async def _close(client: aiosmtplib.SMTP) -> None:
     except (aiosmtplib.SMTPException, OSError):
         # The message's fate is settled by now; a failed QUIT changes nothing.
         client.close()
+
+
+def classify_send_error(error: Exception) -> Failure | None:
+    """Describe a failed send for the in-call retry; None for errors that are not a SendError.
+
+    Retryable only when the failure is known to come before DATA and says
+    nothing against the message or its addresses: a connection failure or
+    timeout, or a 4xx reply before DATA with no recipient refused for good.
+    A 5xx reply to AUTH or MAIL FROM is a settings problem that repeating at
+    once does not fix, so the job-level retry takes it.
+    """
+    if not isinstance(error, SendError):
+        return None
+
+    before_data = not (error.permanent or error.unconfirmed or error.after_marker)
+    temporary = error.code is None or 400 <= error.code < 500
+    bounced = any(refusal.permanent for refusal in error.refused)
+    return Failure(retryable=before_data and temporary and not bounced, status=error.code)
 
 
 def _status_of(reply: str) -> str | None:

@@ -24,13 +24,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, Literal, final
 
 import msgspec
 
 from plaudit.journal.tx import Tx
 from plaudit.messaging import message_aliases
+from plaudit.messaging.click_links import platform_of
 from plaudit.messaging.deliverability.rates import recipient_domain
 from plaudit.messaging.deliverability.suppression import MessageEvent, normalize_address
 
@@ -181,15 +182,26 @@ def emit_clicked(
     provider: str,
     occurred_at: float,
     message_id: str | None = None,
+    platform: str | None = None,
 ) -> bool:
-    """Emit ``request.clicked`` for a recipient's first click; return False for later ones."""
-    payload = _outcome(facts, recipient, provider, occurred_at, message_id)
+    """Emit ``request.clicked`` for a recipient's first click; return False for later ones.
+
+    ``platform`` is the review platform of the clicked link, or None when the
+    provider reported no URL or the link is no configured review link.
+    """
+    payload = {
+        **_outcome(facts, recipient, provider, occurred_at, message_id),
+        "platform": platform,
+    }
     return _emit(tx, CLICKED, _recipient_key(CLICKED, facts, recipient), facts, payload)
 
 
-def emit_for_message_event(tx: Tx, event: MessageEvent) -> str | None:
+def emit_for_message_event(
+    tx: Tx, event: MessageEvent, *, review_links: Mapping[str, str] | None = None
+) -> str | None:
     """Emit the request event that an e-mail message event implies, linked by its Message-ID.
 
+    ``review_links`` (platform -> URL) names the platform of a clicked link.
     Returns the emitted type, or None when the event is of another kind,
     names no known request, or was announced before.
     """
@@ -210,7 +222,8 @@ def emit_for_message_event(tx: Tx, event: MessageEvent) -> str | None:
         emitted = emit_delivered(tx, facts, **common)
         return DELIVERED if emitted else None
     if event.kind == "clicked":
-        emitted = emit_clicked(tx, facts, **common)
+        platform = platform_of(event.url, review_links or {})
+        emitted = emit_clicked(tx, facts, platform=platform, **common)
         return CLICKED if emitted else None
     kind = BOUNCE_KINDS[event.kind]
     emitted = emit_bounced(tx, facts, kind=kind, status=event.status, **common)

@@ -2,6 +2,7 @@
 
 * :mod:`~plaudit.personalisation.sendtime`: when to send (pure model).
 * :mod:`~plaudit.personalisation.variants`: holdout group and Thompson sampling.
+* :mod:`~plaudit.personalisation.channel_choice`: the channel of steps with channel auto.
 * :mod:`~plaudit.personalisation.guardrails` and :mod:`~plaudit.personalisation.drafting`:
   optional AI-drafted opening lines and the checks they must pass.
 * :mod:`~plaudit.personalisation.store`, :mod:`~plaudit.personalisation.profiles` and

@@ -1,4 +1,4 @@
-"""check-config rules for template variants and the drafting endpoint."""
+"""check-config rules for template variants, steps with channel auto and the drafting endpoint."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from plaudit.config.locate import KeyPath
-from plaudit.config.model import Config, DraftingConfig
+from plaudit.config.model import CampaignStep, Config, DraftingConfig
 from plaudit.messaging.templates import MessageTemplate, TemplateError
+from plaudit.personalisation.channel_choice import AUTO
 from plaudit.personalisation.variants import BASE
 
 
@@ -40,9 +41,57 @@ def check_personalisation(config: Config) -> Iterator[tuple[KeyPath, str]]:
                 except TemplateError as error:
                     yield path, str(error)
 
+    for index, campaign in enumerate(config.campaigns):
+        for number, step in enumerate(campaign.steps):
+            yield from _check_auto_channel(config, ("campaigns", index, "steps", number), step)
+
     drafting = config.personalisation.drafting
     if drafting is not None:
         yield from _check_drafting(drafting)
+
+
+def _check_auto_channel(
+    config: Config, path: KeyPath, step: CampaignStep
+) -> Iterator[tuple[KeyPath, str]]:
+    if step.channel != AUTO:
+        if step.channels:
+            yield (
+                (*path, "channels"),
+                f"channels is used only with channel = {AUTO!r}, but channel is "
+                f"{step.channel!r}; remove channels or set channel = {AUTO!r}",
+            )
+        return
+    if not step.channels:
+        yield (
+            (*path, "channels"),
+            'empty; list the channels this step may use, such as channels = ["email", "sms"]',
+        )
+    duplicates = sorted({name for name in step.channels if step.channels.count(name) > 1})
+    if duplicates:
+        yield (*path, "channels"), f"{', '.join(duplicates)} listed twice; list each channel once"
+    for name in dict.fromkeys(step.channels):
+        missing = _missing_table(config, name)
+        if missing:
+            yield (
+                (*path, "channels"),
+                f"{name} needs {missing}; add it or remove {name!r} from channels",
+            )
+    if "sms" in step.channels and "STOP" not in step.text.upper():
+        yield (
+            (*path, "text"),
+            "this step may go out by SMS, and an SMS must say how to opt out; add a line like "
+            "'Reply STOP to opt out'",
+        )
+
+
+def _missing_table(config: Config, channel: str) -> str:
+    if channel == "email" and (config.smtp is None or config.vendor is None):
+        return "an [smtp] table and a [vendor] table"
+    if channel == "sms" and config.sms is None:
+        return "an [sms] table"
+    if channel == "push" and config.push is None:
+        return "a [push] table"
+    return ""
 
 
 def _check_drafting(drafting: DraftingConfig) -> Iterator[tuple[KeyPath, str]]:

@@ -22,7 +22,7 @@ def add_parsers(commands: Any) -> None:
     )
     lift.add_argument("--campaign", help="only this campaign (default: all campaigns)")
     explain = actions.add_parser(
-        "explain", help="the group, variant, chosen send time and reasons of one request"
+        "explain", help="the group, channel, variant, chosen send time and reasons of one request"
     )
     explain.add_argument("request", type=int, metavar="REQUEST_ID")
     profile = actions.add_parser(
@@ -105,17 +105,45 @@ def render_lift(result: dict[str, Any]) -> str:
     if rows:
         headers = ["CAMPAIGN", "STEP", "GROUP", "VARIANT", "SENT", "CONVERTED", "NOT"]
         lines += ["", format_table(headers, rows).rstrip("\n")]
+
+    channel_rows = [
+        [
+            _cell(row.get("arm")),
+            _cell(row.get("channel")),
+            _cell(row.get("sent")),
+            _cell(row.get("converted")),
+            _cell(row.get("not_converted")),
+        ]
+        for row in map(_dict, _list(result.get("channels")))
+    ]
+    if channel_rows:
+        headers = ["GROUP", "CHANNEL", "SENT", "CONVERTED", "NOT"]
+        lines += ["", format_table(headers, channel_rows).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
 def render_explain(result: dict[str, Any]) -> str:
     from plaudit.daemon.ctl import _cell, _dict
 
+    channel = _dict(result.get("channel"))
+    channel_lines = []
+    if channel:
+        allowed = ", ".join(str(name) for name in channel.get("allowed") or [])
+        channel_lines.append(
+            f"channel  {_cell(channel.get('chosen'))} of {allowed or '-'}: "
+            f"{_cell(channel.get('reason'))}"
+        )
+    if "due_at" not in result:
+        # Only the channel is chosen until the step's send is planned.
+        heading = f"request {_cell(result.get('request'))}: send not planned yet"
+        return "\n".join([heading, *channel_lines]) + "\n"
+
     evidence = _dict(result.get("evidence"))
     draft = _dict(result.get("draft"))
     lines = [
         f"request {_cell(result.get('request'))}: {_cell(result.get('arm'))} group, "
         f"variant {_cell(result.get('variant'))}",
+        *channel_lines,
         f"due      {_cell(result.get('due_at'))}",
         f"send at  {_cell(result.get('send_at'))} ({_cell(result.get('local_time'))} "
         f"{_cell(result.get('timezone'))}); window ends {_cell(result.get('window_end'))}",

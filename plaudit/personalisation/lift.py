@@ -15,6 +15,7 @@ from typing import Any, Final, final
 import msgspec
 
 from plaudit.journal.tx import Tx
+from plaudit.personalisation.channel_choice import chosen_channels
 from plaudit.personalisation.stats import Interval, newcombe_difference, relative_lift
 from plaudit.personalisation.store import (
     DAY,
@@ -53,6 +54,17 @@ class VariantOutcome(msgspec.Struct, frozen=True, kw_only=True):
 
 
 @final
+class ChannelOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """Sends and settled outcomes of one chosen channel, over steps with channel auto."""
+
+    arm: str
+    channel: str
+    sent: int
+    converted: int
+    not_converted: int
+
+
+@final
 class LiftReport(msgspec.Struct, frozen=True, kw_only=True):
     """Treatment against holdout, with 95 % intervals; ``note`` explains a missing lift."""
 
@@ -66,6 +78,7 @@ class LiftReport(msgspec.Struct, frozen=True, kw_only=True):
     absolute_lift: Interval | None
     variants: list[VariantOutcome]
     note: str
+    channels: list[ChannelOutcome] = msgspec.field(default_factory=list)
 
 
 def measure_lift(
@@ -103,6 +116,8 @@ def read_lift(
     # (couple, campaign) -> [arm, converted, all settled]
     couples: dict[tuple[int, str], list[Any]] = {}
     variants: dict[tuple[str, int, str, str], list[int]] = {}
+    chosen = chosen_channels(source, campaign)
+    channels: dict[tuple[str, str], list[int]] = {}
     for couple_id, name, step, arm, variant, sent_at, stored in rows:
         outcome = stored
         if outcome == "pending":
@@ -117,6 +132,12 @@ def read_lift(
         counts[0] += 1
         counts[1] += outcome == "converted"
         counts[2] += outcome == "not_converted"
+        channel = chosen.get((couple_id, name, step))
+        if channel is not None:
+            by_channel = channels.setdefault((arm, channel), [0, 0, 0])
+            by_channel[0] += 1
+            by_channel[1] += outcome == "converted"
+            by_channel[2] += outcome == "not_converted"
 
     groups = {"holdout": [0, 0], "treatment": [0, 0]}
     pending = 0
@@ -138,7 +159,14 @@ def read_lift(
         )
         for (name, step, arm, variant), (sent, converted, not_converted) in sorted(variants.items())
     ]
-    return _report(campaign, groups, outcomes, pending=pending)
+    channel_outcomes = [
+        ChannelOutcome(
+            arm=arm, channel=channel, sent=sent, converted=converted, not_converted=not_converted
+        )
+        for (arm, channel), (sent, converted, not_converted) in sorted(channels.items())
+    ]
+    report = _report(campaign, groups, outcomes, pending=pending)
+    return msgspec.structs.replace(report, channels=channel_outcomes)
 
 
 def _report(

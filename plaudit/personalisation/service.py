@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, final
 
 import msgspec
@@ -28,6 +28,7 @@ from plaudit.messaging.templates import MessageTemplate
 from plaudit.metrics import PERSONALISATION_DRAFTS, PERSONALISATION_PLANS
 from plaudit.personalisation import store
 from plaudit.personalisation.ahead import DraftQueue
+from plaudit.personalisation.channel_choice import AUTO, resolve_channel
 from plaudit.personalisation.drafting import DRAFT_BREAKER, Drafter, DraftOutcome
 from plaudit.personalisation.guardrails import DraftFacts
 from plaudit.personalisation.profiles import normalise_platform
@@ -248,6 +249,34 @@ class Personaliser:
                 "go out with their templates. Check the [personalisation.drafting] endpoint.",
                 detail={"url": drafting.url, "failures": failures, "last_reason": reason},
             )
+
+    def choose_channel(
+        self,
+        tx: Tx,
+        *,
+        request_id: int,
+        couple_id: int,
+        campaign: str,
+        step: int,
+        reaches: Callable[[str], bool],
+    ) -> str:
+        """Choose the channel of a step with channel auto, or keep ``auto`` when it left the config.
+
+        The holdout group and the variants use the same ``choose_arm`` split.
+        """
+        config = self.campaigns.get(campaign)
+        if config is None or step >= len(config.steps) or not config.steps[step].channels:
+            return AUTO
+        choice = resolve_channel(
+            tx,
+            request_id=request_id,
+            couple_id=couple_id,
+            campaign=config,
+            step=step,
+            reaches=reaches,
+            rng=self._rng,
+        )
+        return choice.channel
 
     def record_sent(self, tx: Tx, request_id: int) -> None:
         """Start the request's conversion window."""

@@ -17,8 +17,9 @@ import enum
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import Final, TypeVar
+from typing import Final, TypeVar, final
 
+import msgspec
 import trio
 
 from plaudit.config.model import RetryConfig
@@ -106,13 +107,38 @@ def next_delay(
     gives up, and so does a Retry-After above ``retry_after_max``: the job-level
     retry waits for that instead of holding the caller.
     """
-    if not error.retryable or attempt >= policy.max_attempts:
+    return delay_for(
+        policy,
+        retryable=error.retryable,
+        retry_after=error.retry_after,
+        attempt=attempt,
+        elapsed=elapsed,
+        rng=rng,
+    )
+
+
+def delay_for(
+    policy: RetryConfig,
+    *,
+    retryable: bool,
+    retry_after: float | None,
+    attempt: int,
+    elapsed: float,
+    rng: random.Random,
+) -> float | None:
+    """Return the seconds to wait before the next attempt, or None to give up now.
+
+    The same rule as :func:`next_delay`, for failures that are not a
+    PlatformError: ``retryable`` and ``retry_after`` (seconds) describe the
+    failure of attempt number ``attempt``.
+    """
+    if not retryable or attempt >= policy.max_attempts:
         return None
 
-    if error.retry_after is not None:
-        if error.retry_after > policy.retry_after_max:
+    if retry_after is not None:
+        if retry_after > policy.retry_after_max:
             return None
-        delay = error.retry_after
+        delay = retry_after
     else:
         delay = rng.uniform(0.0, backoff_ceiling(policy, attempt))
 
@@ -124,6 +150,40 @@ def next_delay(
 
 RetryHook = Callable[[PlatformError, int, float], None]
 """Called before each wait with the error, the attempt that failed and the delay in seconds."""
+
+
+@final
+class Failure(msgspec.Struct, frozen=True, kw_only=True):
+    """How the retry policy sees one failed attempt."""
+
+    retryable: bool
+    # Seconds the server asked to wait, from a Retry-After header or its equivalent.
+    retry_after: float | None = None
+    # The protocol status of the failure (HTTP status, SMTP reply code), for the log.
+    status: int | None = None
+
+
+Classifier = Callable[[Exception], Failure | None]
+"""Describes a failed attempt's exception, or returns None for one to raise at once."""
+
+
+@final
+class AttemptTimeoutError(PlatformError):
+    """One attempt ran past ``attempt_timeout`` and was cancelled; always retryable."""
+
+    def __init__(self, what: str, timeout: float) -> None:
+        super().__init__(
+            f"{what} did not finish within the attempt timeout of {timeout} s; "
+            "the call will be retried, raise retry.attempt_timeout if the platform is slow",
+            retryable=True,
+        )
+
+
+def platform_failure(error: Exception) -> Failure | None:
+    """Describe a PlatformError by its own ``retryable`` and ``retry_after``; None for others."""
+    if not isinstance(error, PlatformError):
+        return None
+    return Failure(retryable=error.retryable, retry_after=error.retry_after, status=error.status)
 
 
 async def call_with_retry(
@@ -143,14 +203,67 @@ async def call_with_retry(
     ``attempt_timeout`` is cancelled and counts as a retryable failure.  The
     last error is re-raised when the policy gives up.
     """
+
+    def hook(error: Exception, number: int, delay: float) -> None:
+        if on_retry is not None and isinstance(error, PlatformError):
+            on_retry(error, number, delay)
+
+    return await retry_call(
+        attempt,
+        policy=policy,
+        what=what,
+        classify=platform_failure,
+        rng=rng,
+        sleep=sleep,
+        clock=clock,
+        on_retry=hook,
+    )
+
+
+async def retry_call(
+    attempt: Callable[[], Awaitable[_T]],
+    *,
+    policy: RetryConfig,
+    what: str,
+    classify: Classifier,
+    rng: random.Random | None = None,
+    sleep: Callable[[float], Awaitable[None]] = trio.sleep,
+    clock: Callable[[], float] = trio.current_time,
+    on_retry: Callable[[Exception, int, float], None] | None = None,
+    cancel_slow_attempts: bool = True,
+) -> _T:
+    """Run ``attempt`` until it succeeds or the policy gives up, and return its result.
+
+    ``classify`` describes each exception of a failed attempt; one it
+    returns None for is raised at once, and the last one is raised when the
+    policy gives up.  With ``cancel_slow_attempts``, an attempt that runs
+    past ``attempt_timeout`` is cancelled and raises AttemptTimeoutError,
+    which is retryable.  Callers whose attempt must never be cancelled
+    halfway (an SMTP transaction after DATA) pass False and bound each
+    attempt themselves.
+    """
     rng = rng or random.Random()
     started = clock()
     number = 1
     while True:
         try:
-            return await _one_attempt(attempt, policy, what)
-        except PlatformError as error:
-            delay = next_delay(policy, error, attempt=number, elapsed=clock() - started, rng=rng)
+            if cancel_slow_attempts:
+                return await _one_attempt(attempt, policy, what)
+            return await attempt()
+        except Exception as error:
+            failure = classify(error)
+            if isinstance(error, AttemptTimeoutError):
+                failure = Failure(retryable=True)
+            if failure is None:
+                raise
+            delay = delay_for(
+                policy,
+                retryable=failure.retryable,
+                retry_after=failure.retry_after,
+                attempt=number,
+                elapsed=clock() - started,
+                rng=rng,
+            )
             if delay is None:
                 raise
 
@@ -161,7 +274,7 @@ async def call_with_retry(
                 extra={
                     "request": what,
                     "attempt": number,
-                    "status": error.status,
+                    "status": failure.status,
                     "delay_seconds": round(delay, 3),
                     "error": str(error),
                 },
@@ -175,8 +288,4 @@ async def _one_attempt(attempt: Callable[[], Awaitable[_T]], policy: RetryConfig
         return await attempt()
 
     # Reached only when the timeout cancelled the attempt.
-    raise PlatformError(
-        f"{what} did not finish within the attempt timeout of {policy.attempt_timeout} s; "
-        "the call will be retried, raise retry.attempt_timeout if the platform is slow",
-        retryable=True,
-    )
+    raise AttemptTimeoutError(what, policy.attempt_timeout)

@@ -26,11 +26,6 @@ _STAGES: Final = {
     "request.clicked": "clicked",
     "request.bounced": "bounced",
 }
-# Clicks are recorded without the link's URL, so the platform of a clicked link is unknown.
-CLICK_PLATFORM_NOTE: Final = (
-    "delivered and clicked count couples of the vendor, not per platform: click events "
-    "carry no link URL, so the platform of a clicked link is unknown"
-)
 
 
 def channel_funnels(source: SupportsExecute) -> dict[str, ChannelFunnel]:

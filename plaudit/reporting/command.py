@@ -50,8 +50,7 @@ def report_main(
     context = ReportContext()
     if config is not None:
         conversion_days = {
-            campaign.name: campaign.personalisation.conversion_days
-            for campaign in config.campaigns
+            campaign.name: campaign.personalisation.conversion_days for campaign in config.campaigns
         }
         context = msgspec.structs.replace(report_context(config), conversion_days=conversion_days)
     report = read_report(journal_path, context=context, now=time.time())

@@ -22,11 +22,11 @@ import msgspec
 from plaudit.matching.links import review_groups
 from plaudit.matching.scoring import ReviewFacts, review_time
 from plaudit.reporting.channels import (
-    CLICK_PLATFORM_NOTE,
     campaign_lifts,
     channel_funnels,
     couples_reached,
 )
+from plaudit.reporting.clicks import click_notes, clicks_per_platform
 from plaudit.reporting.comparison import recommend, trend
 from plaudit.reporting.model import (
     Deliverability,
@@ -53,6 +53,8 @@ class ReportContext(msgspec.Struct, frozen=True, kw_only=True):
     vendor: str = ""
     # Platforms with a review link in [vendor] review_links.
     review_links: frozenset[str] = frozenset()
+    # [vendor] review_links itself: platform -> URL, to tell which link a click followed.
+    review_link_urls: Mapping[str, str] = msgspec.field(default_factory=dict)
     # Campaign name -> platforms whose links its steps send.
     campaign_links: Mapping[str, frozenset[str]] = msgspec.field(default_factory=dict)
     # Campaign name -> days after a send in which a review counts as its conversion.
@@ -104,7 +106,7 @@ def build_report(
         for platform in sorted({row.platform for row in rows} | context.review_links)
     ]
 
-    funnel = _funnel(source, rows, matches, first_sent)
+    funnel = _funnel(source, rows, matches, first_sent, review_links=context.review_link_urls)
     groups = review_groups(source) if _has_table(source, "review_matches") else []
     links = LinkSummary(
         couples_with_reviews=len(groups),
@@ -360,12 +362,16 @@ def _funnel(
     rows: Sequence[_Row],
     matches: Mapping[tuple[str, str], int],
     first_sent: Mapping[int, float],
+    *,
+    review_links: Mapping[str, str],
 ) -> Funnel:
     funnel = Funnel()
     funnel.couples = int(source.execute("SELECT count(*) FROM couples", ()).fetchone()[0])
     funnel.sent = len(first_sent)
     funnel.delivered = couples_reached(source, "request.delivered", "delivered")
     funnel.clicked = couples_reached(source, "request.clicked", "clicked")
+    clicked = clicks_per_platform(source, review_links)
+    funnel.clicked_per_platform = {platform: 0 for platform in sorted(review_links)} | clicked
     funnel.channels = channel_funnels(source)
     moments = {(row.platform, row.review_id): row.moment for row in rows if row.deleted_at is None}
     reviewed: dict[int, float] = {}
@@ -389,8 +395,7 @@ def _funnel(
             "no delivery events: delivered and clicked need the e-mail provider's webhooks "
             "or SMS status callbacks"
         )
-    if funnel.sent:
-        funnel.notes.append(CLICK_PLATFORM_NOTE)
+    funnel.notes += click_notes(funnel.clicked, clicked, links=bool(review_links))
     estimated = [item.channel for item in funnel.channels.values() if item.delivery_estimated]
     if estimated:
         funnel.notes.append(

@@ -117,6 +117,11 @@ def _funnel_section(vendor: VendorReport) -> list[str]:
         f"<p>Conversion {percent(funnel.conversion_rate)}, median days to review: "
         f"{'none yet' if days is None else number(days)}.</p>"
     )
+    if funnel.clicked_per_platform:
+        clicks = ", ".join(
+            f"{platform_name(name)} {count}" for name, count in funnel.clicked_per_platform.items()
+        )
+        parts.append(f"<p>Couples who clicked each platform's review link: {escape(clicks)}.</p>")
     parts += [f'<p class="note">{escape(note)}</p>' for note in funnel.notes]
 
     mail = vendor.deliverability

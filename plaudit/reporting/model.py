@@ -138,6 +138,9 @@ class Funnel(msgspec.Struct, kw_only=True):
     sent: int = 0
     delivered: int = 0
     clicked: int = 0
+    # Platform -> couples who clicked its [vendor] review_links link.  A
+    # configured platform without clicks has 0.
+    clicked_per_platform: dict[str, int] = msgspec.field(default_factory=dict)
     reviewed: int = 0
     # Reviewed couples among those sent a request.
     conversion_rate: float | None = None

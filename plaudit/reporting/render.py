@@ -62,6 +62,8 @@ def _vendor_text(vendor: VendorReport) -> str:
         f"{percent(funnel.conversion_rate)}, median days to review "
         f"{number(funnel.median_days_to_review)}"
     )
+    clicks = ", ".join(f"{name} {count}" for name, count in funnel.clicked_per_platform.items())
+    lines.append(f"CLICKED PER PLATFORM {clicks or 'none'}")
     lines += [f"  note: {note}" for note in funnel.notes]
     mail = vendor.deliverability
     lines.append(
@@ -135,8 +137,7 @@ def _lift_lines(vendor: VendorReport) -> list[str]:
         [
             item.campaign,
             f"{item.holdout_conversions}/{item.holdout_couples} {percent(item.holdout_rate)}",
-            f"{item.treatment_conversions}/{item.treatment_couples} "
-            f"{percent(item.treatment_rate)}",
+            f"{item.treatment_conversions}/{item.treatment_couples} {percent(item.treatment_rate)}",
             str(item.pending_couples),
             interval(item.relative_lift, item.relative_low, item.relative_high),
             interval(item.absolute_lift, item.absolute_low, item.absolute_high),
@@ -206,7 +207,7 @@ def _platform_table(report: Report) -> tuple[list[str], list[list[Any]]]:
     headers = [
         "vendor", "platform", "reviews", "deleted", "edited", "rated", "average_stars",
         "positive", "negative", "positive_share", "replied", "reply_rate", "median_reply_hours",
-        "matched", "couples_sent_link", "couples_reviewed", "conversion_rate",
+        "matched", "couples_sent_link", "couples_clicked", "couples_reviewed", "conversion_rate",
         "median_days_to_review", "clock_adjusted", "trend", "recent_reviews", "previous_reviews",
     ]  # fmt: skip
     rows = [
@@ -226,6 +227,8 @@ def _platform_table(report: Report) -> tuple[list[str], list[list[Any]]]:
             _blank(item.replies.median_reply_hours),
             item.matched,
             item.couples_sent_link,
+            # Blank when clicks are not counted for the platform (no review link configured).
+            vendor.funnel.clicked_per_platform.get(item.platform, ""),
             item.couples_reviewed,
             _blank(item.conversion_rate),
             _blank(item.median_days_to_review),

@@ -6,11 +6,12 @@ review and the SHA-256 of the text, so the same reply to the same review is
 queued once however often it is sent.  The actor posts the reply through the
 connector in :func:`post_reply`, and the returned effects store the reply on
 the review with :func:`apply_snapshot`, in the transaction that completes the
-job.  That path emits ``review.replied``; the next sync sees the same text and
-emits nothing.
+job.  That path emits ``review.replied``, and the next sync, which lists the
+same text, emits nothing.
 
-Platforms without a reply API (Yelp, the marketplaces) get no job: the
-command returns where the vendor replies instead.
+Platforms without a reply API get no job: for a marketplace review the
+command returns the dashboard page where the vendor replies, and a Yelp
+review is rejected with a link to Yelp's dashboard.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ PostReply = Callable[[str, str, str], Awaitable[str | None]]
 
 
 class ReplyRejectedError(ValueError):
-    """A reply that cannot be queued; the message says why and what to do instead."""
+    """A reply that cannot be queued.  The message states why and what to do instead."""
 
 
 @final
@@ -77,7 +78,11 @@ def text_hash(text: str) -> str:
 
 
 def normalize_text(text: str) -> str:
-    """Strip surrounding whitespace, which platforms drop, so a later sync sees the same text."""
+    """Strip surrounding whitespace, so the stored reply matches the text a later sync lists.
+
+    NOTE: a platform that rewrites the text further (line endings, markup)
+    makes that sync emit a second ``review.replied`` with its own text.
+    """
     return text.strip()
 
 
@@ -85,9 +90,6 @@ def dashboard_of(platform: str) -> str | None:
     """Return the page where a vendor replies on ``platform``, or None when it has a reply API."""
     if platform in REPLY_LIMITS:
         return None
-
-    if platform == "yelp":
-        return YELP_DASHBOARD
 
     site = SITES.get(platform)
     if site is not None and site.dashboard_url:
@@ -99,10 +101,17 @@ def dashboard_of(platform: str) -> str | None:
 def plan_reply(review: Review, text: str) -> ReplyRequest | DashboardReply:
     """Validate a reply to a stored review.
 
-    Returns the job payload, or the dashboard link for a platform without a
-    reply API.  Raises ReplyRejectedError for an empty or too long text, a
-    deleted review or a platform that takes no replies at all.
+    Returns the job payload, or the dashboard link for a marketplace, which
+    has no reply API.  Raises ReplyRejectedError for an empty or too long
+    text, a deleted review, a Yelp review (the message links Yelp's dashboard)
+    or a platform that takes no replies at all.
     """
+    if review.platform == "yelp":
+        raise ReplyRejectedError(
+            f"Yelp has no reply API; reply to review {review.review_id} in the Yelp for "
+            f"Business dashboard at {YELP_DASHBOARD}"
+        )
+
     dashboard = dashboard_of(review.platform)
     if dashboard is not None:
         message = (
@@ -149,8 +158,7 @@ def _check_text(platform: str, text: str, limit: tuple[int, str]) -> None:
     size = len(text.encode("utf-8")) if unit == "bytes" else len(text)
     if size > maximum:
         raise ReplyRejectedError(
-            f"invalid reply: {size} {unit}, {platform} accepts at most {maximum}; "
-            "shorten the reply"
+            f"invalid reply: {size} {unit}, {platform} accepts at most {maximum}; shorten the reply"
         )
 
 
@@ -251,6 +259,8 @@ async def post_reply(journal: AsyncJournal, job: Job, post: PostReply) -> Callab
 
     if stored.reply_text == request.text:
         # Already on the platform (a Facebook comment POST is not idempotent).
+        # NOTE: a crash between the POST and the commit leaves no stored reply,
+        # so the retry posts a second Facebook comment.
         log.info("reply.already_posted", extra={"job": job.id, "review": request.review_id})
         replied_at = stored.reply_updated_at
     else:

@@ -13,8 +13,8 @@ from typing import Any, Final
 
 from plaudit.errors import ControlError
 
-# Far above every platform's reply limit (Google's 4096 bytes is the largest
-# in bytes), so the daemon's check names the platform's own limit.
+# Above every platform's reply limit (Facebook's 8000 characters are at most
+# 32,000 bytes of UTF-8), so the daemon's check names the platform's own limit.
 MAX_FILE_BYTES: Final = 64 * 1024
 
 
@@ -46,11 +46,14 @@ def read_reply_file(path: Path) -> str:
     try:
         data = path.read_bytes()[: MAX_FILE_BYTES + 1]
     except OSError as error:
-        raise ControlError(f"cannot read reply file {str(path)!r}: {error.strerror}") from error
+        raise ControlError(
+            f"failed to read reply file {str(path)!r}: {error.strerror}; check the path"
+        ) from error
 
     if len(data) > MAX_FILE_BYTES:
         raise ControlError(
-            f"reply file {str(path)!r} is over {MAX_FILE_BYTES} bytes; a reply is far shorter"
+            f"reply file {str(path)!r} is over {MAX_FILE_BYTES} bytes, more than any platform "
+            "accepts; shorten the reply"
         )
 
     try:

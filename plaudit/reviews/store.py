@@ -22,6 +22,9 @@ Events, their keys and when they are emitted:
   complete listing no longer contains the review.
 
 Every payload has ``change`` and ``review`` (the review after the change).
+``review.created`` payloads of marketplace reviews add ``dashboard_url``, the
+vendor dashboard page where the vendor replies, because those sites have no
+reply API.
 Updates add ``previous`` (the earlier stars, recommendation, text and author)
 and reply changes add ``previous_reply``.
 
@@ -41,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, final
 import msgspec
 from prometheus_client import Counter
 
+from plaudit.connectors.marketplace.sites import SITES
 from plaudit.metrics import REVIEWS_CHANGED
 from plaudit.reviews.model import Review, format_timestamp
 
@@ -196,14 +200,15 @@ def _load_by_ids(tx: Tx, platform: str, review_ids: Sequence[str]) -> dict[str, 
 def _apply_one(tx: Tx, review: Review, previous: Review | None, outcome: SyncOutcome) -> None:
     if previous is None:
         _insert(tx, review)
-        _emit(tx, "review.created", _key(review, "created"), review, {"change": "created"})
+        change = {"change": "created", **_reply_link(review)}
+        _emit(tx, "review.created", _key(review, "created"), review, change)
         outcome.created += 1
         return
 
     _update(tx, review)
     if previous.deleted_at is not None:
         key = _key(review, "created", "restored", previous.deleted_at)
-        _emit(tx, "review.created", key, review, {"change": "restored"})
+        _emit(tx, "review.created", key, review, {"change": "restored", **_reply_link(review)})
         outcome.restored += 1
         return
 
@@ -213,6 +218,14 @@ def _apply_one(tx: Tx, review: Review, previous: Review | None, outcome: SyncOut
     outcome.replied += reply_changed
     if not (content_changed or reply_changed):
         outcome.unchanged += 1
+
+
+def _reply_link(review: Review) -> dict[str, str]:
+    site = SITES.get(review.platform)
+    if site is None or not site.dashboard_url:
+        return {}
+
+    return {"dashboard_url": site.dashboard_url}
 
 
 def _record_edit(tx: Tx, review: Review, previous: Review) -> bool:

@@ -152,6 +152,7 @@ class SandboxApp:
             seed=world.options.seed,
             elapsed=self.elapsed,
             script_seconds=world.options.script_seconds,
+            epoch=world.options.epoch,
         )
         # Storefront and listing pages in the WeddingWire family's markup.
         from plaudit.sandbox.marketplace import MarketplaceStandIn
@@ -161,6 +162,7 @@ class SandboxApp:
                 seed=world.options.seed,
                 elapsed=self.elapsed,
                 script_seconds=world.options.script_seconds,
+                epoch=world.options.epoch,
             )
         )
         for stand_in in self.stand_ins:

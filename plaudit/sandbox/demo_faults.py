@@ -1,10 +1,11 @@
 """The demo's fault script: every fault class on every API platform, once.
 
 When the daemon responds on its control socket, one task per platform queues
-the faults on the platform's listing route: two server errors, a 429 with
-Retry-After, an expired access token, a connection reset, a malformed body, a
-review without a required field and a response held past the request timeout.
-Then it loops the platform's paging for a few seconds.  The queues of
+faults on the platform's listing route.  They are two server errors, a 429
+with Retry-After, a connection reset, a malformed body, a review without a
+required field and a response held past the request timeout.  Once the
+platform has taken them, the task expires the access token and then loops the
+platform's paging until a looping page is served.  The queues of
 :mod:`plaudit.sandbox.faults` take one request each, so every scripted fault
 reaches the daemon exactly once, whatever the timing.
 

@@ -8,7 +8,15 @@ Routes, under the sandbox's base URL (``{v}`` is a Graph version such as v19.0):
 - ``POST /facebook/{v}/{story-id}/comments``: the Page's reply (form field
   ``message``).
 - ``GET|POST /_sandbox/facebook/faults``: read or change this stand-in's
-  faults; ``cursor_loop`` (bool) makes every page return the same cursor.
+  faults; ``cursor_loop`` (bool) makes every page return the same cursor,
+  and ``call_budget`` (int) sets the calls a day that count as 100 % in
+  the usage headers.
+- ``GET /_sandbox/facebook/requests``: the ``after`` cursor of each ratings
+  request, oldest first ("" for a first page), up to the last 1,000.
+
+Every ratings response carries ``X-App-Usage`` and
+``X-Business-Use-Case-Usage`` in Graph's JSON format, from the calls of the
+last day of sandbox time against ``call_budget``.
 
 Every API route takes the Page token as ``Authorization: Bearer``.  Ratings
 with an odd serial also carry the legacy 1 to 5 ``rating``.
@@ -21,6 +29,7 @@ rating deleted between two page requests shifts nothing.
 from __future__ import annotations
 
 import base64
+import collections
 import dataclasses
 import math
 import re
@@ -35,6 +44,8 @@ import trio
 from plaudit.sandbox.app import Handler, Request, Response, json_response, reset_response
 from plaudit.sandbox.faults import Fault, FaultInjector
 from plaudit.sandbox.standin import StandInReview, StandInWorld
+from plaudit.sandbox.usage import CallMeter, graph_usage_headers
+from plaudit.sandbox.world import DEFAULT_EPOCH
 
 SANDBOX_PAGE_TOKEN: Final = "sandbox-facebook-page-token"
 SANDBOX_APP_SECRET: Final = "sandbox-facebook-app-secret"
@@ -42,6 +53,10 @@ PAGE_IDS: Final = ("301001", "301002")
 # The first Graph version that no longer serves /{page-id}/ratings.
 DEPRECATED_FROM: Final = (22, 0)
 _VERSION = r"v(\d+)\.(\d+)"
+# Ratings calls a rolling day that the usage headers report as 100 %, by
+# default: Graph's Page budget of 4,800 times the engaged users, for one user.
+CALL_BUDGET: Final = 4800
+_LOGGED_REQUESTS: Final = 1000
 
 
 def graph_error(status: int, code: int, message: str, kind: str = "OAuthException") -> Response:
@@ -75,16 +90,24 @@ class FacebookStandIn:
     name: Final = "facebook"
 
     def __init__(
-        self, *, seed: int, elapsed: Callable[[], float], script_seconds: float = 20.0
+        self,
+        *,
+        seed: int,
+        elapsed: Callable[[], float],
+        script_seconds: float = 20.0,
+        epoch: float = DEFAULT_EPOCH,
     ) -> None:
         self.world = StandInWorld(
-            "facebook", list(PAGE_IDS), seed=seed, script_seconds=script_seconds
+            "facebook", list(PAGE_IDS), seed=seed, script_seconds=script_seconds, epoch=epoch
         )
         self.faults = FaultInjector(seed=seed)
         # Reviews the API has served at least once.
         self.listed: set[str] = set()
         self.cursor_loop = False
         self._elapsed = elapsed
+        self.usage = CallMeter(budget=CALL_BUDGET, window_seconds=86_400.0, clock=elapsed)
+        # The ``after`` cursor of each ratings request.
+        self.page_requests: collections.deque[str] = collections.deque(maxlen=_LOGGED_REQUESTS)
 
     def __repr__(self) -> str:
         return f"<FacebookStandIn {self.world!r} faults={self.faults!r}>"
@@ -110,6 +133,12 @@ class FacebookStandIn:
             ),
             ("GET", re.compile(r"^/_sandbox/facebook/faults$"), "fb.faults", self._get_faults),
             ("POST", re.compile(r"^/_sandbox/facebook/faults$"), "fb.faults", self._set_faults),
+            (
+                "GET",
+                re.compile(r"^/_sandbox/facebook/requests$"),
+                "fb.requests",
+                self._get_requests,
+            ),
         ]
 
     def truth(self) -> dict[str, Any]:
@@ -163,6 +192,14 @@ class FacebookStandIn:
                 "OAuthException",
             )
 
+        self.usage.record()
+        self.page_requests.append(request.query.get("after", ""))
+        response = await self._ratings_page(request, match)
+        return dataclasses.replace(
+            response, headers=response.headers + graph_usage_headers(self.usage, match[3])
+        )
+
+    async def _ratings_page(self, request: Request, match: re.Match[str]) -> Response:
         fault, early = await self._preamble(request, route="fb.ratings", listing=True)
         if early is not None:
             return early
@@ -246,12 +283,22 @@ class FacebookStandIn:
 
     async def _get_faults(self, request: Request, match: re.Match[str]) -> Response:
         settings = msgspec.to_builtins(self.faults.settings)
-        return json_response(200, {**settings, "cursor_loop": self.cursor_loop})
+        extra = {"cursor_loop": self.cursor_loop, "call_budget": self.usage.budget}
+        return json_response(200, {**settings, **extra})
+
+    async def _get_requests(self, request: Request, match: re.Match[str]) -> Response:
+        return json_response(200, {"after": list(self.page_requests)})
 
     async def _set_faults(self, request: Request, match: re.Match[str]) -> Response:
         try:
             changes = msgspec.json.decode(request.body, type=dict[str, Any])
             self.cursor_loop = bool(changes.pop("cursor_loop", self.cursor_loop))
+            budget = changes.pop("call_budget", self.usage.budget)
+            if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+                return json_response(
+                    400, {"error": f"invalid call_budget {budget!r}: use 1 or more"}
+                )
+            self.usage.budget = budget
             self.faults.update(changes)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             return json_response(400, {"error": f"invalid fault settings: {error}"})

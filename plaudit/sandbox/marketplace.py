@@ -16,6 +16,11 @@ Spanish month names), ``renamed-class`` (the review element's class
 renamed), ``challenge`` (a bot-challenge page with status 403) and ``moved``
 (a redirect to the listing page).
 
+Under the sites read from JSON-LD alone (zola, bridebook, easyweddings) the
+vendor pages carry that site's own invented markup and a JSON-LD block in
+its own shape (see :func:`_schema_page`); ``finca-olivos`` has no JSON-LD
+there, so it is the markup-drift case.
+
 :func:`write_notifications` writes "new review" e-mails for reviews of the
 world into a Maildir, for tests and demos of the mailbox ingestion.
 """
@@ -36,7 +41,11 @@ from typing import Any, Final, final
 
 from plaudit.sandbox.app import Handler, Request, Response
 from plaudit.sandbox.standin import StandInReview, StandInWorld
+from plaudit.sandbox.storefront_faults import StorefrontFaults
+from plaudit.sandbox.world import DEFAULT_EPOCH
 
+# Sites whose sandbox vendor pages follow :func:`_schema_page`.
+JSON_LD_SITES: Final = frozenset({"zola", "bridebook", "easyweddings"})
 PROFILES: Final = ("willow-barn", "finca-olivos", "renamed-class", "challenge", "moved")
 NAMES: Final = {
     "willow-barn": "Willow Barn",
@@ -71,7 +80,12 @@ class MarketplaceStandIn:
     name: Final = "marketplace"
 
     def __init__(
-        self, *, seed: int, elapsed: Callable[[], float], script_seconds: float = 20.0
+        self,
+        *,
+        seed: int,
+        elapsed: Callable[[], float],
+        script_seconds: float = 20.0,
+        epoch: float = DEFAULT_EPOCH,
     ) -> None:
         self.world = StandInWorld(
             "hitched",
@@ -79,10 +93,13 @@ class MarketplaceStandIn:
             seed=seed,
             reviews_per_profile=6,
             script_seconds=script_seconds,
+            epoch=epoch,
         )
         self._elapsed = elapsed
         self._pages = 0
         self._not_modified = 0
+        # 5xx, challenge and slow storefront pages, set through /_sandbox/marketplace/faults.
+        self.faults = StorefrontFaults(seed=seed)
 
     def __repr__(self) -> str:
         return f"<MarketplaceStandIn {self.world!r} pages={self._pages}>"
@@ -93,6 +110,7 @@ class MarketplaceStandIn:
             "world": self.world.statistics(),
             "pages": self._pages,
             "not_modified": self._not_modified,
+            "faults": self.faults.statistics(),
         }
 
     def routes(self) -> list[tuple[str, re.Pattern[str], str, Handler]]:
@@ -112,6 +130,7 @@ class MarketplaceStandIn:
                 "marketplace.paged",
                 self._paged,
             ),
+            *self.faults.routes(),
         ]
 
     def truth(self) -> dict[str, Any]:
@@ -138,6 +157,10 @@ class MarketplaceStandIn:
 
         if profile == "moved":
             return Response(302, b"", (("Location", f"/marketplace/{site}/search"),))
+
+        faulted = await self.faults.respond()
+        if faulted is not None:
+            return faulted
 
         body = self._storefront_page(site, profile)
         etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:20] + '"'
@@ -199,6 +222,9 @@ class MarketplaceStandIn:
         name = NAMES[profile]
         average = sum(review.stars for review in live) / len(live) if live else 0.0
         canonical = f"/marketplace/{site}/{profile}.htm"
+        if site in JSON_LD_SITES:
+            return _schema_page(site, profile, live, shown, canonical=canonical, head=head)
+
         head += f'<title>{html.escape(name)}</title><link rel="canonical" href="{canonical}">'
         if profile == "willow-barn":
             head += _json_ld(name, canonical, average, shown, count=len(live))
@@ -235,7 +261,13 @@ class MarketplaceStandIn:
 def _json_ld(
     name: str, url: str, average: float, reviews: list[StandInReview], *, count: int
 ) -> str:
-    document = {
+    return _script(_vendor_document(name, url, average, reviews, count=count))
+
+
+def _vendor_document(
+    name: str, url: str, average: float, reviews: list[StandInReview], *, count: int
+) -> dict[str, Any]:
+    return {
         "@context": "https://schema.org",
         "@type": "LocalBusiness",
         "name": name,
@@ -257,6 +289,61 @@ def _json_ld(
             for review in reviews
         ],
     }
+
+
+def _schema_page(
+    site: str,
+    profile: str,
+    live: list[StandInReview],
+    shown: list[StandInReview],
+    *,
+    canonical: str,
+    head: str,
+) -> str:
+    """Render a vendor page of a site read from JSON-LD alone, in that site's JSON-LD shape.
+
+    The zola page has a top-level LocalBusiness.  The bridebook page nests an
+    Organization in an ``@graph`` beside a WebPage and a BreadcrumbList.  The
+    easyweddings page gives plain-string authors, and dates with a time and a
+    +10:00 offset.
+    """
+    name = NAMES[profile]
+    average = sum(review.stars for review in live) / len(live) if live else 0.0
+    head += f'<title>{html.escape(name)} reviews</title><link rel="canonical" href="{canonical}">'
+    if profile != "finca-olivos":
+        vendor = _vendor_document(name, canonical, average, shown, count=len(live))
+        head += _script(_site_shape(site, vendor, canonical))
+    items = "".join(
+        f'<article class="review-card"><h3>{html.escape(review.author)}</h3>'
+        f"<p>{html.escape(review.text)}</p></article>"
+        for review in shown
+    )
+    return (
+        f"<!DOCTYPE html><html><head>{head}</head><body>"
+        f'<main class="vendor-profile"><h1 class="vendor-profile__name">{html.escape(name)}</h1>'
+        f'<span class="vendor-profile__score">{average:.1f} ({len(live)})</span>'
+        f"{items}</main></body></html>"
+    )
+
+
+def _site_shape(site: str, vendor: dict[str, Any], canonical: str) -> dict[str, Any]:
+    if site == "bridebook":
+        vendor["@type"] = "Organization"
+        graph = [
+            {"@type": "WebPage", "url": canonical, "name": vendor["name"]},
+            {"@type": "BreadcrumbList", "itemListElement": []},
+            vendor,
+        ]
+        return {"@context": "https://schema.org", "@graph": graph}
+
+    if site == "easyweddings":
+        for review in vendor["review"]:
+            review["author"] = review["author"]["name"]
+            review["datePublished"] += "T09:30:00+10:00"
+    return vendor
+
+
+def _script(document: dict[str, Any]) -> str:
     # "</" must not end the script element early.
     text = json.dumps(document).replace("</", "<\\/")
     return f'<script type="application/ld+json">{text}</script>'

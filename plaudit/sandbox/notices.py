@@ -23,6 +23,7 @@ from plaudit.connectors.marketplace.sites import get_site
 from plaudit.reviews.model import Review, format_timestamp
 from plaudit.sandbox.marketplace import write_notifications
 from plaudit.sandbox.standin import StandInReview, StandInWorld
+from plaudit.sandbox.world import DEFAULT_EPOCH
 
 DEFAULT_SITE: Final = "zola"
 DEFAULT_PROFILE: Final = "lakeside-loft"
@@ -45,6 +46,7 @@ class NoticeScript:
         site: str = DEFAULT_SITE,
         profile: str = DEFAULT_PROFILE,
         vendor: str = DEFAULT_VENDOR,
+        epoch: float = DEFAULT_EPOCH,
     ) -> None:
         if reviews < 1 or script_seconds < 0 or not math.isfinite(script_seconds):
             raise ValueError(
@@ -56,7 +58,7 @@ class NoticeScript:
         self.profile = profile
         self.vendor = vendor
         world = StandInWorld(
-            site, [profile], seed=seed, reviews_per_profile=reviews, script_seconds=0.0
+            site, [profile], seed=seed, reviews_per_profile=reviews, script_seconds=0.0, epoch=epoch
         )
         # Oldest first, so the notices arrive in the order the reviews were written.
         pending = sorted(world.live(profile), key=lambda review: review.created)

@@ -30,7 +30,7 @@ from plaudit.sandbox.faults import FaultInjector, FaultSettings
 from plaudit.sandbox.notices import NoticeScript
 from plaudit.sandbox.smtp import SmtpSink
 from plaudit.sandbox.smtp_options import add_sink_options, serve_sink_until, sink_from
-from plaudit.sandbox.world import GoogleWorld, WorldOptions
+from plaudit.sandbox.world import DEFAULT_EPOCH, GoogleWorld, ScriptedReview, WorldOptions
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,12 @@ class SandboxOptions(FaultSettings, frozen=True, kw_only=True, forbid_unknown_fi
     # A Maildir that receives scripted "new review" notices over script_seconds
     # (plaudit.sandbox.notices); "" writes none.
     maildir: str = ""
+    # Unix time of sandbox time 0 in every platform's world and the notices.
+    # The fixed default keeps one seed's timestamps identical between runs,
+    # and the demo sets the current UTC hour.
+    epoch: float = DEFAULT_EPOCH
+    # Google reviews written at set times on top of the random script.
+    scripted_reviews: tuple[ScriptedReview, ...] = ()
 
     def world_options(self) -> WorldOptions:
         """Return the options of the world this sandbox serves."""
@@ -81,6 +87,8 @@ class SandboxOptions(FaultSettings, frozen=True, kw_only=True, forbid_unknown_fi
             seed=self.seed,
             extra_locations=self.extra_locations,
             script_seconds=self.script_seconds,
+            epoch=self.epoch,
+            scripted_reviews=self.scripted_reviews,
         )
 
 
@@ -139,7 +147,11 @@ async def serve_sandbox(
     options = _validated(options or SandboxOptions())
     address = loopback_address(options.host)
     faults = FaultInjector(options, seed=options.seed)
-    app = SandboxApp(GoogleWorld(options.world_options()), faults)
+    try:
+        world = GoogleWorld(options.world_options())
+    except ValueError as error:
+        raise SandboxError(f"invalid sandbox world: {error}") from error
+    app = SandboxApp(world, faults)
     sock = _bind(address, options.port)
     literal = f"[{address}]" if ":" in address else address
     base_url = f"http://{literal}:{sock.getsockname()[1]}"
@@ -161,7 +173,10 @@ async def serve_sandbox(
         await nursery.start(hypercorn_task)
         if options.maildir:
             notices = NoticeScript(
-                Path(options.maildir), seed=options.seed, script_seconds=options.script_seconds
+                Path(options.maildir),
+                seed=options.seed,
+                script_seconds=options.script_seconds,
+                epoch=options.epoch,
             )
             await nursery.start(_run_notices, notices)
         log.info("sandbox.started", extra={"base_url": base_url, "seed": options.seed})
@@ -183,7 +198,8 @@ async def _run_notices(
 def _validated(options: SandboxOptions) -> SandboxOptions:
     """Check the field limits, which msgspec enforces only when decoding."""
     try:
-        return msgspec.convert(msgspec.structs.asdict(options), SandboxOptions)
+        # to_builtins, not asdict, so that nested scripted reviews are checked too.
+        return msgspec.convert(msgspec.to_builtins(options), SandboxOptions)
     except msgspec.ValidationError as error:
         raise SandboxError(
             f"invalid sandbox option: {error}; rates go from 0 to 1, "

@@ -121,6 +121,8 @@ class SmtpSink:
         self.reply_style: ReplyStyle = reply_style
         self.port = 0
         self._transactions = 0
+        # Messages whose data arrived in full, counted before the reply to DATA.
+        self._data_received = 0
 
     def __repr__(self) -> str:
         return f"<SmtpSink port={self.port} received={len(self.messages)}>"
@@ -130,6 +132,7 @@ class SmtpSink:
             "received": len(self.messages),
             "dropped": len(self.dropped),
             "transactions": self._transactions,
+            "data_received": self._data_received,
         }
 
     async def serve(
@@ -209,6 +212,7 @@ class SmtpSink:
             elif verb == "DATA" and sender is not None and recipients:
                 await stream.send_all(b"354 end with <CRLF>.<CRLF>\r\n")
                 data = await lines.read_data()
+                self._data_received += 1
                 await self._finish(stream, outcome, sender, recipients, data)
                 sender, recipients, outcome = None, [], None
             elif verb == "RSET":

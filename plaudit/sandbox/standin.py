@@ -226,7 +226,11 @@ class StandIn(Protocol):
 
 
 def build_stand_ins(
-    *, seed: int, elapsed: Callable[[], float], script_seconds: float
+    *,
+    seed: int,
+    elapsed: Callable[[], float],
+    script_seconds: float,
+    epoch: float = DEFAULT_EPOCH,
 ) -> list[StandIn]:
     """Return the Facebook, Trustpilot and Yelp stand-ins for one sandbox."""
     # Imported here: the stand-ins import plaudit.sandbox.app, which calls this.
@@ -235,9 +239,9 @@ def build_stand_ins(
     from plaudit.sandbox.yelp import YelpStandIn
 
     return [
-        FacebookStandIn(seed=seed, elapsed=elapsed, script_seconds=script_seconds),
-        TrustpilotStandIn(seed=seed, elapsed=elapsed, script_seconds=script_seconds),
-        YelpStandIn(seed=seed, elapsed=elapsed, script_seconds=script_seconds),
+        FacebookStandIn(seed=seed, elapsed=elapsed, script_seconds=script_seconds, epoch=epoch),
+        TrustpilotStandIn(seed=seed, elapsed=elapsed, script_seconds=script_seconds, epoch=epoch),
+        YelpStandIn(seed=seed, elapsed=elapsed, script_seconds=script_seconds, epoch=epoch),
     ]
 
 

@@ -10,11 +10,16 @@ Routes, under the sandbox's base URL:
 - ``GET|POST /_sandbox/trustpilot/faults``: this stand-in's faults;
   ``page_loop`` (bool) makes every page link back to page 1, and
   ``revoke_tokens`` (bool) revokes the access tokens issued so far.
+- ``GET /_sandbox/trustpilot/requests``: the ``page`` of each reviews
+  request, oldest first, up to the last 1,000.
+
+Trustpilot documents no usage headers, so the stand-in sends none.
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 import dataclasses
 import re
 import secrets
@@ -29,12 +34,14 @@ from plaudit.reviews.model import format_timestamp
 from plaudit.sandbox.app import Handler, Request, Response, json_response, reset_response
 from plaudit.sandbox.faults import Fault, FaultInjector
 from plaudit.sandbox.standin import StandInReview, StandInWorld
+from plaudit.sandbox.world import DEFAULT_EPOCH
 
 SANDBOX_API_KEY: Final = "sandbox-trustpilot-key"
 SANDBOX_API_SECRET: Final = "sandbox-trustpilot-secret"
 UNIT_IDS: Final = ("5e1f00000000000000000001", "5e1f00000000000000000002")
 TOKEN_LIFETIME: Final = 3600
 _PREFIX: Final = "/trustpilot/v1"
+_LOGGED_REQUESTS: Final = 1000
 
 
 class _Reply(msgspec.Struct):
@@ -61,10 +68,15 @@ class TrustpilotStandIn:
     name: Final = "trustpilot"
 
     def __init__(
-        self, *, seed: int, elapsed: Callable[[], float], script_seconds: float = 20.0
+        self,
+        *,
+        seed: int,
+        elapsed: Callable[[], float],
+        script_seconds: float = 20.0,
+        epoch: float = DEFAULT_EPOCH,
     ) -> None:
         self.world = StandInWorld(
-            "trustpilot", list(UNIT_IDS), seed=seed, script_seconds=script_seconds
+            "trustpilot", list(UNIT_IDS), seed=seed, script_seconds=script_seconds, epoch=epoch
         )
         self.faults = FaultInjector(seed=seed)
         # Reviews the API has served at least once.
@@ -72,6 +84,8 @@ class TrustpilotStandIn:
         self.page_loop = False
         self.tokens: set[str] = set()
         self._elapsed = elapsed
+        # The ``page`` parameter of each reviews request.
+        self.page_requests: collections.deque[str] = collections.deque(maxlen=_LOGGED_REQUESTS)
 
     def __repr__(self) -> str:
         return f"<TrustpilotStandIn {self.world!r} tokens={len(self.tokens)}>"
@@ -99,6 +113,12 @@ class TrustpilotStandIn:
             ),
             ("GET", re.compile(r"^/_sandbox/trustpilot/faults$"), "tp.faults", self._get_faults),
             ("POST", re.compile(r"^/_sandbox/trustpilot/faults$"), "tp.faults", self._set_faults),
+            (
+                "GET",
+                re.compile(r"^/_sandbox/trustpilot/requests$"),
+                "tp.requests",
+                self._get_requests,
+            ),
         ]
 
     def truth(self) -> dict[str, Any]:
@@ -157,6 +177,7 @@ class TrustpilotStandIn:
         return fault, None
 
     async def _reviews(self, request: Request, match: re.Match[str]) -> Response:
+        self.page_requests.append(request.query.get("page", "1"))
         fault, early = await self._preamble(request, route="tp.reviews", listing=True)
         if early is not None:
             return early
@@ -204,6 +225,9 @@ class TrustpilotStandIn:
                     self.world.post_reply(unit, review.review_id, reply.message)
                     return Response(201, b"")
         return _error(404, f"Review {match[1]} not found")
+
+    async def _get_requests(self, request: Request, match: re.Match[str]) -> Response:
+        return json_response(200, {"page": list(self.page_requests)})
 
     async def _get_faults(self, request: Request, match: re.Match[str]) -> Response:
         settings = msgspec.to_builtins(self.faults.settings)

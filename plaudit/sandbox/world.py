@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import random
 from dataclasses import dataclass
-from typing import Any, Final, Literal, final
+from typing import Annotated, Any, Final, Literal, final
 
 import msgspec
 
@@ -34,6 +34,22 @@ EventKind = Literal["create", "edit", "reply", "delete"]
 
 
 @final
+class ScriptedReview(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A review that the script creates at a set time, such as one by a demo couple.
+
+    The random events never edit, reply to or delete it.
+    """
+
+    # Seconds of sandbox time.
+    at: Annotated[float, msgspec.Meta(ge=0)]
+    reviewer: str
+    stars: Annotated[int, msgspec.Meta(ge=1, le=5)] = 5
+    comment: str | None = None
+    # Index of the location: 0 is locations/2001, 1 is locations/2002.
+    location: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
+@final
 class WorldOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The world's contents; the same options always build the same world."""
 
@@ -47,6 +63,8 @@ class WorldOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # Scripted events come every 1 to 2 s from the start until this time (s).
     script_seconds: float = 20.0
     epoch: float = DEFAULT_EPOCH
+    # Created on top of the random script, which they leave unchanged.
+    scripted_reviews: tuple[ScriptedReview, ...] = ()
 
 
 @dataclass(slots=True)
@@ -358,7 +376,34 @@ def _build_script(
     )
     times = _event_times(rng, options.script_seconds)
     kinds = _event_kinds(rng, len(times))
-    return [_plan_event(rng, state, at, kind) for at, kind in zip(times, kinds, strict=True)]
+    script = [_plan_event(rng, state, at, kind) for at, kind in zip(times, kinds, strict=True)]
+    scripted = [
+        _scripted_create(options, index, review, list(locations))
+        for index, review in enumerate(options.scripted_reviews)
+    ]
+    # A stable sort keeps the random events in their order at equal times.
+    return sorted(script + scripted, key=lambda event: event.at)
+
+
+def _scripted_create(
+    options: WorldOptions, index: int, review: ScriptedReview, profiles: list[str]
+) -> ScriptEvent:
+    if review.location >= len(profiles):
+        raise ValueError(
+            f"scripted review {index} names location index {review.location}, but the world "
+            f"has {len(profiles)} locations; use 0 to {len(profiles) - 1} or add extra_locations"
+        )
+    # Its own generator, so the ids of the random script stay as they were.
+    review_id = _review_id(random.Random(f"scripted:{options.seed}:{index}"))
+    return ScriptEvent(
+        at=review.at,
+        kind="create",
+        profile=profiles[review.location],
+        review_id=review_id,
+        reviewer=review.reviewer,
+        stars=review.stars,
+        comment=review.comment,
+    )
 
 
 def _event_times(rng: random.Random, duration: float) -> list[float]:

@@ -4,7 +4,12 @@ Routes, under the sandbox's base URL:
 
 - ``GET /yelp/v3/businesses/{id}/reviews``: the three newest reviews, with
   ``Authorization: Bearer`` and the API key.
-- ``GET|POST /_sandbox/yelp/faults``: this stand-in's faults.
+- ``GET|POST /_sandbox/yelp/faults``: this stand-in's faults; ``daily_limit``
+  (int) sets the calls a UTC day before 429 ``ACCESS_LIMIT_REACHED``.
+
+Every reviews response carries ``RateLimit-DailyLimit``,
+``RateLimit-Remaining`` and ``RateLimit-ResetTime`` (the next midnight UTC),
+counted on the wall clock as Yelp counts them.
 
 The truth lists every review of the world, but only the three newest live
 ones are visible through the API, and ``visible`` marks those.  ``listed``
@@ -26,10 +31,14 @@ import trio
 from plaudit.sandbox.app import Handler, Request, Response, json_response, reset_response
 from plaudit.sandbox.faults import FaultInjector
 from plaudit.sandbox.standin import StandInReview, StandInWorld
+from plaudit.sandbox.usage import CallMeter, yelp_usage_headers
+from plaudit.sandbox.world import DEFAULT_EPOCH
 
 SANDBOX_API_KEY: Final = "sandbox-yelp-key"
 BUSINESS_IDS: Final = ("blush-and-bloom-florist", "harbour-view-venue")
 EXCERPTS: Final = 3
+# Yelp Fusion's free tier: 5,000 calls a day.
+DAILY_LIMIT: Final = 5000
 
 
 def _error(status: int, code: str, description: str) -> Response:
@@ -47,7 +56,12 @@ class YelpStandIn:
     name: Final = "yelp"
 
     def __init__(
-        self, *, seed: int, elapsed: Callable[[], float], script_seconds: float = 20.0
+        self,
+        *,
+        seed: int,
+        elapsed: Callable[[], float],
+        script_seconds: float = 20.0,
+        epoch: float = DEFAULT_EPOCH,
     ) -> None:
         self.world = StandInWorld(
             "yelp",
@@ -55,6 +69,7 @@ class YelpStandIn:
             seed=seed,
             reviews_per_profile=8,
             script_seconds=script_seconds,
+            epoch=epoch,
             # Only arrivals: excerpts show neither edits of older reviews nor deletions.
             event_kinds=("create",),
         )
@@ -62,6 +77,9 @@ class YelpStandIn:
         self.listed: set[str] = set()
         self.faults = FaultInjector(seed=seed)
         self._elapsed = elapsed
+        self.usage = CallMeter(
+            budget=DAILY_LIMIT, window_seconds=86_400.0, clock=time.time, fixed=True
+        )
 
     def __repr__(self) -> str:
         return f"<YelpStandIn {self.world!r}>"
@@ -103,6 +121,15 @@ class YelpStandIn:
         return {"profiles": profiles}
 
     async def _reviews(self, request: Request, match: re.Match[str]) -> Response:
+        if self.usage.used() >= self.usage.budget:
+            response = _error(429, "ACCESS_LIMIT_REACHED", "You've reached the access limit.")
+        else:
+            self.usage.record()
+            response = await self._reviews_page(request, match)
+        headers = yelp_usage_headers(self.usage, now=time.time())
+        return dataclasses.replace(response, headers=response.headers + headers)
+
+    async def _reviews_page(self, request: Request, match: re.Match[str]) -> Response:
         self.world.advance_to(self._elapsed())
         fault = self.faults.decide(listing=True, route="yelp.reviews")
         if fault.latency > 0:
@@ -141,11 +168,19 @@ class YelpStandIn:
         return json_response(200, body)
 
     async def _get_faults(self, request: Request, match: re.Match[str]) -> Response:
-        return json_response(200, msgspec.to_builtins(self.faults.settings))
+        settings = msgspec.to_builtins(self.faults.settings)
+        return json_response(200, {**settings, "daily_limit": self.usage.budget})
 
     async def _set_faults(self, request: Request, match: re.Match[str]) -> Response:
         try:
-            self.faults.update(msgspec.json.decode(request.body, type=dict[str, Any]))
+            changes = msgspec.json.decode(request.body, type=dict[str, Any])
+            limit = changes.pop("daily_limit", self.usage.budget)
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+                return json_response(
+                    400, {"error": f"invalid daily_limit {limit!r}: use 1 or more"}
+                )
+            self.usage.budget = limit
+            self.faults.update(changes)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             return json_response(400, {"error": f"invalid fault settings: {error}"})
         return await self._get_faults(request, match)

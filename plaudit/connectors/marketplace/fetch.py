@@ -12,8 +12,10 @@ default), nothing that robots.txt disallows, and ``If-None-Match`` /
 
 from __future__ import annotations
 
+import random
+import time
 import urllib.robotparser
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final, Literal, final
 from urllib.parse import urlsplit
 
@@ -22,9 +24,19 @@ import msgspec
 import trio
 
 from plaudit import __version__
+from plaudit.config.model import RetryConfig
+from plaudit.connectors.marketplace.errors import BlockedPageError
 from plaudit.connectors.marketplace.page import check_not_blocked, parse_html
 from plaudit.connectors.marketplace.sites import Site
 from plaudit.errors import PlatformError
+from plaudit.reliability.retry import (
+    Failure,
+    Verdict,
+    classify_status,
+    parse_retry_after,
+    platform_failure,
+    retry_call,
+)
 
 DEFAULT_MIN_INTERVAL: Final = 3600.0
 # robots.txt is read again after a day, as crawlers commonly do.
@@ -123,10 +135,18 @@ class StorefrontFetcher:
         contact: str,
         min_interval: float = DEFAULT_MIN_INTERVAL,
         clock: Callable[[], float] = trio.current_time,
+        retry: RetryConfig | None = None,
+        sleep: Callable[[float], Awaitable[None]] = trio.sleep,
+        rng: random.Random | None = None,
     ) -> None:
         self._client = client
         self._agent = user_agent(contact)
         self._clock = clock
+        # None makes one attempt per request, as a RetryConfig with max_attempts = 1 would.
+        self.retry = retry or RetryConfig(max_attempts=1)
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._retries = 0
         self.plan = FetchPlan(min_interval=min_interval)
         self._robots: dict[str, tuple[float, urllib.robotparser.RobotFileParser]] = {}
         self._requests = 0
@@ -146,6 +166,7 @@ class StorefrontFetcher:
             "too_soon": self._skipped,
             "disallowed": self._disallowed,
             "robots_failures": self._robots_failures,
+            "retries": self._retries,
         }
 
     async def fetch(self, url: str, *, site: Site, profile: str) -> FetchResult:
@@ -177,7 +198,7 @@ class StorefrontFetcher:
         headers = {"User-Agent": self._agent, **self.plan.request_headers(profile)}
         # Recorded before sending, so a failed request also waits out the interval.
         self.plan.record(profile, now=now, status=0, headers=httpx.Headers())
-        response = await self._get(url, headers, site=site)
+        response = await self._get(url, headers, site=site, profile=profile)
         self._requests += 1
         self.plan.record(profile, now=now, status=response.status_code, headers=response.headers)
         return self._result(url, response, site=site, profile=profile)
@@ -200,7 +221,7 @@ class StorefrontFetcher:
             )
 
         self.plan.touch(profile, now=now)
-        response = await self._get(url, {"User-Agent": self._agent}, site=site)
+        response = await self._get(url, {"User-Agent": self._agent}, site=site, profile=profile)
         self._requests += 1
         return self._result(url, response, site=site, profile=profile)
 
@@ -235,7 +256,55 @@ class StorefrontFetcher:
             next_allowed_at=next_allowed,
         )
 
-    async def _get(self, url: str, headers: dict[str, str], *, site: Site) -> httpx.Response:
+    async def _get(
+        self, url: str, headers: dict[str, str], *, site: Site, profile: str
+    ) -> httpx.Response:
+        """Request ``url`` with the in-call retries of ``self.retry``; return the last response.
+
+        A retryable status (408, 425, 429, 5xx) is retried unless its body is
+        a bot challenge, which only a later, slower poll may pass.  When the
+        retries run out, the last response is returned for :meth:`_result`.
+        """
+        last: list[httpx.Response] = []
+
+        async def attempt() -> httpx.Response:
+            response = await self._get_once(url, headers, site=site)
+            last[:] = [response]
+            if classify_status(response.status_code) is Verdict.RETRY:
+                self._raise_unless_blocked(response, site=site, profile=profile)
+            return response
+
+        def classify(error: Exception) -> Failure | None:
+            return None if isinstance(error, BlockedPageError) else platform_failure(error)
+
+        def count(_error: Exception, _attempt: int, _delay: float) -> None:
+            self._retries += 1
+
+        try:
+            return await retry_call(
+                attempt,
+                policy=self.retry,
+                what=f"{site.display_name} storefront request to {url}",
+                classify=classify,
+                rng=self._rng,
+                sleep=self._sleep,
+                clock=self._clock,
+                on_retry=count,
+            )
+        except _RetryableStatus:
+            # The retries ran out on a status; _result turns it into the usual error.
+            return last[0]
+
+    def _raise_unless_blocked(self, response: httpx.Response, *, site: Site, profile: str) -> None:
+        text = response.content[:PAGE_MAX_BYTES].decode(response.encoding or "utf-8", "replace")
+        if response.status_code in (403, 429, 503):
+            check_not_blocked(parse_html(text), text, site=site, profile=profile)
+        raise _RetryableStatus(
+            response.status_code,
+            retry_after=parse_retry_after(response.headers.get("retry-after"), now=time.time()),
+        )
+
+    async def _get_once(self, url: str, headers: dict[str, str], *, site: Site) -> httpx.Response:
         try:
             return await self._client.get(url, headers=headers, follow_redirects=True)
         except httpx.HTTPError as error:
@@ -304,6 +373,19 @@ class RobotsUnavailableError(PlatformError):
             f"failed to read {url} ({cause}); no storefront page of the host is requested "
             "until its robots.txt can be read, and the request will be retried later",
             retryable=True,
+        )
+
+
+@final
+class _RetryableStatus(PlatformError):
+    """A retryable HTTP status inside the retry loop; never leaves :class:`StorefrontFetcher`."""
+
+    def __init__(self, status: int, *, retry_after: float | None) -> None:
+        super().__init__(
+            f"HTTP {status}; retried in the call",
+            retryable=True,
+            retry_after=retry_after,
+            status=status,
         )
 
 

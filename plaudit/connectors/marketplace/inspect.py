@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
+from urllib.parse import urlsplit
 
 import msgspec
 
+from plaudit.connectors.marketplace.errors import MarkupDriftError, NotAStorefrontError
 from plaudit.connectors.marketplace.listing import CARD, vendor_cards
 from plaudit.connectors.marketplace.notification import MAX_MESSAGE_BYTES, parse_notification
 from plaudit.connectors.marketplace.page import check_not_blocked, parse_html
-from plaudit.connectors.marketplace.sites import Site, get_site
-from plaudit.connectors.marketplace.storefront import parse_storefront
+from plaudit.connectors.marketplace.sites import (
+    SITES,
+    Site,
+    get_site,
+    page_support,
+    site_for_host,
+)
+from plaudit.connectors.marketplace.storefront import CANONICAL, JSON_LD_VENDOR, parse_storefront
 from plaudit.errors import PlatformError, PlauditError
+
+if TYPE_CHECKING:
+    from selectolax.lexbor import LexborHTMLParser
 
 # Saved pages of the family run to about 1 MB; this leaves room for more.
 MAX_PAGE_BYTES: Final = 20 * 1024 * 1024
@@ -43,13 +54,50 @@ def inspect_storefront(path: str, platform: str) -> dict[str, Any]:
 def _parse_page(html: str, site: Site, path: str) -> dict[str, Any]:
     tree = parse_html(html)
     check_not_blocked(tree, html, site=site, profile=path)
-    if len(tree.css(CARD)) > 1:
-        cards = vendor_cards(tree, site=site, profile=path)
-        return {"platform": site.name, "vendors": msgspec.to_builtins(cards)}
+    _check_page_site(tree, site, path)
+    cards = len(tree.css(CARD))
+    if cards > 1 and not site.listing_pages:
+        raise _unsupported(site, path, f"it looks like a listing page with {cards} vendor cards")
 
-    page = parse_storefront(html, site=site, profile=path)
+    if cards > 1:
+        found = vendor_cards(tree, site=site, profile=path)
+        return {"platform": site.name, "vendors": msgspec.to_builtins(found)}
+
+    try:
+        page = parse_storefront(html, site=site, profile=path)
+    except MarkupDriftError as error:
+        if site.page_source != "json-ld" or error.selector != JSON_LD_VENDOR:
+            raise
+        raise _unsupported(site, path, "its JSON-LD names no vendor") from error
+    except NotAStorefrontError as error:
+        if site.listing_pages:
+            raise
+        raise _unsupported(site, path, "its JSON-LD lists several vendors") from error
+
     result: dict[str, Any] = msgspec.to_builtins(page)
     return {"platform": site.name, **result}
+
+
+def _check_page_site(tree: LexborHTMLParser, site: Site, path: str) -> None:
+    # A page saved from another marketplace names that site in its canonical
+    # URL, and parsing it with the wrong site's rules would only report drift.
+    link = tree.css_first(CANONICAL)
+    url = (link.attributes.get("href") or "").strip() if link is not None else ""
+    other = site_for_host(urlsplit(url).hostname or "") if url else None
+    if other is not None and other is not site:
+        raise PlauditError(
+            f"saved page {path} is a {other.display_name} page (canonical URL {url}), not a "
+            f"{site.display_name} one. Run again with --platform {other.name}"
+        )
+
+
+def _unsupported(site: Site, path: str, reason: str) -> PlauditError:
+    listing_sites = ", ".join(sorted(item.name for item in SITES.values() if item.listing_pages))
+    return PlauditError(
+        f"saved page {path} cannot be read as a {site.display_name} page because {reason}. "
+        f"{page_support(site)}. Save the vendor's own page with its JSON-LD scripts, or read "
+        f"listing pages with --platform set to one of: {listing_sites}"
+    )
 
 
 def inspect_notification(path: str) -> dict[str, Any]:

@@ -51,7 +51,12 @@ _REVIEWER_PATTERNS: Final = (
         rf"({_NAME})[ \t]+(?:has[ \t]+)?(?:left you a(?: new)? review|wrote (?:you )?a review"
         r"|just reviewed you|reviewed you)"
     ),
-    re.compile(rf"new review from[ \t]+({_NAME})", re.IGNORECASE),
+    # The lookahead ends the lazy name at punctuation, " on <site>" or the line's end,
+    # so "a new review from Sophie & James." yields both names.
+    re.compile(
+        rf"new review from[ \t]+({_NAME})(?=[ \t]*(?:[.!,:;]|$)|[ \t]+on[ \t])",
+        re.IGNORECASE | re.MULTILINE,
+    ),
 )
 # "4/5", "4 out of 5", "4 de 5" (es, pt), "4 sur 5" (fr), "4 su 5" (it).
 _RATING: Final = re.compile(r"(\d(?:[.,]\d)?)\s*(?:/|out of|of|de|sur|su)\s*5\b", re.IGNORECASE)
@@ -319,7 +324,9 @@ def _first_match(patterns: tuple[re.Pattern[str], ...], text: str) -> str:
     for pattern in patterns:
         match = pattern.search(text)
         if match is not None:
-            return " ".join(match[1].split()).rstrip(",")
+            name = " ".join(match[1].split()).rstrip(",")
+            # A sentence's full stop after a name goes, but an initial keeps its dot ("Marta G.").
+            return re.sub(r"(\w\w)\.$", r"\1", name)
     return ""
 
 
@@ -338,7 +345,8 @@ def _sent_date(
     site: Site, message: EmailMessage, forwarded: dict[str, str], text: str
 ) -> date | None:
     # The original notice's date, not the date it was forwarded or quoted.
-    candidates = [forwarded.get("date", "")]
+    # Outlook writes the forwarded notice's date as "Sent:".
+    candidates = [forwarded.get("date", ""), forwarded.get("sent", "")]
     attribution = _ATTRIBUTION.search(text)
     if attribution is not None:
         candidates.append(attribution[1])

@@ -4,8 +4,8 @@ The WeddingWire family (WeddingWire, The Knot, Hitched, Bodas.net,
 Mariages.net, Matrimonio.com, Casamentos, WeddingWire India) runs one
 platform with one markup, so one parser serves all of them.  What differs is
 the domain, the language of dates, the day/month order and the review window.
-Zola, Bridebook and Easy Weddings have their own markup and reach Plaudit
-through notification e-mails and imports.
+Zola, Bridebook and Easy Weddings have their own markup: their vendor pages
+are read from the schema.org JSON-LD alone, and they have no listing parser.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Final, Literal, final
 import msgspec
 
 Family = Literal["weddingwire", "zola", "bridebook", "easyweddings"]
+PageSource = Literal["markup", "json-ld"]
 
 # Month names by language, January first; matching uses the first three
 # letters after accents are removed, and accepts the longer forms too.
@@ -68,6 +69,11 @@ class Site(msgspec.Struct, frozen=True, kw_only=True):
     review_link_template: str = "{storefront_url}#reviews"
     # The vendor dashboard page where replies are written.
     dashboard_url: str = ""
+    # The source of a vendor page's data.  "markup" tries the JSON-LD first and
+    # falls back to the family's selectors, and "json-ld" reads the JSON-LD only.
+    page_source: PageSource = "markup"
+    # True where listing (search result) pages can be read as vendor cards.
+    listing_pages: bool = True
 
 
 def _family_site(
@@ -91,6 +97,35 @@ def _family_site(
     )
 
 
+def _json_ld_site(name: Family, display_name: str, domain: str, *, day_first: bool = True) -> Site:
+    # NOTE: no saved vendor page of these sites was available, so their JSON-LD
+    # is read by the schema.org vocabulary alone.  The dashboard URL is the
+    # site's home page until the vendor area's address is confirmed.
+    return Site(
+        name=name,
+        display_name=display_name,
+        family=name,
+        domain=domain,
+        language="en",
+        day_first=day_first,
+        dashboard_url=f"https://{domain}/",
+        page_source="json-ld",
+        listing_pages=False,
+    )
+
+
+def page_support(site: Site) -> str:
+    """Describe which pages of ``site`` Plaudit reads, for error messages."""
+    if site.page_source == "markup":
+        return f"{site.display_name} listing and vendor pages are read from JSON-LD or markup"
+
+    return (
+        f"{site.display_name} vendor pages are read from their schema.org JSON-LD only "
+        "(an object such as a LocalBusiness with aggregateRating and review); listing pages "
+        "are not read, and mailbox and import modes need no page"
+    )
+
+
 # NOTE: review links point at the storefront's reviews section.  The family's
 # dedicated "write a review" form takes a vendor id that only the vendor
 # dashboard shows, so a configured review_link overrides this default.
@@ -107,28 +142,9 @@ SITES: Final[dict[str, Site]] = {
         ),
         _family_site("casamentos", "Casamentos", "www.casamentos.pt", "pt", window=TWO_YEARS_DAYS),
         _family_site("weddingwire_india", "WeddingWire India", "www.weddingwire.in", "en"),
-        Site(
-            name="zola",
-            display_name="Zola",
-            family="zola",
-            domain="www.zola.com",
-            language="en",
-            day_first=False,
-        ),
-        Site(
-            name="bridebook",
-            display_name="Bridebook",
-            family="bridebook",
-            domain="bridebook.com",
-            language="en",
-        ),
-        Site(
-            name="easyweddings",
-            display_name="Easy Weddings",
-            family="easyweddings",
-            domain="www.easyweddings.com.au",
-            language="en",
-        ),
+        _json_ld_site("zola", "Zola", "www.zola.com", day_first=False),
+        _json_ld_site("bridebook", "Bridebook", "bridebook.com"),
+        _json_ld_site("easyweddings", "Easy Weddings", "www.easyweddings.com.au"),
     )
 }  # fmt: skip
 

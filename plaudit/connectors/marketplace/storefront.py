@@ -1,10 +1,13 @@
-"""Storefront (vendor) pages of the WeddingWire family.
+"""Storefront (vendor) pages of the marketplaces.
 
 The schema.org JSON-LD of the page is read first: a ``LocalBusiness`` with
-its ``AggregateRating`` and ``Review`` items.  A page without JSON-LD falls
-back to the markup selectors below.  A URL that now lands on a listing page
-(the site redirects a removed vendor to search results) raises
-NotAStorefrontError instead of reporting a vendor without reviews.
+its ``AggregateRating`` and ``Review`` items.  On the WeddingWire family's
+sites a page without JSON-LD falls back to the markup selectors below.  On
+Zola, Bridebook and Easy Weddings (``page_source`` "json-ld") such a page
+raises MarkupDriftError naming the missing JSON-LD object.  A URL that now
+lands on a listing page (the site redirects a removed vendor to search
+results) raises NotAStorefrontError instead of reporting a vendor without
+reviews.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from plaudit.connectors.marketplace.page import (
     scalar_text,
     type_names,
 )
-from plaudit.connectors.marketplace.sites import Site, parse_site_date
+from plaudit.connectors.marketplace.sites import Site, page_support, parse_site_date
 
 if TYPE_CHECKING:
     from selectolax.lexbor import LexborHTMLParser, LexborNode
@@ -51,6 +54,8 @@ REVIEW_TEXT: Final = ".storefrontReviewsTile__description"
 REVIEW_REPLY: Final = ".storefrontReviewsTile__reply"
 # The standard next-page link of a paginated review list, in the head or the body.
 NEXT_PAGE: Final = 'link[rel="next"], a[rel="next"]'
+# The JSON-LD object that names a vendor on sites read from JSON-LD alone.
+JSON_LD_VENDOR: Final = "JSON-LD object with aggregateRating or review, such as a LocalBusiness"
 
 
 def parse_storefront(html: str, *, site: Site, profile: str) -> Storefront:
@@ -70,6 +75,9 @@ def parse_storefront(html: str, *, site: Site, profile: str) -> Storefront:
 
 def _parse_vendor_page(tree: LexborHTMLParser, *, site: Site, profile: str) -> Storefront:
     businesses = [item for item in json_ld_objects(tree) if _is_vendor(item)]
+    if site.page_source == "json-ld":
+        return _from_json_ld_only(businesses, tree, site=site, profile=profile)
+
     tiles = len(tree.css(CARD))
     if len(businesses) > 1 or tiles > 1:
         raise NotAStorefrontError(
@@ -87,6 +95,23 @@ def _parse_vendor_page(tree: LexborHTMLParser, *, site: Site, profile: str) -> S
         return msgspec.structs.replace(page, reviews=reviews, source="json-ld+markup")
 
     return _from_markup(tree, site=site, profile=profile)
+
+
+def _from_json_ld_only(
+    businesses: list[dict[str, Any]], tree: LexborHTMLParser, *, site: Site, profile: str
+) -> Storefront:
+    if len(businesses) > 1:
+        raise NotAStorefrontError(site=site.display_name, profile=profile, vendors=len(businesses))
+
+    if not businesses:
+        raise MarkupDriftError(
+            site=site.display_name,
+            profile=profile,
+            selector=JSON_LD_VENDOR,
+            problem=f"the page has no vendor in its JSON-LD. {page_support(site)}",
+        )
+
+    return _from_json_ld(businesses[0], tree, site=site, profile=profile)
 
 
 def _is_vendor(item: dict[str, Any]) -> bool:

@@ -22,6 +22,7 @@ from plaudit.messaging.deliverability.monitor import (
     suppression_counts,
     thresholds_of,
 )
+from plaudit.messaging.event_rules import CampaignRulesSource, no_rules
 
 if TYPE_CHECKING:
     from plaudit.daemon.app import Daemon
@@ -36,17 +37,19 @@ def deliverability_children(
     *,
     state_dir: Path,
     settings: Callable[[], DeliverabilityConfig] | None = None,
+    rules: CampaignRulesSource = no_rules,
 ) -> list[tuple[str, StartFunction]]:
     """Return the deliverability tasks to supervise: the monitor, and the mailbox when set.
 
     ``settings`` returns the current ``[deliverability]`` table (the daemon's,
-    after reloads); without it the tasks keep ``config``'s.
+    after reloads); without it the tasks keep ``config``'s.  ``rules`` returns
+    the campaigns that a complaint or hard bounce in the mailbox stops.
     """
     current = settings or (lambda: config.deliverability)
     monitor = DeliverabilityMonitor(journal, current)
     children: list[tuple[str, StartFunction]] = [("deliverability", monitor.start)]
     bounces = build_bounce_actor(
-        config.deliverability, journal, state_dir=state_dir, settings=current
+        config.deliverability, journal, state_dir=state_dir, settings=current, rules=rules
     )
     if bounces is not None:
         children.append((bounces.name, bounces.start))

@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 
 _INSERT_EVENT = """
 INSERT INTO message_events (address, domain, kind, status, provider, provider_event_id,
-                            message_id, occurred_at, recorded_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            message_id, occurred_at, recorded_at, url)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT DO NOTHING
 RETURNING id
 """
@@ -85,6 +85,7 @@ def record_event(
             message_id,
             event.at,
             tx.now,
+            event.url,
         ),
     ).fetchone()
     if row is None:

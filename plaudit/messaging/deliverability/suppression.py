@@ -46,6 +46,8 @@ class MessageEvent(msgspec.Struct, frozen=True, kw_only=True):
     status: str | None = None
     provider: str | None = None
     message_id: str | None = None
+    # The clicked link of a click event, as the provider reported it.
+    url: str | None = None
 
 
 @final

@@ -1,0 +1,237 @@
+"""Listings that resume at the page where an interrupted one stopped.
+
+Each page's reviews and the next page's cursor are committed as the page is
+read, so a sync cut short by a failing page starts the next job at that
+page.  The stand-ins log the page of every listing request, over real
+loopback HTTP, on a virtual clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from plaudit.actors.listing import ListingActor, ListingSource, listing_cursor, sync_job
+from plaudit.actors.sources import FacebookSource, TrustpilotSource
+from plaudit.config.model import (
+    BreakerConfig,
+    FacebookConfig,
+    FacebookPage,
+    RetryConfig,
+    TrustpilotBusinessUnit,
+    TrustpilotConfig,
+)
+from plaudit.connectors.facebook import facebook_client
+from plaudit.connectors.trustpilot import trustpilot_client
+from plaudit.errors import PlatformError
+from plaudit.journal import AsyncJournal, Journal
+from plaudit.reviews.model import Review
+from plaudit.reviews.store import apply_snapshot, load_reviews
+from plaudit.sandbox import SandboxOptions, serve_sandbox
+from plaudit.sandbox import facebook as fb_sandbox
+from plaudit.sandbox import trustpilot as tp_sandbox
+
+UNIT = tp_sandbox.UNIT_IDS[0]
+PAGE = fb_sandbox.PAGE_IDS[0]
+# One attempt a call, so a failing page fails the sync at once.
+ONE_ATTEMPT = RetryConfig(max_attempts=1)
+
+
+class FailingPage(httpx.AsyncBaseTransport):
+    """Forwards requests over loopback HTTP, but fails the listing page ``page`` while set."""
+
+    def __init__(self, page: str) -> None:
+        self.page = page
+        self.failing = True
+        self._inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.failing and request.url.params.get("page") == self.page:
+            raise httpx.ConnectError("connection refused by the test", request=request)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@pytest.fixture
+async def base_url(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> AsyncIterator[str]:
+    url: str = await nursery.start(serve_sandbox, SandboxOptions(seed=5, script_seconds=0))
+    yield url
+
+
+@pytest.fixture
+async def journal(tmp_path: Path) -> AsyncIterator[AsyncJournal]:
+    opened = Journal.open(tmp_path / "journal.sqlite3", instance="resume-1")
+    async with trio.open_nursery() as nursery:
+        async_journal = AsyncJournal(opened)
+        await nursery.start(async_journal.run)
+        yield async_journal
+        nursery.cancel_scope.cancel()
+    opened.close()
+
+
+def trustpilot_source(base_url: str, transport: httpx.AsyncBaseTransport) -> TrustpilotSource:
+    config = TrustpilotConfig(
+        api_base=f"{base_url}/trustpilot/v1",
+        token_url=f"{base_url}/trustpilot/v1/oauth/oauth-business-users-for-applications/accesstoken",
+        api_key=tp_sandbox.SANDBOX_API_KEY,
+        api_secret=tp_sandbox.SANDBOX_API_SECRET,
+        page_size=5,
+        retry=ONE_ATTEMPT,
+        business_units=[TrustpilotBusinessUnit(business_unit_id=UNIT)],
+    )
+    client = trustpilot_client(
+        config, api_secret=tp_sandbox.SANDBOX_API_SECRET, transport=transport
+    )
+    return TrustpilotSource(config, client)
+
+
+def facebook_source(base_url: str) -> FacebookSource:
+    config = FacebookConfig(
+        api_base=f"{base_url}/facebook/v19.0",
+        page_size=5,
+        retry=ONE_ATTEMPT,
+        pages=[FacebookPage(page_id=PAGE, access_token=fb_sandbox.SANDBOX_PAGE_TOKEN)],
+    )
+    client = facebook_client(config, page_tokens={PAGE: fb_sandbox.SANDBOX_PAGE_TOKEN})
+    return FacebookSource(config, client)
+
+
+def listing_actor(journal: AsyncJournal, source: ListingSource) -> ListingActor:
+    return ListingActor(
+        journal, source, sync_interval=300.0, breaker=BreakerConfig(), lease_seconds=60.0
+    )
+
+
+async def run_sync(journal: AsyncJournal, actor: ListingActor, profile: str, slot: int) -> None:
+    """Claim one sync job of ``profile`` and run it as the actor's loop does; raise its error."""
+    await journal.enqueue(**sync_job(actor.name, profile, slot=slot, interval=300.0))
+    (job,) = await journal.claim(actor.name, kinds=actor.kinds)
+    effects = await actor.handle(job)
+    await journal.complete(job.id, effects)
+
+
+async def logged_pages(base_url: str, platform: str, field: str) -> list[str]:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"{base_url}/_sandbox/{platform}/requests")
+    response.raise_for_status()
+    pages: list[str] = response.json()[field]
+    return pages
+
+
+async def stored_cursor(journal: AsyncJournal, platform: str, profile: str) -> str | None:
+    return await journal.transaction(lambda tx: tx.get_cursor(platform, listing_cursor(profile)))
+
+
+def phantom_review(platform: str, profile: str) -> Review:
+    """Return a review the platform never lists, as if it was deleted there."""
+    return Review(
+        platform=platform,
+        profile=profile,
+        review_id="phantom-1",
+        stars=5,
+        text="Lovely flowers.",
+        author="A. Couple",
+        created_at="2025-01-01T00:00:00.000Z",
+        updated_at="2025-01-01T00:00:00.000Z",
+    )
+
+
+async def store_phantom(journal: AsyncJournal, platform: str, profile: str) -> None:
+    review = phantom_review(platform, profile)
+    await journal.transaction(
+        lambda tx: apply_snapshot(
+            tx, platform=platform, profile=profile, reviews=[review], complete=False
+        )
+    )
+
+
+async def phantom_deleted(journal: AsyncJournal, platform: str, profile: str) -> bool:
+    reviews = await journal.transaction(
+        lambda tx: load_reviews(tx, platform, profile, include_deleted=True)
+    )
+    (phantom,) = [review for review in reviews if review.review_id == "phantom-1"]
+    return phantom.deleted_at is not None
+
+
+async def test_interrupted_listing_resumes_at_page_3(base_url: str, journal: AsyncJournal) -> None:
+    transport = FailingPage("3")
+    actor = listing_actor(journal, trustpilot_source(base_url, transport))
+
+    with pytest.raises(PlatformError):
+        await run_sync(journal, actor, UNIT, slot=1)
+    assert await logged_pages(base_url, "trustpilot", "page") == ["1", "2"]
+    assert await stored_cursor(journal, "trustpilot", UNIT) == "3"
+
+    transport.failing = False
+    await run_sync(journal, actor, UNIT, slot=2)
+    assert await logged_pages(base_url, "trustpilot", "page") == ["1", "2", "3", "4", "5", "6"]
+    await actor.source.aclose()
+
+
+async def test_pages_before_failure_are_stored(base_url: str, journal: AsyncJournal) -> None:
+    actor = listing_actor(journal, trustpilot_source(base_url, FailingPage("3")))
+
+    with pytest.raises(PlatformError):
+        await run_sync(journal, actor, UNIT, slot=1)
+
+    reviews = await journal.transaction(lambda tx: load_reviews(tx, "trustpilot", UNIT))
+    # Two pages of five.
+    assert len(reviews) == 10
+    await actor.source.aclose()
+
+
+async def test_completed_listing_clears_cursor(base_url: str, journal: AsyncJournal) -> None:
+    transport = FailingPage("3")
+    actor = listing_actor(journal, trustpilot_source(base_url, transport))
+    with pytest.raises(PlatformError):
+        await run_sync(journal, actor, UNIT, slot=1)
+    transport.failing = False
+
+    await run_sync(journal, actor, UNIT, slot=2)
+    assert await stored_cursor(journal, "trustpilot", UNIT) == ""
+
+    # The next listing starts at the first page again.
+    await run_sync(journal, actor, UNIT, slot=3)
+    assert (await logged_pages(base_url, "trustpilot", "page"))[6] == "1"
+    await actor.source.aclose()
+
+
+async def test_resumed_listing_infers_no_deletion(base_url: str, journal: AsyncJournal) -> None:
+    await store_phantom(journal, "trustpilot", UNIT)
+    transport = FailingPage("3")
+    actor = listing_actor(journal, trustpilot_source(base_url, transport))
+    with pytest.raises(PlatformError):
+        await run_sync(journal, actor, UNIT, slot=1)
+    transport.failing = False
+
+    await run_sync(journal, actor, UNIT, slot=2)
+    assert not await phantom_deleted(journal, "trustpilot", UNIT)
+
+    # A whole listing from the first page may, and does.
+    await run_sync(journal, actor, UNIT, slot=3)
+    assert await phantom_deleted(journal, "trustpilot", UNIT)
+    await actor.source.aclose()
+
+
+async def test_rejected_cursor_restarts_at_first_page(
+    base_url: str, journal: AsyncJournal, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An expired or foreign cursor, which the stand-in rejects with Graph error code 100.
+    await journal.transaction(lambda tx: tx.set_cursor("facebook", listing_cursor(PAGE), "zz"))
+    actor = listing_actor(journal, facebook_source(base_url))
+
+    with caplog.at_level(logging.WARNING, logger="plaudit.actors.listing"):
+        await run_sync(journal, actor, PAGE, slot=1)
+
+    pages = await logged_pages(base_url, "facebook", "after")
+    assert pages[:2] == ["zz", ""]
+    assert any(record.message == "listing.resume_rejected" for record in caplog.records)
+    assert await stored_cursor(journal, "facebook", PAGE) == ""
+    await actor.source.aclose()
