@@ -176,7 +176,9 @@ async def test_actor_stores_every_page(sandbox: str, tmp_path: Path) -> None:
     opened = Journal.open(tmp_path / "journal.sqlite3")
     journal = AsyncJournal(opened, window=0.0)
     profile = sandbox_profile(sandbox, "willow-barn", "Willow Barn")
-    profile = msgspec.structs.replace(profile, storefront_url=paged_url(sandbox, "willow-barn"))
+    profile = msgspec.structs.replace(
+        profile, storefront_url=paged_url(sandbox, "willow-barn"), max_pages=10
+    )
     config = MarketplaceConfig(profiles=[profile], page_delay=0.01)
     async with trio.open_nursery() as nursery:
         await nursery.start(journal.run)

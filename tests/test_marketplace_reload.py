@@ -88,7 +88,7 @@ async def test_reload_applies_mode_and_url(tmp_path: Path) -> None:
             assert list((tmp_path / "mail" / "new").iterdir())
 
             second = marketplace_table(base_url, tmp_path, storefront="paged/willow-barn.htm")
-            second += 'modes = ["storefront", "mailbox"]\n'
+            second += 'modes = ["storefront", "mailbox"]\nmax_pages = 5\n'
             dirs.write_config(base_url, sync_interval=1.0, extra=second)
             reloaded = await trio.to_thread.run_sync(ctl, dirs, "--json", "reload")
             assert reloaded.returncode == 0, reloaded.stderr
