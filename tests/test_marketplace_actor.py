@@ -375,6 +375,24 @@ async def test_verify_ok_and_mismatch(sandbox: str, journal: AsyncJournal) -> No
     assert monitor.state_of("hitched", "willow-barn/verify") is HealthState.HEALTHY
 
 
+async def test_verify_respects_robots_txt(sandbox: str, journal: AsyncJournal) -> None:
+    private = sandbox_profile(
+        sandbox,
+        "hidden",
+        "The Willow Barn",
+        storefront_url=f"{sandbox}/marketplace/private/willow-barn.htm",
+    )
+    actor = MarketplaceActor(
+        journal, HITCHED, MarketplaceConfig(profiles=[private]), lease_seconds=30.0
+    )
+
+    verification = await actor.verify("hidden")
+
+    assert verification.state == "blocked"
+    assert "robots.txt" in verification.problems[0]
+    assert actor.fetcher.statistics()["requests"] == 0
+
+
 async def test_every_synced_storefront_is_verified(sandbox: str, journal: AsyncJournal) -> None:
     config = MarketplaceConfig(
         profiles=[

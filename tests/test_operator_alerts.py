@@ -12,11 +12,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
+import msgspec
 import pytest
 import trio
 
 from plaudit.actors.base import Actor
-from plaudit.actors.notifier import build_notifier
+from plaudit.actors.notifier import NotifierActor, build_notifier
 from plaudit.actors.operator import OperatorAlertActor, build_alert_actor
 from plaudit.alerts import ALERT_JOB, raise_alert, resolve_alert
 from plaudit.config.model import (
@@ -33,7 +34,11 @@ from plaudit.daemon.ctl import ctl_main
 from plaudit.errors import PlatformError
 from plaudit.journal import AsyncJournal, Job, Journal
 from plaudit.messaging.operator_alerts import check_operator
+from plaudit.messaging.sms import TwilioClient
 from plaudit.sandbox.smtp import Outcome, SmtpSink
+from plaudit.sandbox.twilio import AUTH_TOKEN, TwilioStandIn
+from plaudit.sandbox.twilio import Outcome as TwilioOutcome
+from tests.test_sms import sms_config
 
 VENDOR = VendorConfig(
     name="Willow Studio",
@@ -289,3 +294,51 @@ async def test_alert_resolved_before_send_says_so(tmp_path: Path) -> None:
     body = test.sink.messages[0].parsed().get_content()
     assert "resolved: " in body
     assert "before this message was sent" in body
+
+
+async def send_alert_with_texts(
+    tmp_path: Path, *script: TwilioOutcome
+) -> tuple[Bench, TwilioStandIn]:
+    stand_in = TwilioStandIn(script=script)
+    async with bench(tmp_path) as test, trio.open_nursery() as nursery:
+        base_url = await nursery.start(stand_in.serve)
+        config = msgspec.structs.replace(
+            make_config(test.port, operators=["ops@willow.example"]),
+            operator=OperatorConfig(email=["ops@willow.example"], sms=["+13125550142"]),
+        )
+        await test.raise_one()
+        notifier = notifier_for(config, test.facade)
+        assert isinstance(notifier, NotifierActor)
+        notifier.channels.sms = TwilioClient(sms_config(base_url), AUTH_TOKEN)
+        job = await test.claim()
+        effects = await notifier.handle(job)
+        await test.facade.complete(job.id, effects)
+        await notifier.channels.sms.aclose()
+        nursery.cancel_scope.cancel()
+    return test, stand_in
+
+
+async def test_alert_texted_and_mailed(tmp_path: Path) -> None:
+    test, stand_in = await send_alert_with_texts(tmp_path)
+
+    (text,) = stand_in.messages
+    assert text.to == "+13125550142"
+    assert text.body.startswith("Plaudit critical alert: google is down")
+    assert len(test.sink.messages) == 1
+
+
+async def test_failed_text_still_mails(tmp_path: Path) -> None:
+    test, stand_in = await send_alert_with_texts(tmp_path, "invalid_number")
+
+    assert stand_in.messages == []
+    assert len(test.sink.messages) == 1
+
+
+def test_check_operator_rejects_bad_number() -> None:
+    config = msgspec.structs.replace(
+        make_config(25, operators=[]), operator=OperatorConfig(sms=["0770 090"])
+    )
+    found = [".".join(map(str, path)) + ": " + text for path, text in check_operator(config)]
+
+    assert any(line.startswith("operator.sms.0: invalid phone number") for line in found)
+    assert any("alert texts need an [sms] table" in line for line in found)

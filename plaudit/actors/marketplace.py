@@ -424,6 +424,18 @@ class MarketplaceActor(Actor):
         )
 
     async def _verify_page(self, profile: MarketplaceProfile) -> Verification:
+        # An operator's check is still a crawl: robots.txt applies to it too.
+        if not await self.fetcher.robots_allow(profile.storefront_url):
+            return Verification(
+                platform=self.site.name,
+                profile=profile.profile_id,
+                state="blocked",
+                vendor=None,
+                problems=[
+                    f"robots.txt of {urlsplit(profile.storefront_url).hostname} disallows "
+                    f"{profile.storefront_url}; use mailbox or import mode for this profile"
+                ],
+            )
         headers = {"User-Agent": user_agent(self.config.contact or DEFAULT_CONTACT)}
         try:
             response = await self._client.get(

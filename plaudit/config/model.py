@@ -793,6 +793,9 @@ class OperatorConfig(Strict, kw_only=True, frozen=True):
     email: list[str] = msgspec.field(default_factory=list)
     # Sender of alert e-mail; empty uses [vendor] from_address.
     from_address: str = ""
+    # Phone numbers (E.164) that also receive each new alert as a text
+    # through [sms], once the e-mail has gone out or when there is none.
+    sms: list[str] = msgspec.field(default_factory=list)
 
 
 class Config(Strict, kw_only=True, frozen=True):

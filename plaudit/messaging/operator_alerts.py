@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import email.utils
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from typing import Final, final
+from typing import TYPE_CHECKING, Final, final
 
 import msgspec
 
@@ -26,6 +26,12 @@ from plaudit.errors import PlatformError
 from plaudit.journal import AsyncJournal, Job
 from plaudit.messaging.email import SendError, SmtpSender
 from plaudit.metrics import OPERATOR_ALERTS_SENT
+
+if TYPE_CHECKING:
+    from plaudit.messaging.sms import TwilioClient
+
+# Texts are short: the summary is cut to this many characters.
+MAX_ALERT_TEXT: Final = 300
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +101,11 @@ class AlertMailer:
     def __init__(self, config: Config, sender: SmtpSender | None) -> None:
         self.config = config
         self.sender = sender
+        # Returns the notifier's current Twilio client, or None without [sms].
+        self.sms_source: Callable[[], TwilioClient | None] = lambda: None
         self._sent = 0
         self._listed = 0
+        self._texted = 0
 
     def __repr__(self) -> str:
         return f"<AlertMailer to={len(self.config.operator.email)} sent={self._sent}>"
@@ -121,7 +130,10 @@ class AlertMailer:
 
         recipients = self.config.operator.email
         sender = alert_sender_address(self.config)
+        texted = await self._text(alert)
         if not recipients or self.sender is None or not sender:
+            if texted:
+                return
             self._listed += 1
             OPERATOR_ALERTS_SENT.labels(outcome="listed").inc()
             log.info(
@@ -153,6 +165,33 @@ class AlertMailer:
         OPERATOR_ALERTS_SENT.labels(outcome="sent").inc()
         log.info("alert.sent", extra={"alert": alert.id, "recipients": len(recipients)})
 
+    async def _text(self, alert: Alert) -> bool:
+        """Text the alert to ``[operator] sms``; return True when at least one text went out.
+
+        A text is sent once, before the e-mail, and never retried: a failed
+        text is logged, and the e-mail and `plaudit ctl alerts` still carry
+        the alert.  So an e-mail retry never repeats a text.
+        """
+        numbers = self.config.operator.sms
+        client = self.sms_source()
+        if not numbers or client is None:
+            return False
+        body = f"Plaudit {alert.severity} alert: {alert.summary}"[:MAX_ALERT_TEXT]
+        sent = 0
+        for number in numbers:
+            try:
+                await client.send(number, body)
+            except PlatformError as error:
+                OPERATOR_ALERTS_SENT.labels(outcome="text_failed").inc()
+                log.warning("alert.text_failed", extra={"alert": alert.id, "error": str(error)})
+                continue
+            sent += 1
+        if sent:
+            self._texted += sent
+            OPERATOR_ALERTS_SENT.labels(outcome="texted").inc()
+            log.info("alert.texted", extra={"alert": alert.id, "numbers": sent})
+        return sent > 0
+
 
 def check_operator(config: Config) -> Iterator[tuple[KeyPath, str]]:
     """Yield config problems of ``[operator]``: invalid addresses, no SMTP or sender."""
@@ -171,6 +210,14 @@ def check_operator(config: Config) -> Iterator[tuple[KeyPath, str]]:
             yield (
                 ("operator", "from_address"),
                 f"invalid e-mail address {operator.from_address!r}: {error}",
+            )
+    if operator.sms and config.sms is None:
+        yield ("operator", "sms"), "alert texts need an [sms] table; add it or remove sms"
+    for index, number in enumerate(operator.sms):
+        if not number.startswith("+") or not number[1:].isdigit() or not 8 <= len(number) <= 16:
+            yield (
+                ("operator", "sms", index),
+                f"invalid phone number {number!r}: write it in E.164 form, such as +447700900123",
             )
     if not operator.email:
         return

@@ -169,6 +169,13 @@ class StorefrontFetcher:
             "retries": self._retries,
         }
 
+    async def robots_allow(self, url: str) -> bool:
+        """Return whether the host's robots.txt lets Plaudit fetch ``url``.
+
+        Raises RobotsUnavailableError when the robots.txt cannot be read.
+        """
+        return await self._robots_allow(url, self._clock())
+
     async def fetch(self, url: str, *, site: Site, profile: str) -> FetchResult:
         """Fetch one storefront page unless it is too soon or robots.txt disallows it.
 
