@@ -145,6 +145,6 @@ async def test_push_job_targets_review_or_lists(
     if known:
         assert "targeted" in modes
     else:
-        # Google no longer has the review: only a complete listing may say it is deleted.
+        # Google no longer has the review, and only a complete listing may mark it deleted.
         assert "targeted" not in modes
         assert any(mode in ("full", "incremental") for mode in modes)

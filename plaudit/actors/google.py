@@ -348,7 +348,7 @@ class GoogleActor(Actor):
         return record
 
     async def _fetch_one(self, account: str, location: str, review_id: str) -> Effects | None:
-        """Fetch the one review a push names and store it; None asks for a listing instead.
+        """Fetch and store the one review a push names, or return None to list the location.
 
         A review the push names but Google no longer has (404) may have been
         deleted, which only a complete listing may conclude, so that case

@@ -204,7 +204,7 @@ class NotifierActor(Actor):
         # Signs unsubscribe links; without it each request gets a random token.
         self.unsubscribe_tokens: UnsubscribeTokens | None = None
         self.alerts = AlertMailer(config, sender)
-        # Alert texts use whichever Twilio client the notifier holds now.
+        # Alert texts use the notifier's current Twilio client, which a reload replaces.
         self.alerts.sms_source = lambda: self.channels.sms
         self._apply_config(config)
         # SMS and push senders; build_notifier replaces these with the configured ones.

@@ -393,8 +393,8 @@ class MarketplaceProfile(Strict, kw_only=True, frozen=True):
     poll_interval: Seconds = 3600.0
     # mode "storefront": review pages read per poll, the first included,
     # following the pages' next-page links; 1 reads only the first page.
-    # One request per poll by default, so a storefront gets at most one page
-    # request per poll_interval; raise it to read a backlog over more pages.
+    # One page request per poll_interval by default.  Raise it to read a
+    # backlog spread over several pages.
     max_pages: Annotated[int, msgspec.Meta(ge=1, le=50)] = 1
     # Accept a storefront_url on any host (the sandbox on loopback).
     allow_any_host: bool = False

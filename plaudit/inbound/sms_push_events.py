@@ -153,7 +153,7 @@ def map_google(body: bytes) -> list[InboundEvent]:
             type="platform.push",
             platform="google",
             profile=str(location),
-            # Only a well-formed review name asks for a targeted fetch.
+            # Only a well-formed review name leads to a targeted fetch.
             review=review if _REVIEW_ID.fullmatch(review) else None,
             provider_event_id=str(message["messageId"]),
             occurred_at=iso_seconds(published, "Pub/Sub publishTime"),

@@ -1,12 +1,13 @@
 """Confirming Amazon SNS subscriptions on the operator's word.
 
 The listener stores a SubscriptionConfirmation once its signature checks out,
-but never follows its SubscribeURL by itself: the operator first checks the
-topic, then runs ``plaudit ctl inbound confirm ID``.  The URL must be https on
-an SNS endpoint (``sns.REGION.amazonaws.com``, the region matching the
-TopicArn's) or on a host listed in ``[inbound.ses] confirm_hosts``, and carry
-the ``ConfirmSubscription`` action for the stored topic, so a signed message
-can never aim Plaudit at any other address.
+but never follows its SubscribeURL by itself.  The operator first checks the
+topic, then runs ``plaudit ctl inbound --confirm ID``.
+
+The URL must be https on an SNS endpoint in the TopicArn's region
+(``sns.REGION.amazonaws.com``) or on a host listed in ``[inbound.ses]
+confirm_hosts``.  It must also carry the ``ConfirmSubscription`` action for
+the stored topic, so a signed message cannot aim Plaudit at another address.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from plaudit.journal import AsyncJournal
 
 log = logging.getLogger(__name__)
 
-# Seconds for the GET of a SubscribeURL; SNS answers at once.
+# Seconds allowed for the GET of a SubscribeURL.
 CONFIRM_TIMEOUT: Final = 15.0
-# An answer larger than this is not a ConfirmSubscriptionResponse.
+# Bytes of the response that are read; a ConfirmSubscriptionResponse is far smaller.
 MAX_ANSWER_BYTES: Final = 64 * 1024
 _SNS_HOST: Final = re.compile(r"sns\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?")
 _PENDING: Final = (
@@ -78,11 +79,13 @@ def subscription_arn(answer: bytes) -> str:
     try:
         root = SafeElementTree.fromstring(answer)
     except Exception as error:
-        raise ControlError(f"SNS answered with something that is not XML ({error})") from error
+        raise ControlError(f"the SNS response is not XML ({error})") from error
     for element in root.iter():
         if element.tag.rsplit("}", 1)[-1] == "SubscriptionArn" and element.text:
             return element.text.strip()
-    raise ControlError("SNS answered without a SubscriptionArn; check the topic in the AWS console")
+    raise ControlError(
+        "the SNS response is without a SubscriptionArn; check the topic in the AWS console"
+    )
 
 
 async def confirm(
@@ -107,7 +110,7 @@ async def confirm(
     answer = response.content[:MAX_ANSWER_BYTES]
     if response.status_code != 200:
         raise ControlError(
-            f"SNS answered HTTP {response.status_code} to the confirmation of {topic}; "
+            f"SNS responded with HTTP {response.status_code} to the confirmation of {topic}; "
             "the link expires after three days: ask SNS to resend it, or use the AWS console"
         )
     arn = subscription_arn(answer)
