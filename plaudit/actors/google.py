@@ -15,6 +15,13 @@ stops after the first page whose oldest review was updated before the newest
 stored update time minus ``incremental_overlap``.  An incremental listing is
 partial, so it never marks reviews deleted; the next full listing does.
 
+A full listing commits each page's reviews with the token of the next page
+(the ``listing:<profile>`` sync cursor), so a listing cut short by a crash or
+a failing page resumes at that page in the next job.  A resumed listing lacks
+the pages read before, so it infers no deletions and does not count as a
+full listing: the next sync lists from the first page again.  Google returns
+400 for a page token it no longer accepts, and the listing then starts over.
+
 A vendor reply made in Google's dashboard sets the reply's own updateTime,
 and Google does not document that it changes the review's updateTime, so an
 incremental sync may never reach it.  Full listings bound the delay: a full
@@ -42,16 +49,17 @@ import msgspec
 import trio
 
 from plaudit.actors.base import Actor, ChildContext, Effects
+from plaudit.actors.listing import listing_cursor
 from plaudit.config.model import GoogleConfig, GoogleLocation
 from plaudit.connectors.google import GoogleClient, ReviewPage
-from plaudit.errors import PlatformError
+from plaudit.errors import PlatformError, ReconnectRequiredError
 from plaudit.journal import AsyncJournal, Job, Journal, Tx
 from plaudit.reliability.breaker import CircuitBreaker
 from plaudit.reliability.monitor import PlatformHealthMonitor
 from plaudit.reliability.reconcile import ProfileListing, confirmed_listing
 from plaudit.reviews.model import Review, format_timestamp
 from plaudit.reviews.replies import REPLY_KIND, post_reply
-from plaudit.reviews.store import apply_snapshot
+from plaudit.reviews.store import SyncOutcome, apply_snapshot, delete_absent
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +124,13 @@ class PageArrived(msgspec.Struct, frozen=True):
     page: ReviewPage
 
 
-def begin(profile: str, *, stop_before: str | None = None) -> tuple[SyncState, FetchPage]:
-    return SyncState(profile=profile, stop_before=stop_before), FetchPage(token=None)
+def begin(
+    profile: str, *, stop_before: str | None = None, resume: str | None = None
+) -> tuple[SyncState, FetchPage]:
+    """Start a listing at the first page, or at the page that the token ``resume`` names."""
+    tokens = frozenset({resume}) if resume else frozenset()
+    state = SyncState(profile=profile, stop_before=stop_before, tokens=tokens)
+    return state, FetchPage(token=resume or None)
 
 
 def incremental_mark(
@@ -318,21 +331,31 @@ class GoogleActor(Actor):
                 return targeted
         began = time.time()
         stop_before = await self._incremental_mark(profile, now=began)
-        finish = await self._confirmed_list(account, location, stop_before=stop_before)
+        # What the committed pages of a full listing changed.
+        pages = SyncOutcome()
+        finish = await self._confirmed_list(account, location, stop_before=stop_before, tally=pages)
         next_job = self._next_job(account, location)
         mode = "full" if stop_before is None else "incremental"
 
         def record(tx: Tx) -> None:
-            outcome = apply_snapshot(
-                tx,
-                platform="google",
-                profile=profile,
-                reviews=finish.reviews,
-                complete=finish.complete,
-            )
-            if stop_before is None and finish.complete:
-                # The listing's start, so changes made while it ran count as unseen.
-                tx.set_cursor("google", FULL_SYNC_CURSOR.format(profile=profile), repr(began))
+            if stop_before is None:
+                # Every page is stored already; only the deletions remain.
+                outcome = pages
+                if finish.complete:
+                    present = {review.review_id for review in finish.reviews}
+                    outcome.deleted += delete_absent(
+                        tx, platform="google", profile=profile, present=present
+                    )
+                    # The listing's start, so changes made while it ran count as unseen.
+                    tx.set_cursor("google", FULL_SYNC_CURSOR.format(profile=profile), repr(began))
+            else:
+                outcome = apply_snapshot(
+                    tx,
+                    platform="google",
+                    profile=profile,
+                    reviews=finish.reviews,
+                    complete=finish.complete,
+                )
             log.info(
                 "google.synced",
                 extra={
@@ -405,12 +428,16 @@ class GoogleActor(Actor):
         )
 
     async def _confirmed_list(
-        self, account: str, location: str, *, stop_before: str | None = None
+        self, account: str, location: str, *, stop_before: str | None, tally: SyncOutcome
     ) -> Finish:
-        """List the location; list it again when the first listing implies deletions."""
+        """List the location; list it again when the first listing implies deletions.
+
+        A full listing commits each page as it arrives and adds what the page
+        changed to ``tally``.
+        """
 
         async def list_once() -> ProfileListing:
-            finish = await self._list(account, location, stop_before=stop_before)
+            finish = await self._list(account, location, stop_before=stop_before, tally=tally)
             return ProfileListing(reviews=finish.reviews, complete=finish.complete)
 
         confirmed = await confirmed_listing(
@@ -421,16 +448,79 @@ class GoogleActor(Actor):
         )
         return Finish(reviews=confirmed.reviews, complete=confirmed.complete)
 
-    async def _list(self, account: str, location: str, *, stop_before: str | None = None) -> Finish:
+    async def _list(
+        self, account: str, location: str, *, stop_before: str | None, tally: SyncOutcome
+    ) -> Finish:
+        """List the location; a full listing resumes where an interrupted one stopped."""
+        profile = f"{account}/{location}"
+        if stop_before is not None:
+            state, first = begin(profile, stop_before=stop_before)
+            return await self._follow_pages(account, location, state, first, tally=None)
+
+        cursor = listing_cursor(profile)
+        resume = await self.journal.transaction(lambda tx: tx.get_cursor("google", cursor))
+        if resume:
+            log.info("google.listing_resumed", extra={"profile": profile})
+            state, first = begin(profile, resume=resume)
+            try:
+                finish = await self._follow_pages(account, location, state, first, tally=tally)
+            except PlatformError as error:
+                if (
+                    error.retryable
+                    or error.status != 400
+                    or isinstance(error, ReconnectRequiredError)
+                ):
+                    raise
+                # Page tokens may expire; a rejected one means a fresh start.
+                log.warning(
+                    "google.resume_rejected", extra={"profile": profile, "error": str(error)}
+                )
+                await self.journal.transaction(lambda tx: tx.set_cursor("google", cursor, ""))
+            else:
+                return Finish(reviews=finish.reviews, complete=False)
+
+        state, first = begin(profile)
+        return await self._follow_pages(account, location, state, first, tally=tally)
+
+    async def _follow_pages(
+        self,
+        account: str,
+        location: str,
+        state: SyncState,
+        action: FetchPage | Finish,
+        *,
+        tally: SyncOutcome | None,
+    ) -> Finish:
+        """Request pages until :func:`decide` finishes.
+
+        With a ``tally``, each page is committed as it arrives and what it
+        changed is added to the tally.
+        """
         client = await self._current_client()
-        state, first = begin(f"{account}/{location}", stop_before=stop_before)
-        action: FetchPage | Finish = first
         while isinstance(action, FetchPage):
             page = await client.list_reviews_page(
                 account, location, page_token=action.token, page_size=self.config.page_size
             )
             state, action = decide(state, PageArrived(page))
+            if tally is not None:
+                following = action.token if isinstance(action, FetchPage) else None
+                tally.add(await self._commit_page(state.profile, page, following))
         return action
+
+    async def _commit_page(
+        self, profile: str, page: ReviewPage, following: str | None
+    ) -> SyncOutcome:
+        """Store one page's reviews and the token of the page that follows, in one transaction."""
+        # A page that names a review twice keeps its last copy, as decide() does.
+        reviews = list({review.review_id: review for review in page.reviews}.values())
+
+        def commit(tx: Tx) -> SyncOutcome:
+            tx.set_cursor("google", listing_cursor(profile), following or "")
+            return apply_snapshot(
+                tx, platform="google", profile=profile, reviews=reviews, complete=False
+            )
+
+        return await self.journal.transaction(commit)
 
     def _next_job(self, account: str, location: str) -> dict[str, Any] | None:
         """Return the next slot's job, or None when the location is no longer configured."""

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
 import msgspec
@@ -104,6 +104,11 @@ class SyncOutcome(msgspec.Struct, kw_only=True):
     restored: int = 0
     unchanged: int = 0
 
+    def add(self, other: SyncOutcome) -> None:
+        """Add the counts of ``other``, a later snapshot of the same sync."""
+        for name in self.__struct_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
 
 def load_reviews(
     source: SupportsExecute,
@@ -154,14 +159,23 @@ def apply_snapshot(
 
     if complete:
         present = {review.review_id for review in reviews}
-        live = tx.execute(_LIVE_IDS, (platform, profile)).fetchall()
-        missing = sorted(row[0] for row in live if row[0] not in present)
-        deleted_rows = _load_by_ids(tx, platform, missing)
-        for review_id in missing:
-            _mark_deleted(tx, deleted_rows[review_id])
-            outcome.deleted += 1
+        outcome.deleted += delete_absent(tx, platform=platform, profile=profile, present=present)
 
     return outcome
+
+
+def delete_absent(tx: Tx, *, platform: str, profile: str, present: Collection[str]) -> int:
+    """Mark deleted the profile's stored live reviews whose ids ``present`` lacks.
+
+    This is the deletion step of a complete snapshot whose reviews were
+    already applied, page by page.  Returns how many reviews it marked.
+    """
+    live = tx.execute(_LIVE_IDS, (platform, profile)).fetchall()
+    missing = sorted(row[0] for row in live if row[0] not in present)
+    deleted_rows = _load_by_ids(tx, platform, missing)
+    for review_id in missing:
+        _mark_deleted(tx, deleted_rows[review_id])
+    return len(missing)
 
 
 def _check_snapshot(platform: str, profile: str, reviews: Sequence[Review]) -> None:
