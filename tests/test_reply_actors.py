@@ -90,7 +90,12 @@ def google_actor(base_url: str, journal: AsyncJournal, *, edits_per_minute: int 
     return GoogleActor(journal, config, client, lease_seconds=LEASE)
 
 
-def listing_actor(platform: str, base_url: str, journal: AsyncJournal) -> Actor:
+def listing_actor(
+    platform: str,
+    base_url: str,
+    journal: AsyncJournal,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Actor:
     source: FacebookSource | TrustpilotSource
     if platform == "facebook":
         page_id = fb_sandbox.PAGE_IDS[0]
@@ -100,7 +105,8 @@ def listing_actor(platform: str, base_url: str, journal: AsyncJournal) -> Actor:
             sync_interval=3600.0,
         )
         tokens = {page_id: fb_sandbox.SANDBOX_PAGE_TOKEN}
-        source = FacebookSource(facebook, facebook_client(facebook, page_tokens=tokens))
+        client = facebook_client(facebook, page_tokens=tokens, transport=transport)
+        source = FacebookSource(facebook, client)
     else:
         trustpilot = TrustpilotConfig(
             api_base=f"{base_url}/trustpilot/v1",
@@ -110,8 +116,10 @@ def listing_actor(platform: str, base_url: str, journal: AsyncJournal) -> Actor:
             business_units=[TrustpilotBusinessUnit(business_unit_id=tp_sandbox.UNIT_IDS[0])],
             sync_interval=3600.0,
         )
-        client = trustpilot_client(trustpilot, api_secret=trustpilot.api_secret)
-        source = TrustpilotSource(trustpilot, client)
+        tp_client = trustpilot_client(
+            trustpilot, api_secret=trustpilot.api_secret, transport=transport
+        )
+        source = TrustpilotSource(trustpilot, tp_client)
     return ListingActor(
         journal,
         source,
@@ -317,4 +325,50 @@ async def test_reply_5xx_retries_through_journal(base_url: str, tmp_path: Path) 
     assert error is not None
     assert "503" in error
     assert await route_count(base_url, "reviews.reply") == 2
+    assert len(replied_events(path, target[0].review_id)) == 1
+
+
+class LostCommentResponse(httpx.AsyncBaseTransport):
+    """Forwards requests over loopback HTTP; the first comment POST arrives, its response not."""
+
+    def __init__(self) -> None:
+        self.lost = 0
+        self._inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if request.method == "POST" and request.url.path.endswith("/comments") and not self.lost:
+            await response.aclose()
+            self.lost += 1
+            raise httpx.ReadError("connection reset by the test", request=request)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def test_facebook_reply_lost_response_posts_once(base_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    transport = LostCommentResponse()
+    target: list[Review] = []
+
+    async def body(running: Running) -> None:
+        target.extend(unreplied(path, "facebook"))
+        await running.queue(f"facebook:{target[0].review_id}", "Thank you both!")
+        await trio.sleep(30.0)
+
+    await run_actor(
+        path, lambda writer: listing_actor("facebook", base_url, writer, transport), body
+    )
+
+    async with httpx.AsyncClient() as http:
+        posted = (await http.get(f"{base_url}/_sandbox/facebook/requests")).json()["comments"]
+    # Facebook created the comment on the first attempt; the retry found it there.
+    assert transport.lost == 1
+    assert list(posted.values()) == [1]
+    [(state, attempts, error)] = reply_jobs(path)
+    assert (state, attempts) == ("succeeded", 2)
+    assert error is not None
+    after = {review.review_id: review for review in stored(path, "facebook")}
+    assert after[target[0].review_id].reply_text == "Thank you both!"
     assert len(replied_events(path, target[0].review_id)) == 1

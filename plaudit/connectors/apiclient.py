@@ -134,14 +134,18 @@ class ApiClient:
         params: dict[str, str | int] | None = None,
         json: dict[str, Any] | None = None,
         data: dict[str, str] | None = None,
+        retries: bool = True,
     ) -> _T:
         """Send a call with in-call retries and return the parsed body.
 
         Each attempt first waits for the limiter, outside the attempt
         timeout.  ``what`` in messages is "METHOD url" without the query,
-        which may carry credentials.
+        which may carry credentials.  ``retries=False`` makes one attempt,
+        for a request that must not be sent twice before the caller has
+        checked whether the first one took effect.
         """
         what = f"{method} {url}"
+        policy = self.retry if retries else msgspec.structs.replace(self.retry, max_attempts=1)
 
         async def attempt() -> _T:
             extra = await headers() if headers is not None else None
@@ -164,7 +168,7 @@ class ApiClient:
         await self._wait_for_quota()
         return await call_with_retry(
             attempt,
-            policy=self.retry,
+            policy=policy,
             what=what,
             rng=self._rng,
             sleep=back_off,

@@ -507,8 +507,11 @@ class FacebookClient:
     async def reply(self, page_id: str, story_id: str, text: str) -> str:
         """Post the vendor's reply as a comment on the rating's story; return the comment id.
 
-        NOTE: a comment POST is not idempotent, so callers check the story's
-        comments (the listing's ``reply_text``) before posting again.
+        A comment POST is not idempotent: a POST whose response was lost, or
+        one sent just before a crash, may have created the comment.  So the
+        story's comments are read first, and a comment of the Page with the
+        same text is taken as the reply.  The POST itself is sent once, and
+        a failed one is retried by the job, which reads the comments again.
         """
         check_page_id(page_id)
         if not _STORY_ID.fullmatch(story_id) or story_id.startswith("derived-"):
@@ -521,6 +524,11 @@ class FacebookClient:
                 f"invalid reply of {len(text)} characters: write 1 to {MAX_REPLY_CHARS}"
             )
 
+        existing = await self.page_comment(page_id, story_id, text)
+        if existing is not None:
+            log.info("facebook.reply_exists", extra={"page_id": page_id, "comment": existing})
+            return existing
+
         def parse(data: bytes) -> str:
             return decode_json(data, _CommentCreated, "comment", PLATFORM).id
 
@@ -532,7 +540,41 @@ class FacebookClient:
             inspect=raise_for_graph_error,
             hint="check that the token has pages_manage_engagement",
             data={"message": text},
+            retries=False,
         )
+
+    async def page_comment(self, page_id: str, story_id: str, text: str) -> str | None:
+        """Return the id of the Page's newest comment on the story with exactly ``text``, or None.
+
+        Reads the newest 100 comments, which include any reply posted moments ago.
+        """
+        check_page_id(page_id)
+
+        def parse(data: bytes) -> _Comments:
+            return decode_json(data, _Comments, "comments", PLATFORM)
+
+        params: dict[str, str | int] = {
+            "fields": "id,from,message,created_time",
+            "order": "reverse_chronological",
+            "limit": 100,
+        }
+        comments = await self._api.call(
+            "GET",
+            f"{self._api_base}/{story_id}/comments",
+            parse,
+            headers=self._headers_for(page_id),
+            inspect=raise_for_graph_error,
+            hint="check that the token has pages_read_engagement",
+            params=params,
+        )
+        for comment in comments.data:
+            if (
+                comment.from_ is not None
+                and comment.from_.id == page_id
+                and comment.message == text
+            ):
+                return comment.id
+        return None
 
 
 def facebook_client(

@@ -258,9 +258,9 @@ async def post_reply(journal: AsyncJournal, job: Job, post: PostReply) -> Callab
         )
 
     if stored.reply_text == request.text:
-        # Already on the platform (a Facebook comment POST is not idempotent).
-        # NOTE: a crash between the POST and the commit leaves no stored reply,
-        # so the retry posts a second Facebook comment.
+        # Already on the platform, as a sync saw it.  A reply posted just
+        # before a crash is not stored yet; the Facebook connector then finds
+        # the comment on the story before it posts another.
         log.info("reply.already_posted", extra={"job": job.id, "review": request.review_id})
         replied_at = stored.reply_updated_at
     else:

@@ -7,12 +7,15 @@ Routes, under the sandbox's base URL (``{v}`` is a Graph version such as v19.0):
   error code 12, as Facebook does since the edge was deprecated.
 - ``POST /facebook/{v}/{story-id}/comments``: the Page's reply (form field
   ``message``).
+- ``GET /facebook/{v}/{story-id}/comments``: the story's comments, which is
+  the Page's reply when it has one.
 - ``GET|POST /_sandbox/facebook/faults``: read or change this stand-in's
   faults; ``cursor_loop`` (bool) makes every page return the same cursor,
   and ``call_budget`` (int) sets the calls a day that count as 100 % in
   the usage headers.
 - ``GET /_sandbox/facebook/requests``: the ``after`` cursor of each ratings
-  request, oldest first ("" for a first page), up to the last 1,000.
+  request, oldest first ("" for a first page), up to the last 1,000, and
+  the number of comments posted on each story (``comments``).
 
 Every ratings response carries ``X-App-Usage`` and
 ``X-Business-Use-Case-Usage`` in Graph's JSON format, from the calls of the
@@ -108,6 +111,8 @@ class FacebookStandIn:
         self.usage = CallMeter(budget=CALL_BUDGET, window_seconds=86_400.0, clock=elapsed)
         # The ``after`` cursor of each ratings request.
         self.page_requests: collections.deque[str] = collections.deque(maxlen=_LOGGED_REQUESTS)
+        # Comments posted, by story id; the world keeps only the latest one.
+        self.comment_posts: collections.Counter[str] = collections.Counter()
 
     def __repr__(self) -> str:
         return f"<FacebookStandIn {self.world!r} faults={self.faults!r}>"
@@ -130,6 +135,12 @@ class FacebookStandIn:
                 re.compile(rf"^/facebook/{_VERSION}/(\w+)/comments$"),
                 "fb.comment",
                 self._comment,
+            ),
+            (
+                "GET",
+                re.compile(rf"^/facebook/{_VERSION}/(\w+)/comments$"),
+                "fb.comments",
+                self._comments,
             ),
             ("GET", re.compile(r"^/_sandbox/facebook/faults$"), "fb.faults", self._get_faults),
             ("POST", re.compile(r"^/_sandbox/facebook/faults$"), "fb.faults", self._set_faults),
@@ -279,7 +290,20 @@ class FacebookStandIn:
         review = self.world.post_reply(page_id, f"fa{serial}", message)
         if review is None:
             return graph_error(404, 100, f"Object with ID '{match[3]}' does not exist")
+        self.comment_posts[match[3]] += 1
         return json_response(200, {"id": f"{match[3]}_c1"})
+
+    async def _comments(self, request: Request, match: re.Match[str]) -> Response:
+        _, early = await self._preamble(request, route="fb.comments")
+        if early is not None:
+            return early
+
+        page_id, _, serial = match[3].partition("_")
+        review = self.world.find(page_id, f"fa{serial}")
+        if review is None:
+            return graph_error(404, 100, f"Object with ID '{match[3]}' does not exist")
+        story = self._rating(page_id, review)["open_graph_story"]
+        return json_response(200, story.get("comments", {"data": []}))
 
     async def _get_faults(self, request: Request, match: re.Match[str]) -> Response:
         settings = msgspec.to_builtins(self.faults.settings)
@@ -287,7 +311,8 @@ class FacebookStandIn:
         return json_response(200, {**settings, **extra})
 
     async def _get_requests(self, request: Request, match: re.Match[str]) -> Response:
-        return json_response(200, {"after": list(self.page_requests)})
+        body = {"after": list(self.page_requests), "comments": dict(self.comment_posts)}
+        return json_response(200, body)
 
     async def _set_faults(self, request: Request, match: re.Match[str]) -> Response:
         try:
