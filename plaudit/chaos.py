@@ -107,7 +107,7 @@ from plaudit.chaos_storefront import (
     storefront_plan,
     storefront_settings_at,
 )
-from plaudit.daemon.control import request
+from plaudit.daemon.control_client import request
 from plaudit.demo import (
     MARKETPLACE_SITE,
     DemoError,

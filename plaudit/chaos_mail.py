@@ -24,7 +24,7 @@ from typing import Final, final
 import trio
 
 from plaudit.chaos_figures import read_request_steps, request_figures
-from plaudit.daemon.control import request
+from plaudit.daemon.control_client import request
 from plaudit.errors import ControlError
 from plaudit.sandbox.smtp import Outcome, SmtpSink
 

@@ -22,7 +22,7 @@ import httpx
 import msgspec
 import trio
 
-from plaudit.daemon.control import request
+from plaudit.daemon.control_client import request
 from plaudit.errors import ControlError, PlauditError
 from plaudit.reviews.model import Review
 from plaudit.reviews.store import load_reviews

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from plaudit.config import load_config
-from plaudit.daemon.control import InvalidArgument
+from plaudit.daemon.control_wire import InvalidArgument
 from plaudit.errors import ConfigError
 from plaudit.inbound.mapping import NotDeliveryEvent
 from plaudit.inbound.sms_push_events import map_twilio

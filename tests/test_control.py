@@ -17,22 +17,21 @@ import pytest
 import trio
 import trio.testing
 
-from plaudit.daemon.control import (
-    MAX_REQUEST_LINE,
-    ControlResponseError,
-    ControlServer,
-    InvalidArgument,
-    LineBuffer,
-    LineTooLongError,
+from plaudit.daemon.control import ControlServer, serve_control
+from plaudit.daemon.control_client import request, request_stream, request_sync
+from plaudit.daemon.control_peers import (
     PeerCredentials,
-    UnknownCommand,
     default_peer_policy,
     peer_allowed,
     read_supplementary_groups,
-    request,
-    request_stream,
-    request_sync,
-    serve_control,
+)
+from plaudit.daemon.control_wire import (
+    MAX_REQUEST_LINE,
+    ControlResponseError,
+    InvalidArgument,
+    LineBuffer,
+    LineTooLongError,
+    UnknownCommand,
 )
 from plaudit.errors import ControlError, PlauditError
 

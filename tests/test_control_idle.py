@@ -14,7 +14,8 @@ import pytest
 import trio
 import trio.testing
 
-from plaudit.daemon.control import ControlServer, request, serve_control
+from plaudit.daemon.control import ControlServer, serve_control
+from plaudit.daemon.control_client import request
 from tests.support import DaemonDirs, ctl, open_daemon, stop_daemon, wait_for
 
 # More than the daemon's 64 control connections.

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import trio
 
-from plaudit.daemon.control import InvalidArgument, serve_control
+from plaudit.daemon.control import serve_control
+from plaudit.daemon.control_wire import InvalidArgument
 from plaudit.daemon.ctl import ctl_main, default_socket_path, format_table
 from plaudit.errors import PlauditError
 

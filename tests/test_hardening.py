@@ -23,12 +23,8 @@ import trio
 
 from plaudit.config import load_config
 from plaudit.daemon.commands import CommandHandler
-from plaudit.daemon.control import (
-    InvalidArgument,
-    UnknownCommand,
-    decode_response,
-    serve_control,
-)
+from plaudit.daemon.control import serve_control
+from plaudit.daemon.control_wire import InvalidArgument, UnknownCommand, decode_response
 from plaudit.daemon.platforms import build_platform_actors
 from plaudit.daemon.supervisor import ChildContext
 from plaudit.demo import demo_config

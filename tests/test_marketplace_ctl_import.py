@@ -14,7 +14,8 @@ import pytest
 import trio
 
 from plaudit.daemon.commands import CommandHandler
-from plaudit.daemon.control import InvalidArgument, serve_control
+from plaudit.daemon.control import serve_control
+from plaudit.daemon.control_wire import InvalidArgument
 from plaudit.daemon.ctl import ctl_main
 from plaudit.journal import AsyncJournal, Journal
 

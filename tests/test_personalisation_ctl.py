@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from plaudit.config.model import CampaignConfig, CampaignStep, Config, VendorConfig
-from plaudit.daemon.control import InvalidArgument
+from plaudit.daemon.control_wire import InvalidArgument
 from plaudit.daemon.ctl import build_parser, render, request_args
 from plaudit.journal import AsyncJournal, Journal, Tx
 from plaudit.messaging.couples import Couple, store_couples

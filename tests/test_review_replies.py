@@ -9,7 +9,7 @@ import msgspec
 import pytest
 import trio
 
-from plaudit.daemon.control import InvalidArgument
+from plaudit.daemon.control_wire import InvalidArgument
 from plaudit.daemon.ctl import build_parser, request_args
 from plaudit.errors import ControlError
 from plaudit.journal import AsyncJournal, Journal

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from plaudit.actors.webhooks import WebhookActor
-from plaudit.daemon.control import InvalidArgument
+from plaudit.daemon.control_wire import InvalidArgument
 from plaudit.journal import AsyncJournal, Journal
 from plaudit.webhooks.control import webhook_commands
 from plaudit.webhooks.endpoints import Endpoint

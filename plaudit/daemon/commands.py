@@ -13,7 +13,7 @@ import msgspec
 
 from plaudit.actors.marketplace import find_profile_actor
 from plaudit.alerts_ctl import alert_commands
-from plaudit.daemon.control import InvalidArgument, UnknownCommand
+from plaudit.daemon.control_wire import InvalidArgument, UnknownCommand
 from plaudit.errors import ConfigError, ControlError, JobNotFoundError, PlatformError
 from plaudit.inbound.control import inbound_commands
 from plaudit.journal import Job, JobState

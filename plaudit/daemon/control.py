@@ -11,8 +11,9 @@ iterable ends, which sends ``{"ok": true, "result": null, "id": 7, "more":
 false}``, or until the client disconnects.  Lines that the client sends while
 such a stream is open are discarded.
 
-Peers are checked with SO_PEERCRED (Linux): root, the daemon's own user, the
-configured uids and members of the configured gids may connect.
+Peers are checked by :mod:`plaudit.daemon.control_peers`; the line format is
+in :mod:`plaudit.daemon.control_wire`, and the clients are in
+:mod:`plaudit.daemon.control_client`.
 
 A connection must send its first request within ``first_request_timeout``
 seconds and each later one within ``idle_timeout``.  When every connection
@@ -29,8 +30,6 @@ import logging
 import os
 import socket
 import stat
-import struct
-import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -40,13 +39,31 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, final
 
 import msgspec
 import trio
 
+from plaudit.daemon.control_peers import (
+    PeerPolicy,
+    default_peer_policy,
+    read_peer_credentials,
+)
+from plaudit.daemon.control_wire import (
+    MAX_REQUEST_LINE,
+    RECEIVE_SIZE,
+    BadRequestError,
+    ControlRequest,
+    ErrorCode,
+    InvalidArgument,
+    LineBuffer,
+    LineTooLongError,
+    UnknownCommand,
+    encode_error,
+    encode_result,
+    parse_request,
+)
 from plaudit.errors import ControlError, PlauditError
 
 logger = logging.getLogger(__name__)
@@ -54,12 +71,6 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 """Runs one command: ``(command, args) -> JSON-able result`` or an async iterable of them."""
 
-PeerPolicy = Callable[["PeerCredentials"], bool]
-
-MAX_REQUEST_LINE = 64 * 1024
-# Responses such as a long job list are far larger than any request.
-MAX_RESPONSE_LINE = 64 * 1024 * 1024
-RECEIVE_SIZE = 64 * 1024
 # sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_SOCKET_PATH_BYTES = 107
 # Errors from accept() that mean the process is out of descriptors or memory:
@@ -70,291 +81,6 @@ ACCEPT_RETRY_SECONDS = 0.1
 # backlog has room.  A connect that does not complete within this time is
 # taken to mean a live server with a full backlog.
 PROBE_TIMEOUT_SECONDS = 1.0
-
-_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder()
-
-
-class ErrorCode(StrEnum):
-    """The ``error.code`` values a response can carry."""
-
-    BAD_REQUEST = "bad_request"
-    UNKNOWN_COMMAND = "unknown_command"
-    INVALID_ARGUMENT = "invalid_argument"
-    PERMISSION_DENIED = "permission_denied"
-    FAILED = "failed"
-    INTERNAL = "internal"
-
-
-class InvalidArgument(ControlError):
-    """An invalid argument of a known command, raised by a handler."""
-
-
-class UnknownCommand(ControlError):
-    """A command that the handler does not implement, raised by the handler."""
-
-
-class ControlResponseError(ControlError):
-    """An error response from the daemon; ``code`` is an `ErrorCode` value."""
-
-    def __init__(self, message: str, *, code: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@final
-class ControlTimeoutError(ControlError):
-    """The daemon sent no response in time, but it may still be running the command."""
-
-    def __init__(self, message: str, *, command: str, timeout: float) -> None:
-        super().__init__(message)
-        self.command = command
-        self.timeout = timeout
-
-
-class LineTooLongError(ControlError):
-    """A line exceeded the maximum length before its newline arrived."""
-
-
-class _BadRequestError(ControlError):
-    def __init__(self, message: str, request_id: Any = None) -> None:
-        super().__init__(message)
-        self.request_id = request_id
-
-
-@final
-class LineBuffer:
-    """Bytes received so far, split into newline-terminated lines of bounded length.
-
-    After an over-long line the buffer discards input up to the next newline,
-    so the lines after it are read normally.
-    """
-
-    def __init__(self, max_line: int) -> None:
-        self._max_line = max_line
-        self._buffer = bytearray()
-        self._discarding = False
-
-    def __repr__(self) -> str:
-        return f"<LineBuffer buffered={len(self._buffer)} max_line={self._max_line}>"
-
-    def feed(self, data: bytes) -> None:
-        self._buffer += data
-
-    def next_line(self) -> bytes | None:
-        """Remove and return the next complete line without its newline, or None.
-
-        Raises LineTooLongError once for each line longer than the maximum.
-        """
-        if self._discarding and not self._skip_to_newline():
-            return None
-
-        end = self._buffer.find(b"\n", 0, self._max_line + 1)
-        if end >= 0:
-            line = bytes(self._buffer[:end])
-            del self._buffer[: end + 1]
-            return line
-
-        if len(self._buffer) <= self._max_line:
-            return None
-
-        self._discarding = True
-        self._skip_to_newline()
-        raise LineTooLongError(f"line is longer than {self._max_line} bytes")
-
-    def _skip_to_newline(self) -> bool:
-        end = self._buffer.find(b"\n")
-        if end < 0:
-            self._buffer.clear()
-            return False
-
-        del self._buffer[: end + 1]
-        self._discarding = False
-        return True
-
-
-# -- wire format --------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ControlRequest:
-    """One decoded request line."""
-
-    command: str
-    args: dict[str, Any]
-    id: str | int | None = None
-
-
-def encode_request(
-    command: str, args: dict[str, Any] | None = None, request_id: Any = None
-) -> bytes:
-    """Encode one request line, newline included."""
-    request: dict[str, Any] = {"command": command, "args": args or {}}
-    if request_id is not None:
-        request["id"] = request_id
-    return _encoder.encode(request) + b"\n"
-
-
-def parse_request(line: bytes) -> ControlRequest:
-    """Decode one request line, raising _BadRequestError with the reason."""
-    try:
-        data = _decoder.decode(line)
-    except msgspec.DecodeError as exc:
-        message = f"request is not valid JSON ({exc}); send one JSON object per line"
-        raise _BadRequestError(message) from exc
-    except RecursionError as exc:
-        # Deeply nested arrays exhaust the decoder's stack before the line limit.
-        message = "request nests too deeply; send a flat JSON object per line"
-        raise _BadRequestError(message) from exc
-
-    if not isinstance(data, dict):
-        raise _BadRequestError(
-            f'request must be a JSON object such as {{"command": "status"}}, got {_json_type(data)}'
-        )
-
-    request_id = data.get("id")
-    if isinstance(request_id, bool) or not isinstance(request_id, str | int | None):
-        raise _BadRequestError(f'"id" must be a string or an integer, got {_json_type(request_id)}')
-
-    command = data.get("command")
-    if not isinstance(command, str) or not command:
-        message = 'request has no "command" string; send e.g. {"command": "status"}'
-        raise _BadRequestError(message, request_id)
-
-    args = data.get("args")
-    if args is None:
-        args = {}
-    if not isinstance(args, dict):
-        raise _BadRequestError(f'"args" must be a JSON object, got {_json_type(args)}', request_id)
-
-    return ControlRequest(command=command, args=args, id=request_id)
-
-
-def encode_result(result: Any, request_id: Any, *, more: bool | None = None) -> bytes:
-    """Encode a success response line; ``more`` marks the lines of a stream."""
-    response: dict[str, Any] = {"ok": True, "result": result, "id": request_id}
-    if more is not None:
-        response["more"] = more
-    return _encoder.encode(response) + b"\n"
-
-
-def encode_error(code: ErrorCode, message: str, request_id: Any) -> bytes:
-    """Encode an error response line."""
-    response = {"ok": False, "error": {"code": str(code), "message": message}, "id": request_id}
-    return _encoder.encode(response) + b"\n"
-
-
-def decode_response(line: bytes, *, command: str) -> tuple[Any, bool | None]:
-    """Decode a response line into ``(result, more)``, raising ControlError for errors."""
-    try:
-        data = _decoder.decode(line)
-    except msgspec.DecodeError as exc:
-        raise ControlError(f"the daemon sent an invalid response to {command!r}: {exc}") from exc
-    except RecursionError as exc:
-        raise ControlError(f"the response to {command!r} nests too deeply to decode") from exc
-
-    if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
-        raise ControlError(f'the daemon sent a response to {command!r} without an "ok" field')
-
-    if not data["ok"]:
-        error = data.get("error")
-        if not isinstance(error, dict):
-            error = {}
-        message = str(error.get("message", f"{command!r} failed without a message"))
-        raise ControlResponseError(message, code=str(error.get("code", ErrorCode.INTERNAL)))
-
-    more = data.get("more")
-    return data.get("result"), more if isinstance(more, bool) else None
-
-
-def _json_type(value: Any) -> str:
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
-    return names.get(type(value), "number")
-
-
-# -- peer credentials ---------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PeerCredentials:
-    """The process on the other end of a connection, as the kernel reports it."""
-
-    pid: int
-    uid: int
-    gid: int
-
-
-def peer_allowed(
-    uid: int,
-    gid: int,
-    groups: Sequence[int],
-    *,
-    daemon_uid: int,
-    allowed_uids: Sequence[int],
-    allowed_gids: Sequence[int],
-) -> bool:
-    """Return whether a peer may use the control socket.
-
-    Root, the daemon's own user and the listed uids are allowed, and so are
-    peers whose primary group or one of whose supplementary ``groups`` is listed.
-    """
-    if uid in (0, daemon_uid) or uid in allowed_uids:
-        return True
-    return gid in allowed_gids or any(group in allowed_gids for group in groups)
-
-
-def read_peer_credentials(sock: trio.socket.SocketType) -> PeerCredentials:
-    """Read SO_PEERCRED of a connected Unix socket."""
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
-    pid, uid, gid = _UCRED.unpack(raw)
-    return PeerCredentials(pid=pid, uid=uid, gid=gid)
-
-
-def read_supplementary_groups(pid: int) -> tuple[int, ...]:
-    """Read the supplementary groups of a process from /proc/PID/status.
-
-    Returns no groups when the process is gone or /proc is unreadable.
-    """
-    # NOTE: the pid is the process that connected.  If it exited and the pid
-    # was reused, these are another process's groups; the connection then
-    # belongs to a process that inherited the descriptor.
-    try:
-        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return ()
-
-    for line in status.splitlines():
-        if line.startswith("Groups:"):
-            return tuple(int(group) for group in line.split()[1:] if group.isdigit())
-    return ()
-
-
-def default_peer_policy(
-    *, daemon_uid: int, allowed_uids: Sequence[int], allowed_gids: Sequence[int]
-) -> PeerPolicy:
-    """Build the policy the server applies when none is given, using `peer_allowed`."""
-
-    def allowed_with(peer: PeerCredentials, groups: Sequence[int]) -> bool:
-        return peer_allowed(
-            peer.uid,
-            peer.gid,
-            groups,
-            daemon_uid=daemon_uid,
-            allowed_uids=allowed_uids,
-            allowed_gids=allowed_gids,
-        )
-
-    def allowed(peer: PeerCredentials) -> bool:
-        if allowed_with(peer, ()):
-            return True
-        # /proc is read only when the uid and primary gid were not enough.
-        return bool(allowed_gids) and allowed_with(peer, read_supplementary_groups(peer.pid))
-
-    return allowed
-
-
-# -- server -------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -581,7 +307,7 @@ class ControlServer:
         self._requests_total += 1
         try:
             request = parse_request(line)
-        except _BadRequestError as exc:
+        except BadRequestError as exc:
             await self._send_error(stream, ErrorCode.BAD_REQUEST, str(exc), exc.request_id)
             return
 
@@ -815,178 +541,3 @@ def _unlink_if_same(path: Path, identity: tuple[int, int] | None) -> None:
         path.unlink()
     except OSError as exc:
         logger.warning("control.unlink_failed", extra={"path": str(path), "error": exc.strerror})
-
-
-# -- clients ------------------------------------------------------------------
-
-
-# ASYNC109: a timeout argument is the public contract of these clients, which
-# command-line code calls outside any cancel scope of its own.
-async def request(
-    path: Path,
-    command: str,
-    args: dict[str, Any] | None = None,
-    *,
-    timeout: float = 10.0,  # noqa: ASYNC109
-) -> Any:
-    """Send one command to the daemon at ``path`` and return its result.
-
-    Raises ControlResponseError when the daemon responds with an error, and
-    ControlError when it cannot be reached or does not respond within
-    ``timeout`` seconds.
-    """
-    payload = encode_request(command, args)
-    try:
-        with trio.fail_after(timeout):
-            stream = await trio.open_unix_socket(os.fspath(path))
-            async with stream:
-                # A daemon that rejects the peer responds and closes without
-                # reading the request, so its response is read even then.
-                with contextlib.suppress(trio.BrokenResourceError):
-                    await stream.send_all(payload)
-                line = await _receive_response_line(stream, path, command)
-    except trio.TooSlowError as exc:
-        raise _timed_out(path, command, timeout) from exc
-    except OSError as exc:
-        raise _unreachable(path, exc) from exc
-    except trio.BrokenResourceError as exc:
-        raise _closed_early(path, command) from exc
-
-    return _single_result(line, command)
-
-
-async def request_stream(
-    path: Path,
-    command: str,
-    args: dict[str, Any] | None = None,
-    *,
-    timeout: float = 10.0,  # noqa: ASYNC109
-) -> AsyncIterator[Any]:
-    """Send a streaming command and yield each result until the daemon ends the stream.
-
-    ``timeout`` bounds connecting and sending; waiting between items is unbounded.
-    """
-    payload = encode_request(command, args)
-    try:
-        with trio.fail_after(timeout):
-            stream = await trio.open_unix_socket(os.fspath(path))
-            await stream.send_all(payload)
-    except trio.TooSlowError as exc:
-        raise _timed_out(path, command, timeout) from exc
-    except OSError as exc:
-        raise _unreachable(path, exc) from exc
-
-    async with stream:
-        buffer = LineBuffer(MAX_RESPONSE_LINE)
-        while True:
-            line = await _receive_response_line(stream, path, command, buffer)
-            result, more = decode_response(line, command=command)
-            if not more:
-                return
-            yield result
-
-
-def request_sync(
-    path: Path | str, command: str, args: dict[str, Any] | None = None, *, timeout: float = 10.0
-) -> Any:
-    """Send one command like `request`, with blocking sockets, for command-line tools."""
-    path = Path(path)
-    payload = encode_request(command, args)
-    deadline = time.monotonic() + timeout
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(os.fspath(path))
-            # A daemon that rejects the peer responds and closes without
-            # reading the request, so its response is read even then.
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                sock.sendall(payload)
-            line = _receive_response_line_sync(sock, path, command, deadline)
-    except TimeoutError as exc:
-        raise _timed_out(path, command, timeout) from exc
-    except OSError as exc:
-        raise _unreachable(path, exc) from exc
-
-    return _single_result(line, command)
-
-
-async def _receive_response_line(
-    stream: trio.SocketStream, path: Path, command: str, buffer: LineBuffer | None = None
-) -> bytes:
-    if buffer is None:
-        buffer = LineBuffer(MAX_RESPONSE_LINE)
-    while True:
-        line = _next_response_line(buffer, command)
-        if line is not None:
-            return line
-
-        data = await stream.receive_some(RECEIVE_SIZE)
-        if not data:
-            raise _closed_early(path, command)
-        buffer.feed(data)
-
-
-def _receive_response_line_sync(
-    sock: socket.socket, path: Path, command: str, deadline: float
-) -> bytes:
-    buffer = LineBuffer(MAX_RESPONSE_LINE)
-    while True:
-        line = _next_response_line(buffer, command)
-        if line is not None:
-            return line
-
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError
-        sock.settimeout(remaining)
-        data = sock.recv(RECEIVE_SIZE)
-        if not data:
-            raise _closed_early(path, command)
-        buffer.feed(data)
-
-
-def _next_response_line(buffer: LineBuffer, command: str) -> bytes | None:
-    try:
-        return buffer.next_line()
-    except LineTooLongError as exc:
-        raise ControlError(
-            f"the response to {command!r} is longer than {MAX_RESPONSE_LINE} bytes; "
-            f"narrow the request (for example with --limit)"
-        ) from exc
-
-
-def _single_result(line: bytes, command: str) -> Any:
-    result, more = decode_response(line, command=command)
-    if more is not None:
-        raise ControlError(
-            f"command {command!r} streams its results; read them with request_stream()"
-        )
-    return result
-
-
-def _unreachable(path: Path, exc: OSError) -> ControlError:
-    if isinstance(exc, FileNotFoundError | ConnectionRefusedError):
-        return ControlError(f"no daemon is listening on {path} (is plaudit running? pass --socket)")
-    if isinstance(exc, PermissionError):
-        return ControlError(
-            f"permission denied opening control socket {path}; run as the daemon's user, "
-            f"root, or a member of its group"
-        )
-    return ControlError(f"cannot connect to control socket {path}: {exc.strerror or exc}")
-
-
-def _timed_out(path: Path, command: str, timeout: float) -> ControlError:
-    return ControlTimeoutError(
-        f"the daemon on {path} did not respond to {command!r} within {timeout:g} s, "
-        "but it may still complete the command; check its log before repeating it, "
-        "or pass a longer --timeout",
-        command=command,
-        timeout=timeout,
-    )
-
-
-def _closed_early(path: Path, command: str) -> ControlError:
-    return ControlError(
-        f"the daemon on {path} closed the connection before responding to {command!r}; "
-        f"check its log"
-    )

@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from plaudit import alerts_ctl
-from plaudit.daemon.control import ControlTimeoutError, request_stream, request_sync
+from plaudit.daemon.control_client import ControlTimeoutError, request_stream, request_sync
 from plaudit.errors import ControlError
 from plaudit.inbound import control as inbound_ctl
 from plaudit.matching import ctl as matching_ctl

@@ -17,7 +17,7 @@ import msgspec
 import trio
 
 from plaudit.config.model import Config
-from plaudit.daemon.control import InvalidArgument
+from plaudit.daemon.control_wire import InvalidArgument
 from plaudit.errors import ControlError
 from plaudit.journal import AsyncJournal, Tx
 from plaudit.matching.facts import CampaignLinks

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 import trio
 
-from plaudit.daemon.control import InvalidArgument
+from plaudit.daemon.control_wire import InvalidArgument
 from plaudit.errors import ControlError
 from plaudit.journal import Tx
 from plaudit.messaging.campaigns import schedule_new_couples

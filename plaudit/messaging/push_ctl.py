@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from plaudit.daemon.control import InvalidArgument
+from plaudit.daemon.control_wire import InvalidArgument
 from plaudit.errors import ControlError
 from plaudit.journal import Tx
 from plaudit.messaging.push import (

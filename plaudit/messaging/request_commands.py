@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from plaudit.daemon.control import InvalidArgument
+from plaudit.daemon.control_wire import InvalidArgument
 from plaudit.errors import ControlError
 from plaudit.journal import AsyncJournal, Tx
 from plaudit.messaging.couples import Couple, load_couple

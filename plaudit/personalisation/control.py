@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from plaudit.daemon.control import InvalidArgument
+from plaudit.daemon.control_wire import InvalidArgument
 from plaudit.errors import ControlError
 from plaudit.journal import AsyncJournal, Tx
 from plaudit.personalisation.explain import explain_request

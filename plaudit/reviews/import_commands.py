@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
-from plaudit.daemon.control import InvalidArgument
+from plaudit.daemon.control_wire import InvalidArgument
 from plaudit.errors import ControlError
 from plaudit.reviews.importer import ImportReport, read_review_file, store_review_file
 

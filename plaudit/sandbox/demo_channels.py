@@ -24,7 +24,7 @@ from typing import Final, final
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from plaudit.daemon.control import request
+from plaudit.daemon.control_client import request
 from plaudit.errors import ControlError
 from plaudit.sandbox.demo_mail import DemoMail
 from plaudit.sandbox.twilio import ACCOUNT_SID, AUTH_TOKEN, TwilioStandIn

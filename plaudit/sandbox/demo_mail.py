@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 from typing import Final, final
 
-from plaudit.daemon.control import request
+from plaudit.daemon.control_client import request
 from plaudit.errors import ControlError
 from plaudit.sandbox.smtp import SmtpSink
 

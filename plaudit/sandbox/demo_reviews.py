@@ -20,7 +20,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Final, final
 
-from plaudit.daemon.control import request
+from plaudit.daemon.control_client import request
 from plaudit.errors import ControlError
 from plaudit.sandbox.world import ScriptedReview
 from plaudit.webhooks.router import webhook_id

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from plaudit.actors.webhooks import WebhookActor
-from plaudit.daemon.control import InvalidArgument
+from plaudit.daemon.control_wire import InvalidArgument
 from plaudit.errors import ControlError, IllegalTransitionError, JobNotFoundError
 from plaudit.journal import Job, Tx
 from plaudit.journal import operations as job_operations
