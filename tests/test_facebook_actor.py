@@ -33,7 +33,7 @@ from plaudit.config.model import (
     YelpBusiness,
     YelpConfig,
 )
-from plaudit.journal import AsyncJournal, Journal
+from plaudit.journal import AsyncJournal
 from plaudit.reviews.model import Review
 from plaudit.reviews.store import load_reviews
 from plaudit.sandbox import SandboxOptions, serve_sandbox
@@ -83,17 +83,6 @@ async def base_url(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> Asy
     # No scripted events, so the truth read after the run is what the run listed.
     url: str = await nursery.start(serve_sandbox, SandboxOptions(seed=3, script_seconds=0))
     yield url
-
-
-@pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[AsyncJournal]:
-    opened = Journal.open(tmp_path / "journal.sqlite3", instance="listing-1")
-    async with trio.open_nursery() as nursery:
-        async_journal = AsyncJournal(opened)
-        await nursery.start(async_journal.run)
-        yield async_journal
-        nursery.cancel_scope.cancel()
-    opened.close()
 
 
 async def run_actors(actors: list[ListingActor], seconds: float) -> None:

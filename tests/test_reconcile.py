@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-import trio
 
 from plaudit.errors import PlatformError
-from plaudit.journal import AsyncJournal, Journal, Tx
+from plaudit.journal import AsyncJournal, Tx
 from plaudit.reliability.reconcile import (
     ProfileListing,
     absent_ids,
@@ -56,17 +53,6 @@ class Lister:
         if isinstance(outcome, PlatformError):
             raise outcome
         return outcome
-
-
-@pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[AsyncJournal]:
-    opened = Journal.open(tmp_path / "journal.sqlite3", instance="reconcile-1")
-    async with trio.open_nursery() as nursery:
-        async_journal = AsyncJournal(opened)
-        await nursery.start(async_journal.run)
-        yield async_journal
-        nursery.cancel_scope.cancel()
-    opened.close()
 
 
 async def store(journal: AsyncJournal, *ids: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -29,7 +28,7 @@ from plaudit.config.model import (
 from plaudit.connectors.facebook import facebook_client
 from plaudit.connectors.trustpilot import trustpilot_client
 from plaudit.errors import PlatformError
-from plaudit.journal import AsyncJournal, Journal
+from plaudit.journal import AsyncJournal
 from plaudit.reviews.model import Review
 from plaudit.reviews.store import apply_snapshot, load_reviews
 from plaudit.sandbox import SandboxOptions, serve_sandbox
@@ -63,17 +62,6 @@ class FailingPage(httpx.AsyncBaseTransport):
 async def base_url(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> AsyncIterator[str]:
     url: str = await nursery.start(serve_sandbox, SandboxOptions(seed=5, script_seconds=0))
     yield url
-
-
-@pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[AsyncJournal]:
-    opened = Journal.open(tmp_path / "journal.sqlite3", instance="resume-1")
-    async with trio.open_nursery() as nursery:
-        async_journal = AsyncJournal(opened)
-        await nursery.start(async_journal.run)
-        yield async_journal
-        nursery.cancel_scope.cancel()
-    opened.close()
 
 
 def trustpilot_source(base_url: str, transport: httpx.AsyncBaseTransport) -> TrustpilotSource:
