@@ -223,3 +223,21 @@ async def test_rejected_cursor_restarts_at_first_page(
     assert any(record.message == "listing.resume_rejected" for record in caplog.records)
     assert await stored_cursor(journal, "facebook", PAGE) == ""
     await actor.source.aclose()
+
+
+async def test_sync_log_counts_changes_of_committed_pages(
+    base_url: str, journal: AsyncJournal, caplog: pytest.LogCaptureFixture
+) -> None:
+    actor = listing_actor(journal, facebook_source(base_url))
+    with caplog.at_level(logging.INFO, logger="plaudit.actors.listing"):
+        await run_sync(journal, actor, PAGE, slot=1)
+        await run_sync(journal, actor, PAGE, slot=2)
+
+    stored = await journal.transaction(lambda tx: load_reviews(tx, "facebook", PAGE))
+    first, second = [r for r in caplog.records if r.message == "listing.synced"]
+    # The first sync stored every review through its page commits, and says so.
+    assert first.outcome["created"] == len(stored) > 0
+    assert first.outcome["unchanged"] == 0
+    assert second.outcome["created"] == 0
+    assert second.outcome["unchanged"] == len(stored)
+    await actor.source.aclose()

@@ -46,7 +46,7 @@ from plaudit.reliability.reconcile import ProfileListing, confirmed_listing
 from plaudit.reviews.contacts import store_contacts
 from plaudit.reviews.model import Contact, Review
 from plaudit.reviews.replies import REPLY_KIND, PostReply, post_reply
-from plaudit.reviews.store import apply_snapshot
+from plaudit.reviews.store import SyncOutcome, apply_snapshot, delete_absent
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,14 @@ class ListingSource(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@final
+class CommittedPages(msgspec.Struct, kw_only=True):
+    """What the page commits of one sync stored: the reviews' ids and the changes they made."""
+
+    review_ids: set[str] = msgspec.field(default_factory=set)
+    outcome: SyncOutcome = msgspec.field(default_factory=SyncOutcome)
 
 
 @final
@@ -256,8 +264,10 @@ class ListingActor(Actor):
             return None
 
         event: Synced | Unsupported
+        committed = CommittedPages()
         try:
-            event = Synced(profile=profile, listing=await self._confirmed_listing(profile))
+            listing = await self._confirmed_listing(profile, committed)
+            event = Synced(profile=profile, listing=listing)
         except ApiVersionUnsupportedError as error:
             event = Unsupported(error=str(error))
 
@@ -273,7 +283,7 @@ class ListingActor(Actor):
             log.error("platform.api_unsupported", extra={"actor": self.name, "error": action.error})
             raise ApiVersionUnsupportedError(action.error)
 
-        return self._record(action)
+        return self._record(action, committed)
 
     def _reply_poster(self) -> PostReply:
         """Return the source's reply call; raises PlatformError when the platform has none."""
@@ -285,12 +295,12 @@ class ListingActor(Actor):
             )
         return poster
 
-    async def _confirmed_listing(self, profile: str) -> Listing:
+    async def _confirmed_listing(self, profile: str, committed: CommittedPages) -> Listing:
         """List the profile; list it again when the first listing implies deletions."""
         contacts: dict[str, Contact] = {}
 
         async def list_once() -> ProfileListing:
-            listing = await self._resumable_listing(profile)
+            listing = await self._resumable_listing(profile, committed)
             contacts.update(listing.contacts)
             return ProfileListing(reviews=listing.reviews, complete=listing.complete)
 
@@ -299,7 +309,7 @@ class ListingActor(Actor):
         )
         return Listing(reviews=confirmed.reviews, complete=confirmed.complete, contacts=contacts)
 
-    async def _resumable_listing(self, profile: str) -> Listing:
+    async def _resumable_listing(self, profile: str, committed: CommittedPages) -> Listing:
         """List the profile from where an interrupted listing stopped, or from the first page.
 
         A resumed listing lacks the pages an earlier job read and committed,
@@ -308,7 +318,7 @@ class ListingActor(Actor):
         """
         platform, name = self.name, listing_cursor(profile)
         resume = await self.journal.transaction(lambda tx: tx.get_cursor(platform, name))
-        on_page = functools.partial(self._commit_page, profile)
+        on_page = functools.partial(self._commit_page, profile, committed)
         if not resume:
             return await self.source.list_profile(profile, on_page=on_page)
 
@@ -329,33 +339,47 @@ class ListingActor(Actor):
 
         return Listing(reviews=listing.reviews, complete=False, contacts=listing.contacts)
 
-    async def _commit_page(self, profile: str, page: ListedPage) -> None:
+    async def _commit_page(self, profile: str, committed: CommittedPages, page: ListedPage) -> None:
         """Store one page's reviews and the cursor of the next page in one transaction."""
         platform = self.name
 
-        def commit(tx: Tx) -> None:
-            apply_snapshot(
+        def commit(tx: Tx) -> SyncOutcome:
+            outcome = apply_snapshot(
                 tx, platform=platform, profile=profile, reviews=page.reviews, complete=False
             )
             if page.contacts:
                 store_contacts(tx, platform, page.contacts)
             tx.set_cursor(platform, listing_cursor(profile), page.next_cursor or "")
+            return outcome
 
-        await self.journal.transaction(commit)
+        committed.outcome.add(await self.journal.transaction(commit))
+        committed.review_ids.update(review.review_id for review in page.reviews)
 
-    def _record(self, action: Record) -> Effects:
+    def _record(self, action: Record, committed: CommittedPages) -> Effects:
+        """Return the final writes: reviews no page stored, deletions, and the next job.
+
+        A review that a page commit stored holds the listing's latest content
+        already (a second listing's pages commit after the first one's), so
+        only the rest is applied here.
+        """
         platform = self.name
+        listing = action.listing
+        rest = [
+            review for review in listing.reviews if review.review_id not in committed.review_ids
+        ]
 
         def record(tx: Tx) -> None:
             outcome = apply_snapshot(
-                tx,
-                platform=platform,
-                profile=action.profile,
-                reviews=action.listing.reviews,
-                complete=action.listing.complete,
+                tx, platform=platform, profile=action.profile, reviews=rest, complete=False
             )
-            if action.listing.contacts:
-                store_contacts(tx, platform, action.listing.contacts)
+            outcome.add(committed.outcome)
+            if listing.complete:
+                present = {review.review_id for review in listing.reviews}
+                outcome.deleted += delete_absent(
+                    tx, platform=platform, profile=action.profile, present=present
+                )
+            if listing.contacts:
+                store_contacts(tx, platform, listing.contacts)
             log.info(
                 "listing.synced",
                 extra={
