@@ -84,7 +84,7 @@ class ListingSource(Protocol):
 
 @final
 class CommittedPages(msgspec.Struct, kw_only=True):
-    """What the page commits of one sync stored: the reviews' ids and the changes they made."""
+    """The page commits of one sync: the ids of the reviews they stored and the changes made."""
 
     review_ids: set[str] = msgspec.field(default_factory=set)
     outcome: SyncOutcome = msgspec.field(default_factory=SyncOutcome)
@@ -358,7 +358,7 @@ class ListingActor(Actor):
     def _record(self, action: Record, committed: CommittedPages) -> Effects:
         """Return the final writes: reviews no page stored, deletions, and the next job.
 
-        A review that a page commit stored holds the listing's latest content
+        A review that a page commit stored has the listing's latest content
         already (a second listing's pages commit after the first one's), so
         only the rest is applied here.
         """
