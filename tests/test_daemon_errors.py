@@ -60,6 +60,34 @@ def test_invalid_config_names_key(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_missing_platform_secret_file_stops_start(tmp_path: Path) -> None:
+    dirs = DaemonDirs(tmp_path)
+    missing = tmp_path / "google-secret.txt"
+    dirs.config.write_text(
+        MINIMAL.format(port=0)
+        + f"""
+[platforms.google]
+api_base = "http://127.0.0.1:9/google/v4"
+token_url = "http://127.0.0.1:9/google/oauth2/token"
+client_id = "plaudit-test"
+client_secret_file = "{missing}"
+refresh_token = "test-refresh-token"
+
+[[platforms.google.locations]]
+account = "accounts/1"
+location = "locations/2"
+""",
+        encoding="utf-8",
+    )
+    result = run_to_exit(dirs)
+    assert result.returncode == 1
+    assert str(missing) in result.stderr
+    assert str(dirs.config) in result.stderr
+    assert "Traceback" not in result.stderr
+    # It stopped before the journal was created.
+    assert not dirs.journal.exists()
+
+
 def test_metrics_port_taken_is_reported(tmp_path: Path) -> None:
     dirs = DaemonDirs(tmp_path)
     with socket.socket() as taken:

@@ -117,6 +117,11 @@ class Daemon:
             check_control_socket(self.paths.control_socket)
             create_state_folders(self.config, self.paths.state_dir)
             require_inbound_files(self.config, self.config_path)
+            # An unreadable platform secret stops the start, as it stops a reload.
+            try:
+                check_platform_secrets(self.config)
+            except ConfigError as error:
+                raise ConfigError(self.config_path, error.problems) from error
             if self.config.metrics.enabled:
                 check_metrics_port(self.config.metrics.host, self.config.metrics.port)
             journal = self._open_journal()
