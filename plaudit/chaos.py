@@ -76,7 +76,6 @@ import random
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Final, final
@@ -116,6 +115,7 @@ from plaudit.demo import (
     marketplace_truth_reviews,
     read_journal,
 )
+from plaudit.demo_dirs import demo_dirs, without_removed_files
 from plaudit.errors import ControlError
 from plaudit.reviews.model import Review
 from plaudit.sandbox import SandboxOptions, serve_sandbox
@@ -653,20 +653,23 @@ def _accepted(item: Received) -> bool:
     return item.verify_error is None and item.status is not None and 200 <= item.status < 300
 
 
-def chaos_main(*, seconds: float, seed: int, state_dir: str | None, as_json: bool) -> int:
+def chaos_main(
+    *, seconds: float, seed: int, state_dir: str | None, as_json: bool, keep: bool = False
+) -> int:
     """Run the chaos harness; exit status 0 only when every target holds."""
     if seconds < MIN_SECONDS:
         raise DemoError(
             f"--seconds {seconds:g} is too short for --chaos; use at least {MIN_SECONDS:g}"
         )
-    state = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="plaudit-chaos-"))
-    state.mkdir(parents=True, exist_ok=True)
-    # AF_UNIX paths are limited to 107 bytes, so the socket lives in a short /tmp path.
-    runtime = Path(tempfile.mkdtemp(prefix="plaudit-run-", dir="/tmp"))
-    run = ChaosRun(
-        seconds=seconds, seed=seed, state_dir=state.resolve(), runtime_dir=runtime, as_json=as_json
-    )
-    summary = trio.run(run.run)
+    with demo_dirs(state_dir, prefix="plaudit-chaos-", keep=keep) as dirs:
+        run = ChaosRun(
+            seconds=seconds,
+            seed=seed,
+            state_dir=dirs.state,
+            runtime_dir=dirs.runtime,
+            as_json=as_json,
+        )
+        summary = without_removed_files(trio.run(run.run), dirs)
     if as_json:
         print(json.dumps(summary, default=str))
     else:

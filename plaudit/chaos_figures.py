@@ -325,4 +325,5 @@ def print_chaos_summary(summary: dict[str, Any]) -> None:
         )
     failed = summary["failed_targets"]
     print("every target holds" if not failed else f"targets missed: {', '.join(failed)}")
-    print(f"journal: {summary['journal']}, daemon log: {summary['daemon_log']}")
+    if "journal" in summary:
+        print(f"journal: {summary['journal']}, daemon log: {summary['daemon_log']}")

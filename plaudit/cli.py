@@ -52,10 +52,16 @@ def _demo(args: argparse.Namespace) -> int:
         from plaudit.chaos import chaos_main
 
         return chaos_main(
-            seconds=args.seconds, seed=args.seed, state_dir=args.state_dir, as_json=args.json
+            seconds=args.seconds,
+            seed=args.seed,
+            state_dir=args.state_dir,
+            as_json=args.json,
+            keep=args.keep,
         )
 
-    return demo_main(seconds=args.seconds, state_dir=args.state_dir, as_json=args.json)
+    return demo_main(
+        seconds=args.seconds, state_dir=args.state_dir, as_json=args.json, keep=args.keep
+    )
 
 
 def _sandbox(args: argparse.Namespace) -> int:
@@ -160,12 +166,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--seconds",
         type=float,
         default=30.0,
-        help="how long the demo runs, in seconds (default 30)",
+        help="maximum seconds the demo runs; it stops as soon as the journal agrees with "
+        "the sandbox (default 30).  --chaos injects faults for all of them, at least 30",
     )
     demo.add_argument(
-        "--state-dir", help="keep the demo's journal in this directory (default: a temporary one)"
+        "--state-dir",
+        help="keep the demo's journal in this directory (default: a temporary one, "
+        "removed at the end unless --keep)",
     )
     demo.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the temporary state directory (journal, daemon log) and print its path; "
+        "a --state-dir is always kept",
+    )
     demo.add_argument(
         "--chaos",
         action="store_true",
@@ -183,7 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.set_defaults(func=_sandbox)
 
     inspect = commands.add_parser(
-        "inspect", help="parse a bounce, complaint or DMARC report file and print JSON"
+        "inspect",
+        help="parse a saved file offline and print JSON: a bounce, complaint or DMARC report, "
+        "a marketplace storefront page or notification e-mail, a platform API response "
+        "(platform-json) or a provider webhook body",
     )
     inspect.add_argument(
         "report_type",

@@ -13,7 +13,6 @@ import json
 import signal
 import sqlite3
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import msgspec
 import trio
 
 from plaudit.daemon.control_client import request
+from plaudit.demo_dirs import demo_dirs, without_removed_files
 from plaudit.errors import ControlError, PlauditError
 from plaudit.reviews.model import Review
 from plaudit.reviews.store import load_reviews
@@ -293,10 +293,18 @@ class Demo:
     """One demo run: its directories, sandbox, daemon process and results."""
 
     def __init__(
-        self, *, seconds: float, state_dir: Path, runtime_dir: Path, as_json: bool
+        self,
+        *,
+        seconds: float,
+        state_dir: Path,
+        runtime_dir: Path,
+        as_json: bool,
+        files_kept: bool = True,
     ) -> None:
         self.seconds = seconds
         self.state_dir = state_dir
+        # False when state_dir is removed at the end, so its paths are not printed.
+        self.files_kept = files_kept
         self.runtime_dir = runtime_dir
         self.as_json = as_json
         self.config_path = state_dir / "plaudit.toml"
@@ -380,7 +388,8 @@ class Demo:
         log_path = self.state_dir / "daemon.log"
         with log_path.open("ab") as log_file:
             process = await trio.lowlevel.open_process(command, stdout=log_file, stderr=log_file)
-            self.say(f"daemon: pid {process.pid}, log {log_path}")
+            where = f", log {log_path}" if self.files_kept else ""
+            self.say(f"daemon: pid {process.pid}{where}")
             try:
                 agreed_early = await self._watch(process)
                 errors_seen = await self._errors_seen()
@@ -570,10 +579,11 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"{summary['requests_converted']} requests converted, "
         f"{summary['conversion_webhooks_delivered']} request.converted webhooks delivered"
     )
-    print(f"journal: {summary['journal']}")
+    if "journal" in summary:
+        print(f"journal: {summary['journal']}")
 
 
-def demo_main(*, seconds: float, state_dir: str | None, as_json: bool) -> int:
+def demo_main(*, seconds: float, state_dir: str | None, as_json: bool, keep: bool = False) -> int:
     """Run the demo; exit status 0 only when the journal agrees with the truth.
 
     Every review.created event must also have reached the demo's webhook
@@ -581,12 +591,15 @@ def demo_main(*, seconds: float, state_dir: str | None, as_json: bool) -> int:
     """
     if seconds < 5:
         raise DemoError(f"--seconds {seconds:g} is too short; the demo needs at least 5 seconds")
-    state = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="plaudit-demo-"))
-    state.mkdir(parents=True, exist_ok=True)
-    # AF_UNIX paths are limited to 107 bytes, so the socket lives in a short /tmp path.
-    runtime = Path(tempfile.mkdtemp(prefix="plaudit-run-", dir="/tmp"))
-    demo = Demo(seconds=seconds, state_dir=state.resolve(), runtime_dir=runtime, as_json=as_json)
-    summary = trio.run(demo.run)
+    with demo_dirs(state_dir, prefix="plaudit-demo-", keep=keep) as dirs:
+        demo = Demo(
+            seconds=seconds,
+            state_dir=dirs.state,
+            runtime_dir=dirs.runtime,
+            as_json=as_json,
+            files_kept=dirs.kept,
+        )
+        summary = without_removed_files(trio.run(demo.run), dirs)
     if as_json:
         print(json.dumps(summary))
     else:

@@ -170,9 +170,11 @@ async def test_ctl_import_all_or_nothing(
     finally:
         journal.close()
 
-    assert code == 0
-    output = capsys.readouterr().out
+    assert code == 1
+    captured = capsys.readouterr()
+    output = captured.out
     assert "nothing stored" in output
+    assert "rows are invalid, so no couple was stored" in captured.err
     assert "row 3 column 'email' value 'bo.chen@@example.com'" in output
     assert stored == [(0,)]
 

@@ -13,6 +13,7 @@ from typing import Any, cast
 import pytest
 import trio
 
+from plaudit.config.model import Config, MarketplaceConfig, MarketplaceProfile, PlatformsConfig
 from plaudit.daemon.commands import CommandHandler
 from plaudit.daemon.control import serve_control
 from plaudit.daemon.control_wire import InvalidArgument
@@ -21,6 +22,19 @@ from plaudit.journal import AsyncJournal, Journal
 
 CSV = (
     "venue,text,rating,author\nWillow Barn,Magical day,5,Ana P.\nWillow Barn,Magical day,5,Ana P.\n"
+)
+
+# The venue column names the profile by its configured vendor_name.
+CONFIG = Config(
+    platforms=PlatformsConfig(
+        marketplace=MarketplaceConfig(
+            profiles=[
+                MarketplaceProfile(
+                    site="hitched", profile_id="willow-barn", vendor_name="Willow Barn"
+                )
+            ]
+        )
+    )
 )
 
 
@@ -34,7 +48,7 @@ def sock_path() -> Iterator[Path]:
 
 async def run_ctl(journal: Journal, sock_path: Path, *argv: str) -> int:
     facade = AsyncJournal(journal)
-    handler = CommandHandler(cast(Any, SimpleNamespace(journal=facade, actors={})))
+    handler = CommandHandler(cast(Any, SimpleNamespace(journal=facade, actors={}, config=CONFIG)))
     async with trio.open_nursery() as nursery:
         await nursery.start(facade.run)
 
@@ -65,7 +79,7 @@ async def test_ctl_import_reports_counts(
     result = json.loads(capsys.readouterr().out)
     assert (result["rows"], result["accepted"], result["created"]) == (2, 1, 1)
     assert result["duplicates"] == [{"location": "line 3", "first": "line 2"}]
-    assert stored == [("hitched", "Willow Barn", "Ana P.")]
+    assert stored == [("hitched", "willow-barn", "Ana P.")]
 
 
 async def test_ctl_import_text_output(
@@ -81,8 +95,10 @@ async def test_ctl_import_text_output(
     finally:
         journal.close()
 
-    out = capsys.readouterr().out
-    assert code == 0
+    captured = capsys.readouterr()
+    out = captured.out
+    assert code == 1
+    assert "1 of 3 rows were not stored" in captured.err
     assert "rows 3, accepted 1, duplicates 1, errors 1" in out
     assert "error line 4: invalid rating '9'" in out
 
@@ -93,7 +109,13 @@ async def test_ctl_import_missing_file_fails(
     journal = Journal.open(tmp_path / "journal.sqlite3")
     try:
         code = await run_ctl(
-            journal, sock_path, "import", "reviews", str(tmp_path / "absent.csv"), "--platform", "x"
+            journal,
+            sock_path,
+            "import",
+            "reviews",
+            str(tmp_path / "absent.csv"),
+            "--platform",
+            "hitched",
         )
     finally:
         journal.close()
@@ -105,7 +127,7 @@ async def test_ctl_import_missing_file_fails(
 async def test_import_rejects_relative_path(tmp_path: Path) -> None:
     journal = Journal.open(tmp_path / "journal.sqlite3")
     facade = AsyncJournal(journal)
-    handler = CommandHandler(cast(Any, SimpleNamespace(journal=facade, actors={})))
+    handler = CommandHandler(cast(Any, SimpleNamespace(journal=facade, actors={}, config=CONFIG)))
     try:
         with pytest.raises(InvalidArgument, match="absolute file path"):
             await handler("import", {"kind": "reviews", "path": "r.csv", "platform": "hitched"})

@@ -495,7 +495,7 @@ def test_cli_exits_zero_on_sigterm() -> None:
     program = (
         "import sys; from plaudit.sandbox import sandbox_main; sys.exit(sandbox_main(sys.argv[1:]))"
     )
-    command = [sys.executable, "-c", program, "--port", "0"]
+    command = [sys.executable, "-c", program, "--port", "0", "--smtp-port", "0"]
     repository = str(Path(__file__).resolve().parents[1])
     environment = {**os.environ, "PYTHONPATH": repository}
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=environment) as process:

@@ -99,7 +99,7 @@ def test_cli_writes_notices(tmp_path: Path) -> None:
     maildir = tmp_path / "mail"
     command = [
         sys.executable, "-m", "plaudit", "sandbox",
-        "--port", "0", "--script-seconds", "1", "--maildir", str(maildir),
+        "--port", "0", "--smtp-port", "0", "--script-seconds", "1", "--maildir", str(maildir),
     ]  # fmt: skip
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=plaudit_env()) as process:
         deadline = time.monotonic() + 30.0

@@ -126,7 +126,7 @@ def _check_yelp(config: Config) -> Iterator[Finding]:
 
 def _check_yelp_links(config: Config) -> Iterator[Finding]:
     for path, value in _strings(msgspec.to_builtins(config), ()):
-        if path not in _YELP_API_KEYS and _is_yelp_url(value):
+        if path not in _YELP_API_KEYS and is_yelp_url(value):
             yield (
                 path,
                 f"{json.dumps(value)} is a Yelp link; Yelp forbids asking customers for "
@@ -134,7 +134,8 @@ def _check_yelp_links(config: Config) -> Iterator[Finding]:
             )
 
 
-def _is_yelp_url(value: str) -> bool:
+def is_yelp_url(value: str) -> bool:
+    """Return whether ``value`` is a URL on a Yelp host."""
     # The same test as plaudit.connectors.yelp.is_yelp_link, which config
     # does not import because it would load the HTTP stack.
     if "://" not in value:

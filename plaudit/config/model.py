@@ -18,6 +18,9 @@ Seconds = Annotated[float, msgspec.Meta(gt=0, le=YEAR_SECONDS)]
 NonNegativeSeconds = Annotated[float, msgspec.Meta(ge=0, le=YEAR_SECONDS)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+# A server the daemon connects to: port 0 means "any free port" only when
+# listening, so it is no address to connect to.
+ServerPort = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 PosixId = Annotated[int, msgspec.Meta(ge=0)]
 
 
@@ -380,7 +383,7 @@ class MarketplaceProfile(Strict, kw_only=True, frozen=True):
     # Maildir; "" reads none.  The keys mean what they mean in
     # [deliverability.mailbox]; imap_password_file is an absolute path.
     imap_host: str = ""
-    imap_port: Port = 993
+    imap_port: ServerPort = 993
     imap_user: str = ""
     imap_password_file: str = ""
     imap_folder: str = "INBOX"
@@ -494,7 +497,7 @@ class BounceMailboxConfig(Strict, kw_only=True, frozen=True):
     maildir: str = ""
     # IMAP server of the bounce mailbox; "" reads no IMAP mailbox.
     imap_host: str = ""
-    imap_port: Port = 993
+    imap_port: ServerPort = 993
     imap_user: str = ""
     imap_password_file: str = ""
     imap_folder: str = "INBOX"
@@ -563,7 +566,7 @@ class SmtpConfig(Strict, kw_only=True, frozen=True):
     secret_fields: ClassVar[frozenset[str]] = frozenset({"password"})
 
     host: str
-    port: Port = 587
+    port: ServerPort = 587
     # "starttls" upgrades a plain connection; "tls" connects with TLS (port 465).
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str = ""

@@ -338,6 +338,13 @@ def _check_inbound_files(config: Config) -> Iterator[Problem]:
         yield Problem(path, message)
 
 
+def _check_ranges(config: Config) -> Iterator[Problem]:
+    from plaudit.config.range_rules import check_ranges
+
+    for path, message in check_ranges(config):
+        yield Problem(path, message)
+
+
 def _check_api_platforms(config: Config) -> Iterator[Problem]:
     # Imported here because that module reads _url_problem from this one.
     from plaudit.config.api_platforms import check_api_platforms
@@ -380,4 +387,6 @@ _RULES: Final[tuple[tuple[tuple[KeyPath, ...], Rule], ...]] = (
     ((), _check_channels),
     # Relative credential paths in [inbound]; each problem names its own key.
     ((), _check_inbound_files),
+    # backoff_initial above backoff_max, open_initial above open_max, in every table.
+    ((), _check_ranges),
 )

@@ -93,6 +93,8 @@ class Daemon:
         self.instance = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.state = "starting"
         self.started_at = time.time()
+        # Uptime is measured on the monotonic clock, which a wall-clock step leaves alone.
+        self._started_monotonic = time.monotonic()
         self.config_loaded_at = time.time()
         self.actors: dict[str, Actor] = {}
         self.supervisor: Supervisor | None = None
@@ -523,7 +525,7 @@ class Daemon:
             # A failed permanent child does work the daemon needs, so it is not ready.
             "ready": self.state == "running" and not self.failed_children(),
             "failed_children": self.failed_children(),
-            "uptime_seconds": round(time.time() - self.started_at, 3),
+            "uptime_seconds": round(time.monotonic() - self._started_monotonic, 3),
             "config_path": self.config_path,
             "config_loaded_at": self.config_loaded_at,
             "instance": self.instance,

@@ -26,6 +26,7 @@ from plaudit.personalisation.control import personalisation_commands
 from plaudit.reliability.limiter import quota_statistics
 from plaudit.reliability.monitor import PlatformHealthMonitor
 from plaudit.reviews.import_commands import import_commands
+from plaudit.reviews.list_commands import with_review_list
 from plaudit.reviews.reply_commands import with_review_replies
 from plaudit.webhooks.control import webhook_commands
 
@@ -87,6 +88,7 @@ class CommandHandler:
         self._commands.update(inbound_commands(daemon))
         self._commands.update(matching_commands(daemon))
         self._commands["review"] = with_review_replies(daemon, self._commands["review"])
+        self._commands["review"] = with_review_list(daemon, self._commands["review"])
         self._commands.update(request_commands(daemon))
         self._commands.update(personalisation_commands(daemon))
         self._commands.update(alert_commands(daemon))

@@ -2,7 +2,7 @@
 
 The result is printed as aligned tables, or as the daemon's JSON with
 ``--json``.  Exit status: 0 on success, 1 when the daemon reports an error or
-cannot be reached, 2 for a usage error.
+cannot be reached or an import reports a row error, 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ TIMEOUT_HELP = (
 )
 # Appended to the message of a timed-out import, saying how to finish it safely.
 IMPORT_TIMEOUT_HINT = (
-    "an import is stored completely or not at all, and importing the same file again "
-    "stores no row twice (reviews already stored count as unchanged, couples are "
+    "the rows an import accepts are stored together or not at all, and importing the "
+    "same file again stores no row twice (reviews already stored count as unchanged, couples are "
     "updated by e-mail address), so run the same command again with a longer --timeout"
 )
 
@@ -209,6 +209,10 @@ def ctl_main(argv: Sequence[str]) -> int:
         return 1
 
     sys.stdout.write(render_json(result) if options.json else render(options.command, result))
+    failure = import_ctl.failure_message(result) if options.command == "import" else None
+    if failure is not None:
+        print(f"plaudit ctl: {failure}", file=sys.stderr)
+        return 1
     return 0
 
 

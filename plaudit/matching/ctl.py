@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any, Final
 
-from plaudit.reviews import reply_ctl
+from plaudit.reviews import list_ctl, reply_ctl
 
 COMMANDS: Final = ("review",)
 STATES: Final = ("candidate", "confirmed", "rejected")
@@ -22,9 +22,11 @@ SHOWN_REASONS: Final = 3
 def add_parsers(commands: Any) -> None:
     """Add ``review`` to ``plaudit ctl``'s subparsers."""
     parser = commands.add_parser(
-        "review", help="match reviews to couples and list a couple's reviews across platforms"
+        "review",
+        help="list reviews, reply to them, match them to couples and list a couple's reviews",
     )
     actions = parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+    list_ctl.add_list_parser(actions)
     match = actions.add_parser("match", help="list, confirm or reject review-to-couple matches")
     decision = match.add_mutually_exclusive_group()
     decision.add_argument("--confirm", type=int, metavar="ID", help="confirm the match ID")
@@ -48,6 +50,8 @@ def request_args(options: argparse.Namespace) -> dict[str, Any]:
     """Build the request's ``args`` from the parsed options."""
     if options.subcommand == "reply":
         return reply_ctl.request_args(options)
+    if options.subcommand == "list":
+        return list_ctl.request_args(options)
     if options.subcommand == "links":
         couple = {} if options.couple is None else {"couple": options.couple}
         return {"subcommand": "links", **couple}
@@ -82,6 +86,8 @@ def render_review(result: dict[str, Any]) -> str:
     """Render a match listing, a decision or the review groups as text."""
     if result.get("subcommand") == "reply":
         return reply_ctl.render_reply(result)
+    if result.get("subcommand") == "list":
+        return list_ctl.render_list(result)
     if result.get("subcommand") == "links":
         return _render_links(result.get("groups") or [])
     match = result.get("match")

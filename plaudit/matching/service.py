@@ -126,7 +126,7 @@ def matching_commands(daemon: Daemon) -> dict[str, Command]:
             return {"subcommand": "links", "groups": msgspec.to_builtins(groups)}
         if subcommand != "match":
             raise InvalidArgument(
-                f"unknown review subcommand {subcommand!r}; use 'match' or 'links'"
+                f"unknown review subcommand {subcommand!r}; use 'list', 'reply', 'match' or 'links'"
             )
         links = campaign_links(daemon.config)
         stops = campaigns_stopping_on(daemon.config, "review")

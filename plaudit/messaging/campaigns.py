@@ -19,6 +19,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from plaudit.config.api_platforms import is_yelp_url
 from plaudit.config.locate import KeyPath
 from plaudit.config.model import CampaignConfig, CampaignStep, Config, VendorConfig
 from plaudit.journal.tx import Tx
@@ -209,8 +210,10 @@ def _check_vendor(vendor: VendorConfig) -> Iterator[tuple[KeyPath, str]]:
             "every request needs an unsubscribe link; set unsubscribe_url, unsubscribe_mailto "
             "or both",
         )
-    for platform in vendor.review_links:
-        if platform.lower() in FORBIDDEN_PLATFORMS:
+    for platform, url in vendor.review_links.items():
+        # A Yelp URL is already reported, with its value, by the rule that
+        # rejects Yelp links anywhere in the configuration.
+        if platform.lower() in FORBIDDEN_PLATFORMS and not is_yelp_url(url):
             yield (
                 ("vendor", "review_links", platform),
                 "Yelp forbids asking for reviews; remove this link",

@@ -136,12 +136,13 @@ def _render_list(result: dict[str, Any]) -> str:
             _cell(request.get("couple_id")),
             _cell(" & ".join(str(name) for name in _list(request.get("names")))),
             _cell(request.get("campaign")),
-            _cell(_step_number(request.get("step"))),
+            _cell(request.get("step")),
             _cell(request.get("channel")),
             _cell(request.get("state")),
             _time(request.get("scheduled_at")),
             _time(request.get("sent_at")),
-            _cell(request.get("last_error")),
+            # The last column, so it is printed whole rather than cut to the cell width.
+            _whole(_error(request)),
         ]
         for request in map(_dict, _list(result.get("requests")))
     ]
@@ -153,6 +154,7 @@ def _render_list(result: dict[str, Any]) -> str:
 
 def _render_show(result: dict[str, Any]) -> str:
     from plaudit.daemon.ctl import _cell, _dict, _list, _time, format_table
+    from plaudit.daemon.ctl_text import wrap_field
 
     request = _dict(result.get("request"))
     couple = _dict(result.get("couple"))
@@ -160,7 +162,7 @@ def _render_show(result: dict[str, Any]) -> str:
     emails = ", ".join(str(address) for address in _list(couple.get("emails")))
     lines = [
         f"request {_cell(request.get('id'))}: campaign {_cell(request.get('campaign'))} "
-        f"step {_cell(_step_number(request.get('step')))} ({_cell(request.get('channel'))}), "
+        f"step {_cell(request.get('step'))} ({_cell(request.get('channel'))}), "
         f"{_cell(request.get('state'))}{' (unconfirmed)' if request.get('unconfirmed') else ''}",
         f"couple {_cell(request.get('couple_id'))}: {names or '-'} <{emails or '-'}>, "
         f"wedding {_cell(couple.get('wedding_date'))}",
@@ -173,16 +175,20 @@ def _render_show(result: dict[str, Any]) -> str:
             f"job {_cell(job.get('id'))}: {_cell(job.get('state'))}, "
             f"{_cell(job.get('attempts'))} attempts, next run {_time(job.get('next_run_at'))}"
         )
+    if request.get("send_error"):
+        # The send job's error while it retries or after it died, such as an
+        # SMTP server that refuses connections.  The table below cuts it short.
+        lines += wrap_field("send error: ", request.get("send_error"))
     steps = [
         [
-            _cell(_step_number(step.get("step"))),
+            _cell(step.get("step")),
             _cell(step.get("id")),
             _cell(step.get("channel")),
             _cell(step.get("state")) + (" (unconfirmed)" if step.get("unconfirmed") else ""),
             _time(step.get("scheduled_at")),
             _time(step.get("sent_at")),
             _cell(step.get("message_id")),
-            _cell(step.get("last_error")),
+            _cell(_error(step)),
         ]
         for step in map(_dict, _list(result.get("steps")))
     ]
@@ -262,9 +268,14 @@ def render_preview(result: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def _step_number(step: Any) -> Any:
-    # Steps are stored from 0 and shown from 1, as in template names.
-    return step + 1 if isinstance(step, int) and not isinstance(step, bool) else step
+def _whole(value: Any) -> str:
+    return "-" if value is None or value == "" else " ".join(str(value).split())
+
+
+def _error(request: dict[str, Any]) -> Any:
+    # The request's own error is final, such as a bounce or a stop reason.
+    # Until there is one, the send job's error shows why the step is not sent.
+    return request.get("last_error") or request.get("send_error")
 
 
 def _positive_int(text: str) -> int:

@@ -209,6 +209,7 @@ def list_requests(
         request = _request(row)
         request["names"] = msgspec.json.decode(row[len(_REQUEST_FIELDS)], type=list[str])
         requests.append(request)
+    _add_send_errors(tx, requests)
     return requests
 
 
@@ -228,6 +229,7 @@ def show_request(tx: Tx, request_id: int) -> dict[str, Any]:
             (request["couple_id"], request["campaign"]),
         ).fetchall()
     ]
+    _add_send_errors(tx, [request, *steps])
     message_ids = [step["message_id"] for step in steps if step["message_id"]]
     return {
         "action": "show",
@@ -245,7 +247,33 @@ def show_request(tx: Tx, request_id: int) -> dict[str, Any]:
 
 
 def _request(row: Sequence[Any]) -> dict[str, Any]:
-    return dict(zip(_REQUEST_FIELDS, row, strict=False))
+    request = dict(zip(_REQUEST_FIELDS, row, strict=False))
+    # Stored from 0; shown to people, in text and JSON alike, from 1 as in
+    # template previews and the request.* webhook events.
+    request["step"] = int(request["step"]) + 1
+    return request
+
+
+def _add_send_errors(tx: Tx, requests: list[dict[str, Any]]) -> None:
+    """Set each request's ``send_error`` and ``send_attempts`` from its send job.
+
+    The request row records only final outcomes, so while the job retries
+    (an unreachable SMTP server, say) its error is in the job alone.
+    ``send_error`` is None once the job succeeded, because an error left from
+    an earlier attempt no longer applies.
+    """
+    keys = sorted({f"request:{request['id']}" for request in requests})
+    if not keys:
+        return
+    marks = ", ".join("?" for _ in keys)
+    rows = tx.execute(
+        f"SELECT key, state, attempts, last_error FROM jobs WHERE key IN ({marks})", keys
+    ).fetchall()
+    jobs = {key: (state, attempts, error) for key, state, attempts, error in rows}
+    for request in requests:
+        state, attempts, error = jobs.get(f"request:{request['id']}", (None, 0, None))
+        request["send_attempts"] = attempts
+        request["send_error"] = None if state == "succeeded" else error
 
 
 def _stop_reason(request: dict[str, Any]) -> str | None:

@@ -93,7 +93,7 @@ def render_lift(result: dict[str, Any]) -> str:
     rows = [
         [
             _cell(row.get("campaign")),
-            _cell(int(row.get("step", 0)) + 1),
+            _cell(row.get("step")),
             _cell(row.get("arm")),
             _cell(row.get("variant")),
             _cell(row.get("sent")),
@@ -124,14 +124,16 @@ def render_lift(result: dict[str, Any]) -> str:
 
 def render_explain(result: dict[str, Any]) -> str:
     from plaudit.daemon.ctl import _cell, _dict
+    from plaudit.daemon.ctl_text import wrap_field
 
     channel = _dict(result.get("channel"))
     channel_lines = []
     if channel:
         allowed = ", ".join(str(name) for name in channel.get("allowed") or [])
-        channel_lines.append(
-            f"channel  {_cell(channel.get('chosen'))} of {allowed or '-'}: "
-            f"{_cell(channel.get('reason'))}"
+        # Reasons are sentences: printed whole and wrapped, never cut like a table cell.
+        channel_lines = wrap_field(
+            "channel  ",
+            f"{_cell(channel.get('chosen'))} of {allowed or '-'}: {channel.get('reason') or '-'}",
         )
     if "due_at" not in result:
         # Only the channel is chosen until the step's send is planned.
@@ -147,7 +149,7 @@ def render_explain(result: dict[str, Any]) -> str:
         f"due      {_cell(result.get('due_at'))}",
         f"send at  {_cell(result.get('send_at'))} ({_cell(result.get('local_time'))} "
         f"{_cell(result.get('timezone'))}); window ends {_cell(result.get('window_end'))}",
-        f"why      {_cell(result.get('reason'))}",
+        *wrap_field("why      ", result.get("reason")),
         f"evidence {_cell(evidence.get('couple_events'))} events of the couple "
         f"(weight {_cell(evidence.get('couple_share'))}), "
         f"{_cell(evidence.get('vendor_events'))} of the vendor's couples "

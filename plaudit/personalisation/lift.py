@@ -150,7 +150,8 @@ def read_lift(
     outcomes = [
         VariantOutcome(
             campaign=name,
-            step=step,
+            # Stored from 0, reported from 1 like every step shown to people.
+            step=step + 1,
             arm=arm,
             variant=variant,
             sent=sent,

@@ -20,10 +20,14 @@ def add_parsers(commands: Any) -> None:
     parser.add_argument("kind", choices=["reviews", "couples"], help="what the file contains")
     parser.add_argument("path", metavar="FILE", help="the CSV or JSON file; the daemon reads it")
     parser.add_argument(
-        "--platform", help="the platform the reviews are from, such as hitched (reviews only)"
+        "--platform",
+        help="the platform the reviews are from, such as hitched, with a profile in the "
+        "configuration (reviews only)",
     )
     parser.add_argument(
-        "--profile", help="put every row under this profile (default: each row's profile column)"
+        "--profile",
+        help="put every row under this configured profile id or name (default: each row's "
+        "profile or venue column)",
     )
 
 
@@ -43,6 +47,27 @@ def request_args(options: argparse.Namespace) -> dict[str, Any]:
 
 def renderers() -> dict[str, Callable[[dict[str, Any]], str]]:
     return {"import": render_import}
+
+
+def failure_message(result: Any) -> str | None:
+    """Return the error line of an import that reported row errors, or None when it had none.
+
+    ``plaudit ctl`` prints it and exits 1, so a script notices rows that were
+    not stored.
+    """
+    errors = result.get("errors") if isinstance(result, dict) else None
+    if not isinstance(errors, list) or not errors:
+        return None
+
+    if result.get("kind") == "couples":
+        return (
+            f"{len(errors)} of {result.get('rows')} rows are invalid, so no couple was stored; "
+            "correct them and import the file again"
+        )
+    return (
+        f"{len(errors)} of {result.get('rows')} rows were not stored; correct them and import "
+        "the file again (reviews already stored are not stored twice)"
+    )
 
 
 def render_import(result: dict[str, Any]) -> str:

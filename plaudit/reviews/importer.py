@@ -20,7 +20,7 @@ import io
 import json
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, final
 
@@ -180,9 +180,18 @@ class ParsedFile(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def read_review_file(
-    path: str | Path, *, platform: str, profile: str | None, now: float
+    path: str | Path,
+    *,
+    platform: str,
+    profile: str | None,
+    now: float,
+    resolve_profile: Callable[[str], str] | None = None,
 ) -> ParsedFile:
-    """Read and check a review file without touching the journal; see :func:`import_reviews`."""
+    """Read and check a review file without touching the journal, as :func:`import_reviews` does.
+
+    ``resolve_profile`` maps each row's profile to the id stored, or raises
+    ValueError, which makes the row a row error.
+    """
     name = str(path)
     data = _read_bytes(Path(path))
     text, encoding = decode_text(data)
@@ -194,7 +203,9 @@ def read_review_file(
         report = ImportReport(file=name, format="csv", encoding=encoding, delimiter=delimiter)
         records = _csv_records(text, name, delimiter)
 
-    reviews, undated = _accept_rows(records, report, platform=platform, profile=profile, now=now)
+    reviews, undated = _accept_rows(
+        records, report, platform=platform, profile=profile, now=now, resolve=resolve_profile
+    )
     return ParsedFile(reviews=reviews, undated=undated, report=report)
 
 
@@ -300,6 +311,7 @@ def _accept_rows(
     platform: str,
     profile: str | None,
     now: float,
+    resolve: Callable[[str], str] | None = None,
 ) -> tuple[list[Review], set[str]]:
     accepted: dict[tuple[str, str, str], tuple[str, Review]] = {}
     by_id: dict[str, str] = {}
@@ -307,7 +319,9 @@ def _accept_rows(
     for location, raw in records:
         report.rows += 1
         try:
-            review, dated = _row_review(raw, platform=platform, profile=profile, now=now)
+            review, dated = _row_review(
+                raw, platform=platform, profile=profile, now=now, resolve=resolve
+            )
         except ValueError as error:
             report.errors.append(RowError(file=report.file, location=location, message=str(error)))
             continue
@@ -335,7 +349,12 @@ def _accept_rows(
 
 
 def _row_review(
-    raw: Mapping[str, Any], *, platform: str, profile: str | None, now: float
+    raw: Mapping[str, Any],
+    *,
+    platform: str,
+    profile: str | None,
+    now: float,
+    resolve: Callable[[str], str] | None = None,
 ) -> tuple[Review, bool]:
     if _ROW_ERROR in raw:
         raise ValueError(str(raw[_ROW_ERROR]))
@@ -348,6 +367,8 @@ def _row_review(
             "no profile: the row has no profile or venue column value; add one or "
             "import with a profile"
         )
+    if resolve is not None:
+        row_profile = resolve(row_profile)
 
     text = " ".join(_field(row, "text").split())
     author = " ".join(_field(row, "author").split())

@@ -198,7 +198,7 @@ def find_review(source: Tx, reference: str) -> Review:
 
     if not candidates:
         raise ReplyRejectedError(
-            f"review {reference!r} not found; use PLATFORM:ID as plaudit ctl review match shows it"
+            f"review {reference!r} not found; use PLATFORM:ID as plaudit ctl review list shows it"
         )
 
     if len(candidates) > 1:

@@ -292,16 +292,25 @@ async def _serve_until_signal(options: SandboxOptions, sink: SmtpSink, smtp_port
                     serve_sink_until, sink, stop.wait, host=address, port=smtp_port
                 )
                 bound = await nursery.start(serving_sink)
-            except OSError as error:
+            except* OSError as group:
+                # The sink binds inside its own nursery, so the error arrives in a group.
+                error = _first_os_error(group)
                 raise SandboxError(
                     f"could not bind the SMTP sink to {address} port {smtp_port}: "
-                    f"{error.strerror}; choose another --smtp-port, or 0 for any free port"
+                    f"{error.strerror or error}; choose another --smtp-port, "
+                    "or 0 for any free port"
                 ) from error
             print(f"  SMTP sink ([smtp] host, port): {address} {bound}", flush=True)
+            print('  SMTP security:    "none" (the sink speaks plain SMTP, no TLS)', flush=True)
             async for received in signals:
                 log.info("sandbox.stopping", extra={"signal": signal.Signals(received).name})
                 stop.set()
                 break
+
+
+def _first_os_error(group: BaseExceptionGroup[OSError]) -> OSError:
+    first = group.exceptions[0]
+    return _first_os_error(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def sandbox_main(argv: Sequence[str] | None = None) -> int:

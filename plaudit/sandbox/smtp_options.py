@@ -10,11 +10,17 @@ from __future__ import annotations
 import argparse
 import functools
 from collections.abc import Awaitable, Callable
-from typing import cast
+from typing import Final, cast
 
 import trio
 
 from plaudit.sandbox.smtp import OUTCOMES, Outcome, SmtpSink
+
+# The sink's port unless --smtp-port is given.  It is fixed so that a copy of
+# the example configuration can name it, and 2525 is unprivileged and clear of
+# the standard SMTP ports 25, 465 and 587.  The sink speaks plain SMTP only, so
+# that copy also needs [smtp] security = "none".
+DEFAULT_SMTP_PORT: Final = 2525
 
 
 def parse_script(text: str) -> list[Outcome]:
@@ -43,7 +49,10 @@ def parse_refusal(text: str) -> tuple[str, str]:
 def add_sink_options(parser: argparse.ArgumentParser) -> None:
     """Add the ``--smtp-*`` options of the SMTP sink to ``parser``."""
     parser.add_argument(
-        "--smtp-port", type=int, default=0, help="TCP port of the SMTP sink; 0 picks a free port"
+        "--smtp-port",
+        type=int,
+        default=DEFAULT_SMTP_PORT,
+        help=f"TCP port of the SMTP sink (default {DEFAULT_SMTP_PORT}); 0 picks a free port",
     )
     parser.add_argument(
         "--smtp-script",
@@ -74,6 +83,10 @@ def add_sink_options(parser: argparse.ArgumentParser) -> None:
 
 def sink_from(arguments: argparse.Namespace) -> SmtpSink:
     """Return the SMTP sink that the parsed ``--smtp-*`` options describe."""
+    if not 0 <= arguments.smtp_port <= 65535:
+        raise ValueError(
+            f"invalid --smtp-port {arguments.smtp_port}: use 1 to 65535, or 0 for any free port"
+        )
     if arguments.smtp_slow_seconds < 0:
         raise ValueError(
             f"invalid --smtp-slow-seconds {arguments.smtp_slow_seconds}: use 0 or more"
