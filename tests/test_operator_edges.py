@@ -463,6 +463,29 @@ def test_run_state_dir_file_says_so(tmp_path: Path, below: bool) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_run_runtime_dir_file_says_so(tmp_path: Path) -> None:
+    blocking = tmp_path / "run"
+    blocking.write_text("", encoding="utf-8")
+    config = tmp_path / "plaudit.toml"
+    text = re.sub(r"(?m)^port = (9464|8465)$", "port = 0", EXAMPLE.read_text(encoding="utf-8"))
+    config.write_text(text, encoding="utf-8")
+    command = [
+        sys.executable, "-m", "plaudit", "run", "--config", str(config),
+        "--state-dir", str(tmp_path / "state"), "--runtime-dir", str(blocking),
+    ]  # fmt: skip
+
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env=plaudit_env(), check=False
+    )
+
+    assert result.returncode == 1
+    assert f"{blocking} is a file, not a directory" in result.stderr
+    assert "--runtime-dir" in result.stderr
+    assert "Traceback" not in result.stderr
+    # It stopped before the journal was opened.
+    assert not (tmp_path / "state" / "journal.sqlite3").exists()
+
+
 # --- demo directories ---
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import final
 
+from plaudit.daemon.preflight import first_non_directory
 from plaudit.errors import PlauditError
 
 
@@ -33,7 +34,7 @@ class StateLock:
         return f"<StateLock {self.lock_path} held={self._fd is not None}>"
 
     def __enter__(self) -> StateLock:
-        blocking = _first_non_directory(self.state_dir)
+        blocking = first_non_directory(self.state_dir)
         if blocking is not None:
             raise StateLockError(
                 f"cannot use state directory {self.state_dir}: {blocking} is a file, not a "
@@ -73,16 +74,3 @@ class StateLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-def _first_non_directory(path: Path) -> Path | None:
-    """Return ``path`` or its nearest existing ancestor when that is not a directory."""
-    for candidate in (path, *path.parents):
-        try:
-            if candidate.exists():
-                return None if candidate.is_dir() else candidate
-        except OSError:
-            # Unreadable here, such as a parent without search permission:
-            # creating the directory reports that with its own message.
-            return None
-    return None

@@ -38,8 +38,27 @@ def check_metrics_port(host: str, port: int) -> None:
             ) from error
 
 
+def first_non_directory(path: Path) -> Path | None:
+    """Return ``path`` or its nearest existing ancestor when that is not a directory."""
+    for candidate in (path, *path.parents):
+        try:
+            if candidate.exists():
+                return None if candidate.is_dir() else candidate
+        except OSError:
+            # Unreadable here, such as a parent without search permission:
+            # creating the directory reports that with its own message.
+            return None
+    return None
+
+
 def check_control_socket(path: Path) -> None:
-    """Raise PreflightError when a live daemon already accepts connections on ``path``."""
+    """Raise PreflightError when the socket's directory is a file or a live daemon uses ``path``."""
+    blocking = first_non_directory(path.parent)
+    if blocking is not None:
+        raise PreflightError(
+            f"cannot create the control socket {path}: {blocking} is a file, not a directory; "
+            "name a directory with --runtime-dir or [control] socket, or move that file away"
+        )
     if not path.exists():
         return
     if not path.is_socket():
