@@ -93,6 +93,7 @@ from plaudit.chaos_figures import (
     recovery_seconds,
     scheduled_cycles,
     sync_accuracy,
+    target_table,
     webhook_figures,
 )
 from plaudit.chaos_mail import ChaosMail, campaign_config, step_count
@@ -624,7 +625,9 @@ class ChaosRun:
             if recoveries
             else None,
             "recovery_seconds_max": finite(max(recoveries)) if recoveries else None,
+            # API platform outages; the storefront's are counted apart.
             "outages": len(self.outage_ends),
+            "storefront_outages": len(self.storefront_outage_ends),
             **accuracy,
             "lost_side_effects": (
                 delivery["never_delivered"] + duplicates + mail["requests_never_sent"]
@@ -644,6 +647,7 @@ class ChaosRun:
             "journal": str(self.journal_path),
             "daemon_log": str(self.log_path),
         }
+        summary["targets"] = target_table()
         summary["failed_targets"] = failed_targets(summary)
         return summary
 

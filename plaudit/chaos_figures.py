@@ -274,6 +274,14 @@ def sync_accuracy(journal_reviews: list[Review], truth: list[Review]) -> dict[st
     }
 
 
+def target_table() -> dict[str, dict[str, Any]]:
+    """Return each target as ``{"limit": ">=" or "<=", "value": target}``, for the JSON summary."""
+    return {
+        name: {"limit": "<=" if name in MAXIMUM_TARGETS else ">=", "value": target}
+        for name, target in TARGETS.items()
+    }
+
+
 def failed_targets(summary: dict[str, Any]) -> list[str]:
     """Return the names of the figures that miss their targets."""
     failed = []

@@ -211,3 +211,6 @@ def test_chaos_run_keeps_every_side_effect(tmp_path: Path) -> None:
     assert summary["marketplace"]["incidents_opened"] >= 1, summary["marketplace"]
     assert summary["webhook_delivered_eventually"] == 1.0, details
     assert result.returncode == (0 if not summary["failed_targets"] else 1)
+    assert summary["targets"]["availability"] == {"limit": ">=", "value": 0.999}
+    assert summary["targets"]["recovery_seconds_max"] == {"limit": "<=", "value": 10.0}
+    assert summary["storefront_outages"] >= 1, details
