@@ -35,11 +35,12 @@ from plaudit.sandbox.demo_faults import (
     retries_by_cause,
 )
 from plaudit.sandbox.demo_mail import DemoMail
-from plaudit.sandbox.demo_reviews import DemoMatches, couple_reviews, demo_epoch
+from plaudit.sandbox.demo_reviews import DemoMatches, couple_reviews
 from plaudit.sandbox.notices import NoticeScript
 from plaudit.sandbox.receiver import DemoWebhooks, serve_receiver
 from plaudit.sandbox.standin import stand_in_truth_reviews, stand_ins_truth_reviews
 from plaudit.sandbox.truth import truth_reviews
+from plaudit.sandbox.world import hour_epoch
 
 # Fields compared between the journal and the sandbox's truth.  Deletion is
 # compared as set or not: the journal records when it noticed a deletion,
@@ -337,7 +338,7 @@ class Demo:
         options = SandboxOptions(
             seed=7,
             script_seconds=script_seconds,
-            epoch=demo_epoch(time.time()),
+            epoch=hour_epoch(time.time()),
             scripted_reviews=couple_reviews(script_seconds),
         )
         async with trio.open_nursery() as nursery:

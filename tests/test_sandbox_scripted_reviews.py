@@ -11,13 +11,19 @@ import trio
 from plaudit.matching.names import name_similarity
 from plaudit.matching.scoring import AUTO_CONFIRM_THRESHOLD
 from plaudit.sandbox import SandboxOptions, serve_sandbox
-from plaudit.sandbox.demo_reviews import COUPLE_REVIEWS, couple_reviews, demo_epoch
+from plaudit.sandbox.demo_reviews import COUPLE_REVIEWS, couple_reviews
 from plaudit.sandbox.facebook import FacebookStandIn
 from plaudit.sandbox.marketplace import MarketplaceStandIn
 from plaudit.sandbox.notices import NoticeScript
-from plaudit.sandbox.server import SandboxError, _validated
+from plaudit.sandbox.server import SandboxError, _validated, build_parser, sandbox_options
 from plaudit.sandbox.trustpilot import TrustpilotStandIn
-from plaudit.sandbox.world import DEFAULT_EPOCH, GoogleWorld, ScriptedReview, WorldOptions
+from plaudit.sandbox.world import (
+    DEFAULT_EPOCH,
+    GoogleWorld,
+    ScriptedReview,
+    WorldOptions,
+    hour_epoch,
+)
 from plaudit.sandbox.yelp import YelpStandIn
 
 REVIEW = ScriptedReview(at=5.5, reviewer="Anna Smith", stars=4, comment="Lovely day.", location=1)
@@ -91,10 +97,10 @@ def test_sandbox_default_epoch_fixed() -> None:
     assert SandboxOptions().world_options().epoch == DEFAULT_EPOCH
 
 
-def test_demo_epoch_floors_to_utc_hour() -> None:
+def test_hour_epoch_floors_to_utc_hour() -> None:
     # 2026-12-04T23:59:59Z and 2026-12-05T00:00:00Z.
-    assert demo_epoch(1_796_428_799.0) == 1_796_425_200.0
-    assert demo_epoch(1_796_428_800.0) == 1_796_428_800.0
+    assert hour_epoch(1_796_428_799.0) == 1_796_425_200.0
+    assert hour_epoch(1_796_428_800.0) == 1_796_428_800.0
 
 
 def test_couple_reviews_written_at_given_time() -> None:
@@ -134,3 +140,14 @@ def test_stand_ins_start_at_given_epoch(tmp_path: Path) -> None:
         assert max(created) > DEFAULT_EPOCH + 365 * 86_400.0, world.platform
     noticed = [review.created for _at, review in notices.schedule]
     assert max(noticed) > DEFAULT_EPOCH + 365 * 86_400.0
+
+
+def test_sandbox_command_dates_world_from_current_hour() -> None:
+    before = time.time()
+    options = sandbox_options(build_parser().parse_args([]))
+    assert before - 3600.0 < options.epoch <= before
+
+
+def test_sandbox_command_takes_epoch() -> None:
+    options = sandbox_options(build_parser().parse_args(["--epoch", "1750000000"]))
+    assert options.epoch == 1_750_000_000.0

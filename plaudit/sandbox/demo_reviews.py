@@ -25,7 +25,6 @@ from plaudit.errors import ControlError
 from plaudit.sandbox.world import ScriptedReview
 from plaudit.webhooks.router import webhook_id
 
-HOUR_SECONDS: Final = 3600.0
 # (reviewer display name, stars, comment) for the couples with e-mail consent
 # in plaudit.sandbox.demo_mail.COUPLES_CSV.  Tom Baker & Eli Moss declined
 # e-mail, receive no request and so write no review.
@@ -34,15 +33,6 @@ COUPLE_REVIEWS: Final = (
     ("Priya Nair & Sam Cole", 5, "Calm, kind and quick. The album arrived within three weeks."),
     ("Lena Vogel", 4, "Lovely pictures of our day at Gut Sonnenhof, delivered on time."),
 )
-
-
-def demo_epoch(now: float) -> float:
-    """Return the start of the UTC hour that contains ``now``, in Unix seconds.
-
-    One seed then gives the same reviews and timestamps for every run within
-    that hour, and the newest reviews are at most an hour old.
-    """
-    return now - now % HOUR_SECONDS
 
 
 def couple_reviews(at: float) -> tuple[ScriptedReview, ...]:

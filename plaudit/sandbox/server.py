@@ -13,6 +13,7 @@ import logging
 import signal
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Final, cast
@@ -30,7 +31,13 @@ from plaudit.sandbox.faults import FaultInjector, FaultSettings
 from plaudit.sandbox.notices import NoticeScript
 from plaudit.sandbox.smtp import SmtpSink
 from plaudit.sandbox.smtp_options import add_sink_options, serve_sink_until, sink_from
-from plaudit.sandbox.world import DEFAULT_EPOCH, GoogleWorld, ScriptedReview, WorldOptions
+from plaudit.sandbox.world import (
+    DEFAULT_EPOCH,
+    GoogleWorld,
+    ScriptedReview,
+    WorldOptions,
+    hour_epoch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +221,8 @@ def _count(text: str) -> int:
     return int(text)
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of ``plaudit sandbox``'s options."""
     parser = argparse.ArgumentParser(
         prog="plaudit sandbox",
         description="Serve stand-ins for the review platforms on loopback, for demos and tests.",
@@ -232,6 +240,13 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=20.0,
         help="seconds after start during which scripted review events happen",
+    )
+    parser.add_argument(
+        "--epoch",
+        type=float,
+        default=None,
+        help="Unix time of sandbox time 0, which dates the reviews; default: the start of "
+        "the current UTC hour, so the newest reviews are recent",
     )
     parser.add_argument(
         "--maildir",
@@ -264,10 +279,13 @@ def _add_fault_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _options_from(arguments: argparse.Namespace) -> SandboxOptions:
+def sandbox_options(arguments: argparse.Namespace) -> SandboxOptions:
+    """Return the validated options that parsed command-line ``arguments`` describe."""
     # The option names match the field names; next_statuses has no option.
     names = [name for name in SandboxOptions.__struct_fields__ if hasattr(arguments, name)]
     fields = {name: getattr(arguments, name) for name in names}
+    if fields.get("epoch") is None:
+        fields["epoch"] = hour_epoch(time.time())
     return _validated(SandboxOptions(**fields))
 
 
@@ -315,9 +333,9 @@ def _first_os_error(group: BaseExceptionGroup[OSError]) -> OSError:
 
 def sandbox_main(argv: Sequence[str] | None = None) -> int:
     """Run ``plaudit sandbox`` until SIGINT or SIGTERM; return the exit status."""
-    arguments = _parser().parse_args(argv)
+    arguments = build_parser().parse_args(argv)
     try:
-        options = _options_from(arguments)
+        options = sandbox_options(arguments)
         loopback_address(options.host)
         sink = sink_from(arguments)
     except (SandboxError, ValueError) as error:

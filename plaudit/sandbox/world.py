@@ -490,3 +490,12 @@ def _plan_reply(
     reply = phrases.vendor_reply(rng, reviewer=reviewer, stars=state.stars[review_id])
     state.replied.add(review_id)
     return ScriptEvent(at=at, kind="reply", profile=profile, review_id=review_id, reply=reply)
+
+
+def hour_epoch(now: float) -> float:
+    """Return the start of the UTC hour that contains ``now``, in Unix seconds.
+
+    One seed then gives the same reviews and timestamps for every run within
+    that hour, and the newest reviews are at most an hour old.
+    """
+    return now - now % 3600.0
