@@ -4,7 +4,9 @@ An actor claims its own jobs from the journal, passes each to ``handle`` and
 records the outcome.  The effects that ``handle`` returns commit in the same
 transaction as the job's completion, so a crash at any instant keeps both or
 neither.  Retryable platform errors go back to the journal with a
-backoff; permanent ones make the job dead.
+backoff; permanent ones make the job dead.  While a job runs, its lease is
+renewed every third of ``lease_seconds``, so a job that runs longer than one
+lease is not recovered and claimed a second time.
 
 Pausing stops claiming; a job already running finishes.  A stop request (the
 supervisor's graceful shutdown) also stops claiming; claimed jobs that have
@@ -345,7 +347,7 @@ class Actor:
         """Run one job and record its outcome; returns the outcome label."""
         probe = self.breaker is not None and self.breaker.state is BreakerState.HALF_OPEN
         try:
-            effects = await self.handle(job)
+            effects = await self._handle_keeping_lease(job)
         except ReconnectRequiredError as error:
             self.health = "reconnect-required"
             if self.breaker is not None:
@@ -381,6 +383,48 @@ class Actor:
             self._journal_full_waits = 0
         self.health = "healthy"
         return "succeeded"
+
+    async def _handle_keeping_lease(self, job: Job) -> Effects | None:
+        """Run ``handle`` while renewing the job's lease every third of ``lease_seconds``.
+
+        Without renewal, the housekeeping sweep returns a job that runs longer
+        than its lease to ready, its completion then fails with a lost lease,
+        and the job repeats until it is dead.
+        """
+        raised: Exception | None = None
+        effects: Effects | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._renew_lease, job.id)
+            try:
+                effects = await self.handle(job)
+            except Exception as error:
+                # Re-raised below, outside the nursery, so callers catch it
+                # as itself rather than inside an ExceptionGroup.
+                raised = error
+            finally:
+                nursery.cancel_scope.cancel()
+        if raised is not None:
+            raise raised
+        return effects
+
+    async def _renew_lease(self, job_id: int) -> None:
+        while True:
+            await trio.sleep(self.lease_seconds / 3)
+            try:
+                await self.journal.extend_lease(job_id, self.lease_seconds)
+            except LeaseLostError as error:
+                # The completion finds the lease lost too and logs it, so renewing stops.
+                log.warning(
+                    "job.lease_not_renewed",
+                    extra={"actor": self.name, "job": job_id, "error": str(error)},
+                )
+                return
+            except JournalError as error:
+                # A full disk may clear before the lease expires, so renewing goes on.
+                log.warning(
+                    "job.lease_not_renewed",
+                    extra={"actor": self.name, "job": job_id, "error": str(error)},
+                )
 
     async def _record_crash(self, job: Job, error: Exception) -> None:
         """Count the attempt of a job whose handling raised an unexpected exception."""

@@ -34,6 +34,9 @@ _T = TypeVar("_T")
 
 # Characters of a non-JSON error body quoted in a message.
 _BODY_EXCERPT: Final = 200
+# A page of reviews is at most a few hundred kilobytes (an estimate), so a
+# longer body is a fault, and it is cut off rather than read into memory whole.
+MAX_RESPONSE_BYTES: Final = 8 * 1024 * 1024
 
 Headers = Callable[[], Awaitable[dict[str, str]]]
 """Returns the authorisation headers of the next attempt (and refreshes a token when needed)."""
@@ -199,9 +202,10 @@ class ApiClient:
         started = self.clock()
         self._requests += 1
         try:
-            response = await self._http.request(
+            async with self._http.stream(
                 method, url, headers=headers, params=params, json=json, data=data
-            )
+            ) as streamed:
+                response = await read_limited(streamed, f"{method} {url}", platform=self.platform)
         except httpx.HTTPError as error:
             PLATFORM_REQUESTS.labels(platform=self.platform, outcome="retryable").inc()
             raise self._translate(error, method, url) from error
@@ -245,6 +249,33 @@ class ApiClient:
         return PlatformError(
             f"{method} {url} failed: {type(error).__name__}: {error}", retryable=False
         )
+
+
+async def read_limited(streamed: httpx.Response, what: str, *, platform: str) -> httpx.Response:
+    """Read a streamed response's body of at most MAX_RESPONSE_BYTES; return the read response.
+
+    Raises a retryable PlatformError when the body is longer.
+    """
+    body = bytearray()
+    async for chunk in streamed.aiter_bytes():
+        body += chunk
+        if len(body) > MAX_RESPONSE_BYTES:
+            PLATFORM_REQUESTS.labels(platform=platform, outcome="retryable").inc()
+            raise PlatformError(
+                f"{what} returned a body over {MAX_RESPONSE_BYTES} bytes, far more than a "
+                f"page of reviews; the call will be retried, check platforms.{platform}.api_base",
+                retryable=True,
+            )
+
+    # aiter_bytes() has decoded the body, so the copy drops the encoding headers.
+    headers = [
+        (name, value)
+        for name, value in streamed.headers.multi_items()
+        if name.lower() not in ("content-encoding", "content-length")
+    ]
+    return httpx.Response(
+        streamed.status_code, headers=headers, content=bytes(body), request=streamed.request
+    )
 
 
 def limited_client(

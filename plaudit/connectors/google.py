@@ -25,6 +25,7 @@ import msgspec
 import trio
 
 from plaudit.config.model import GoogleConfig, RetryConfig
+from plaudit.connectors.apiclient import read_limited
 from plaudit.connectors.base import Capability, IngestionMode
 from plaudit.connectors.retry_causes import count_retry
 from plaudit.connectors.tls import shared_ssl_context
@@ -48,9 +49,6 @@ MAX_REPLY_BYTES: Final = 4096
 # A token is refreshed this many seconds before the expiry Google reports, so
 # no request leaves with a token that expires in flight.
 TOKEN_EXPIRY_MARGIN: Final = 60.0
-# A page of 50 reviews is tens of kilobytes.  A longer body is a fault, which
-# is cut off here rather than read into memory whole.
-MAX_RESPONSE_BYTES: Final = 8 * 1024 * 1024
 # Review and resource ids are URL-safe base64 or digits; anything else would
 # change the request path.
 _ID = r"[A-Za-z0-9_-]+"
@@ -594,7 +592,7 @@ class GoogleClient:
             async with self._http.stream(
                 method, url, headers=headers, params=params, json=json, data=data
             ) as streamed:
-                response = await _read_limited(streamed, f"{method} {url}")
+                response = await read_limited(streamed, f"{method} {url}", platform=PLATFORM)
         except httpx.HTTPError as error:
             PLATFORM_REQUESTS.labels(platform=PLATFORM, outcome=_outcome_of_error(error)).inc()
             raise _translate_http_error(error, method, url, self._config.request_timeout) from error
@@ -727,33 +725,6 @@ def _translate_http_error(
         )
 
     return PlatformError(f"{method} {url} failed: {type(error).__name__}: {error}", retryable=False)
-
-
-async def _read_limited(streamed: httpx.Response, what: str) -> httpx.Response:
-    """Read a streamed response of at most MAX_RESPONSE_BYTES; return it with its body read.
-
-    Raises a retryable PlatformError when the body is longer.
-    """
-    body = bytearray()
-    async for chunk in streamed.aiter_bytes():
-        body += chunk
-        if len(body) > MAX_RESPONSE_BYTES:
-            PLATFORM_REQUESTS.labels(platform=PLATFORM, outcome="retryable").inc()
-            raise PlatformError(
-                f"{what} returned a body over {MAX_RESPONSE_BYTES} bytes, far more than a "
-                "page of reviews; the call will be retried, check platforms.google.api_base",
-                retryable=True,
-            )
-
-    # aiter_bytes() has decoded the body, so the copy drops the encoding headers.
-    headers = [
-        (name, value)
-        for name, value in streamed.headers.multi_items()
-        if name.lower() not in ("content-encoding", "content-length")
-    ]
-    return httpx.Response(
-        streamed.status_code, headers=headers, content=bytes(body), request=streamed.request
-    )
 
 
 def _raise_for_status(response: httpx.Response, what: str, *, now: float) -> None:
