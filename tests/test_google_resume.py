@@ -26,11 +26,11 @@ from plaudit.actors.google import (
     decide,
     sync_job,
 )
-from plaudit.actors.listing import listing_cursor
 from plaudit.config.model import GoogleConfig, GoogleLocation, RetryConfig
 from plaudit.connectors.google import GoogleClient, ReviewPage
 from plaudit.errors import PlatformError
 from plaudit.journal import AsyncJournal
+from plaudit.reliability.resume import listing_cursor
 from plaudit.reviews.model import Review
 from plaudit.reviews.store import apply_snapshot, load_reviews
 from plaudit.sandbox import SandboxOptions, serve_sandbox

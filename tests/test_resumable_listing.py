@@ -15,7 +15,7 @@ import httpx
 import pytest
 import trio
 
-from plaudit.actors.listing import ListingActor, ListingSource, listing_cursor, sync_job
+from plaudit.actors.listing import ListingActor, ListingSource, sync_job
 from plaudit.actors.sources import FacebookSource, TrustpilotSource
 from plaudit.config.model import (
     BreakerConfig,
@@ -29,6 +29,7 @@ from plaudit.connectors.facebook import facebook_client
 from plaudit.connectors.trustpilot import trustpilot_client
 from plaudit.errors import PlatformError
 from plaudit.journal import AsyncJournal
+from plaudit.reliability.resume import MAX_RESUMES, listing_cursor, resume_count_cursor
 from plaudit.reviews.model import Review
 from plaudit.reviews.store import apply_snapshot, load_reviews
 from plaudit.sandbox import SandboxOptions, serve_sandbox
@@ -240,4 +241,54 @@ async def test_sync_log_counts_changes_of_committed_pages(
     assert first.outcome["unchanged"] == 0
     assert second.outcome["created"] == 0
     assert second.outcome["unchanged"] == len(stored)
+    await actor.source.aclose()
+
+
+async def test_resume_given_up_after_resumes_without_progress(
+    base_url: str, journal: AsyncJournal, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Page 3 fails on every attempt.
+    transport = FailingPage("3")
+    actor = listing_actor(journal, trustpilot_source(base_url, transport))
+    with pytest.raises(PlatformError):
+        await run_sync(journal, actor, UNIT, slot=1)
+
+    for slot in range(2, 2 + MAX_RESUMES):
+        with pytest.raises(PlatformError):
+            await run_sync(journal, actor, UNIT, slot=slot)
+    # Each of those resumed at page 3, whose requests fail before reaching the stand-in.
+    assert await logged_pages(base_url, "trustpilot", "page") == ["1", "2"]
+
+    with (
+        caplog.at_level(logging.WARNING, logger="plaudit.reliability.resume"),
+        pytest.raises(PlatformError),
+    ):
+        await run_sync(journal, actor, UNIT, slot=2 + MAX_RESUMES)
+    # The next one starts over at the first page, where new reviews appear.
+    assert await logged_pages(base_url, "trustpilot", "page") == ["1", "2", "1", "2"]
+    assert any(record.message == "listing.resume_abandoned" for record in caplog.records)
+    await actor.source.aclose()
+
+
+async def test_committed_page_resets_resume_count(base_url: str, journal: AsyncJournal) -> None:
+    transport = FailingPage("3")
+    actor = listing_actor(journal, trustpilot_source(base_url, transport))
+    with pytest.raises(PlatformError):
+        await run_sync(journal, actor, UNIT, slot=1)
+    with pytest.raises(PlatformError):
+        await run_sync(journal, actor, UNIT, slot=2)
+    assert (
+        await journal.transaction(lambda tx: tx.get_cursor("trustpilot", resume_count_cursor(UNIT)))
+        == "1"
+    )
+
+    transport.page = "5"
+    with pytest.raises(PlatformError):
+        await run_sync(journal, actor, UNIT, slot=3)
+    # Pages 3 and 4 were committed, so the count starts again from the resume at page 5.
+    assert await stored_cursor(journal, "trustpilot", UNIT) == "5"
+    assert (
+        await journal.transaction(lambda tx: tx.get_cursor("trustpilot", resume_count_cursor(UNIT)))
+        == "0"
+    )
     await actor.source.aclose()

@@ -49,7 +49,6 @@ import msgspec
 import trio
 
 from plaudit.actors.base import Actor, ChildContext, Effects
-from plaudit.actors.listing import listing_cursor
 from plaudit.config.model import GoogleConfig, GoogleLocation
 from plaudit.connectors.google import GoogleClient, ReviewPage
 from plaudit.errors import PlatformError, ReconnectRequiredError
@@ -57,6 +56,7 @@ from plaudit.journal import AsyncJournal, Job, Journal, Tx
 from plaudit.reliability.breaker import CircuitBreaker
 from plaudit.reliability.monitor import PlatformHealthMonitor
 from plaudit.reliability.reconcile import ProfileListing, confirmed_listing
+from plaudit.reliability.resume import clear_resume, store_page_cursor, take_resume
 from plaudit.reviews.model import Review, format_timestamp
 from plaudit.reviews.replies import REPLY_KIND, post_reply
 from plaudit.reviews.store import SyncOutcome, apply_snapshot, delete_absent
@@ -457,8 +457,7 @@ class GoogleActor(Actor):
             state, first = begin(profile, stop_before=stop_before)
             return await self._follow_pages(account, location, state, first, tally=None)
 
-        cursor = listing_cursor(profile)
-        resume = await self.journal.transaction(lambda tx: tx.get_cursor("google", cursor))
+        resume = await self.journal.transaction(lambda tx: take_resume(tx, "google", profile))
         if resume:
             log.info("google.listing_resumed", extra={"profile": profile})
             state, first = begin(profile, resume=resume)
@@ -475,7 +474,7 @@ class GoogleActor(Actor):
                 log.warning(
                     "google.resume_rejected", extra={"profile": profile, "error": str(error)}
                 )
-                await self.journal.transaction(lambda tx: tx.set_cursor("google", cursor, ""))
+                await self.journal.transaction(lambda tx: clear_resume(tx, "google", profile))
             else:
                 return Finish(reviews=finish.reviews, complete=False)
 
@@ -515,7 +514,7 @@ class GoogleActor(Actor):
         reviews = list({review.review_id: review for review in page.reviews}.values())
 
         def commit(tx: Tx) -> SyncOutcome:
-            tx.set_cursor("google", listing_cursor(profile), following or "")
+            store_page_cursor(tx, "google", profile, following)
             return apply_snapshot(
                 tx, platform="google", profile=profile, reviews=reviews, complete=False
             )

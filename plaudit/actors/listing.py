@@ -43,6 +43,11 @@ from plaudit.journal import AsyncJournal, Job, Tx
 from plaudit.reliability.breaker import CircuitBreaker
 from plaudit.reliability.monitor import PlatformHealthMonitor
 from plaudit.reliability.reconcile import ProfileListing, confirmed_listing
+from plaudit.reliability.resume import (
+    clear_resume,
+    store_page_cursor,
+    take_resume,
+)
 from plaudit.reviews.contacts import store_contacts
 from plaudit.reviews.model import Contact, Review
 from plaudit.reviews.replies import REPLY_KIND, PostReply, post_reply
@@ -135,11 +140,6 @@ def sync_job(platform: str, profile: str, *, slot: int, interval: float) -> dict
         "payload": {"profile": profile, "slot": slot},
         "run_at": slot * interval,
     }
-
-
-def listing_cursor(profile: str) -> str:
-    """Return the name of the sync cursor that stores where the profile's listing resumes."""
-    return f"listing:{profile}"
 
 
 def current_slot(now: float, interval: float) -> int:
@@ -316,8 +316,8 @@ class ListingActor(Actor):
         so it is returned as incomplete and infers no deletions.  The listing
         after it starts at the first page.
         """
-        platform, name = self.name, listing_cursor(profile)
-        resume = await self.journal.transaction(lambda tx: tx.get_cursor(platform, name))
+        platform = self.name
+        resume = await self.journal.transaction(lambda tx: take_resume(tx, platform, profile))
         on_page = functools.partial(self._commit_page, profile, committed)
         if not resume:
             return await self.source.list_profile(profile, on_page=on_page)
@@ -334,7 +334,7 @@ class ListingActor(Actor):
                 "listing.resume_rejected",
                 extra={"platform": platform, "profile": profile, "error": str(error)},
             )
-            await self.journal.transaction(lambda tx: tx.set_cursor(platform, name, ""))
+            await self.journal.transaction(lambda tx: clear_resume(tx, platform, profile))
             return await self.source.list_profile(profile, on_page=on_page)
 
         return Listing(reviews=listing.reviews, complete=False, contacts=listing.contacts)
@@ -349,7 +349,7 @@ class ListingActor(Actor):
             )
             if page.contacts:
                 store_contacts(tx, platform, page.contacts)
-            tx.set_cursor(platform, listing_cursor(profile), page.next_cursor or "")
+            store_page_cursor(tx, platform, profile, page.next_cursor)
             return outcome
 
         committed.outcome.add(await self.journal.transaction(commit))
