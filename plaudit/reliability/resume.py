@@ -1,4 +1,4 @@
-"""Where an interrupted listing resumes, and when it stops resuming.
+"""Resume cursors of interrupted listings, and the limit on resuming at one cursor.
 
 A listing commits each page with the cursor of the page after it (the sync
 cursor ``listing:<profile>``), so the next job resumes where a crash or a
@@ -37,9 +37,9 @@ def resume_count_cursor(profile: str) -> str:
 def take_resume(tx: Tx, owner: str, profile: str) -> str | None:
     """Return the cursor to resume the profile's listing at, counting this resume.
 
-    Returns None when no listing was interrupted, and when ``MAX_RESUMES``
-    resumes in a row committed no page; the cursor is then cleared, so the
-    listing starts at the first page.
+    Returns None when no listing was interrupted.  It also returns None
+    after ``MAX_RESUMES`` resumes in a row that committed no page, and clears
+    the cursor, so the listing starts at the first page.
     """
     cursor = tx.get_cursor(owner, listing_cursor(profile))
     if not cursor:
