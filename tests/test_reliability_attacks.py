@@ -352,11 +352,6 @@ async def run_due_syncs(journal: AsyncJournal, actor: GoogleActor) -> int:
     return len(jobs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Google schedule keys its jobs by wall-clock slot, so after the clock steps "
-    "back the next job waits until the clock reaches its slot again",
-)
 async def test_clock_stepped_back_keeps_syncing(
     tmp_path: Path, sandbox_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

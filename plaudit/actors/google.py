@@ -39,7 +39,6 @@ the shell that performs the requests.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -49,6 +48,7 @@ import msgspec
 import trio
 
 from plaudit.actors.base import Actor, ChildContext, Effects
+from plaudit.actors.schedule import current_slot, pull_in_sync_jobs
 from plaudit.config.model import GoogleConfig, GoogleLocation
 from plaudit.connectors.google import GoogleClient, ReviewPage
 from plaudit.errors import PlatformError, ReconnectRequiredError
@@ -88,10 +88,6 @@ def sync_job(location: GoogleLocation, *, slot: int, interval: float) -> dict[st
         "payload": {"account": location.account, "location": location.location, "slot": slot},
         "run_at": slot * interval,
     }
-
-
-def current_slot(now: float, interval: float) -> int:
-    return math.floor(now / interval)
 
 
 class FetchPage(msgspec.Struct, frozen=True):
@@ -306,13 +302,18 @@ class GoogleActor(Actor):
 
     async def _schedule_current_slot(self) -> None:
         """Make sure each location has the current slot's job; cheap when it already does."""
-        slot = current_slot(time.time(), self.config.sync_interval)
+        now = time.time()
+        interval = self.config.sync_interval
+        slot = current_slot(now, interval)
         if slot == self._scheduled_slot:
             return
         for location in self.config.locations:
-            await self.journal.enqueue(
-                **sync_job(location, slot=slot, interval=self.config.sync_interval)
+            await self.journal.enqueue(**sync_job(location, slot=slot, interval=interval))
+        await self.journal.transaction(
+            lambda tx: pull_in_sync_jobs(
+                tx, owner="google", kind=SYNC_KIND, now=now, interval=interval
             )
+        )
         self._scheduled_slot = slot
 
     def profile_of(self, job: Job) -> str:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import time
 from collections.abc import Sequence
 from typing import Any, Final, Protocol, final
@@ -35,6 +34,7 @@ import msgspec
 import trio
 
 from plaudit.actors.base import Actor, ChildContext, Effects
+from plaudit.actors.schedule import current_slot, pull_in_sync_jobs
 from plaudit.config.model import BreakerConfig
 from plaudit.connectors.facebook import ApiVersionUnsupportedError
 from plaudit.connectors.paging import ListedPage, PageHook
@@ -142,10 +142,6 @@ def sync_job(platform: str, profile: str, *, slot: int, interval: float) -> dict
     }
 
 
-def current_slot(now: float, interval: float) -> int:
-    return math.floor(now / interval)
-
-
 def decide(
     platform: str,
     profiles: Sequence[str],
@@ -239,12 +235,17 @@ class ListingActor(Actor):
         if self.unsupported:
             return
 
-        slot = current_slot(time.time(), self.sync_interval)
+        now = time.time()
+        slot = current_slot(now, self.sync_interval)
         if slot == self._scheduled_slot:
             return
         for profile in self.source.profiles():
             job = sync_job(self.name, profile, slot=slot, interval=self.sync_interval)
             await self.journal.enqueue(**job)
+        platform, kind, interval = self.name, sync_kind(self.name), self.sync_interval
+        await self.journal.transaction(
+            lambda tx: pull_in_sync_jobs(tx, owner=platform, kind=kind, now=now, interval=interval)
+        )
         self._scheduled_slot = slot
 
     def profile_of(self, job: Job) -> str:
