@@ -2,10 +2,10 @@
 
 Each profile has one sync job per slot of ``sync_interval`` seconds of wall
 time, keyed by the slot number, and each finished sync queues the next slot.
-When the wall clock steps back (a large NTP correction, a restored VM
-snapshot), the queued job keeps the due time of the old clock, hours ahead,
-and the slots before it already have finished jobs, so no sync would run
-until the clock caught up.  :func:`pull_in_sync_jobs` brings such jobs back
+The wall clock can step back, after a large NTP correction or a restored VM
+snapshot.  The queued job then keeps the due time of the old clock, hours
+ahead, and the slots before it already have finished jobs.  No sync would
+run until the clock caught up.  :func:`pull_in_sync_jobs` brings such jobs back
 to the next slot boundary of the current clock.
 """
 
@@ -35,9 +35,8 @@ def current_slot(now: float, interval: float) -> int:
 def pull_in_sync_jobs(tx: Tx, *, owner: str, kind: str, now: float, interval: float) -> int:
     """Make sync jobs due later than the next slot boundary due at that boundary.
 
-    Under a steady clock no first attempt is due later than that, so this
-    changes nothing; after the clock steps back it returns the number of
-    jobs pulled in.
+    Under a steady clock no first attempt is due later than that, and this
+    changes nothing.  Returns the number of jobs pulled in.
     """
     boundary = (current_slot(now, interval) + 1) * interval
     moved = tx.execute(_PULL_IN, (boundary, owner, kind, boundary)).rowcount
