@@ -35,6 +35,7 @@ from plaudit.daemon import app as daemon_app
 from plaudit.daemon.supervisor import ChildContext
 from plaudit.errors import PlatformError
 from plaudit.journal import AsyncJournal, Job, Journal, Tx
+from plaudit.reliability.clock_steps import ClockStepWatch, sweep_leases
 from plaudit.reliability.resume import listing_cursor
 from plaudit.reviews.replies import REPLY_KIND, ReplyRequest, plan_reply, reply_job
 from plaudit.sandbox import SandboxOptions, serve_sandbox
@@ -303,10 +304,11 @@ class SlowActor(Actor):
         return None
 
 
-async def sweep_leases(journal: AsyncJournal, *, interval: float) -> None:
+async def sweep_periodically(journal: AsyncJournal, *, interval: float) -> None:
     """Recover expired leases every ``interval`` seconds, as the daemon's housekeeping does."""
+    watch = ClockStepWatch(wall=time.time, monotonic=time.monotonic)
     while True:
-        await journal.recover_expired_leases()
+        await sweep_leases(journal, watch)
         await trio.sleep(interval)
 
 
@@ -324,7 +326,7 @@ async def test_job_longer_than_lease_runs_once(journal: AsyncJournal) -> None:
     await journal.enqueue(kind="attack.slow", owner="slow", key="slow-1", payload={})
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(lambda: sweep_leases(journal, interval=0.25))
+        nursery.start_soon(lambda: sweep_periodically(journal, interval=0.25))
         context = ChildContext("slow")
         nursery.start_soon(actor.start, context)
         with trio.move_on_after(60):
@@ -430,7 +432,7 @@ async def test_full_disk_keeps_jobs_and_resumes(
 
     async with trio.open_nursery() as nursery:
         # The failed completion leaves its job running until the lease expires.
-        nursery.start_soon(lambda: sweep_leases(journal, interval=0.25))
+        nursery.start_soon(lambda: sweep_periodically(journal, interval=0.25))
         context = ChildContext("events")
         with caplog.at_level(logging.INFO):
             nursery.start_soon(actor.start, context)
@@ -678,19 +680,17 @@ async def test_oversized_graph_body_bounded(nursery: trio.Nursery) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="leases expire by the wall clock, so a forward step longer than a lease lets "
-    "the sweep take a running job back before its renewal, and the job runs twice",
-)
 async def test_clock_step_forward_runs_job_once(tmp_path: Path) -> None:
     """The wall clock steps two hours forward mid-job; the job still runs exactly once."""
     offset = [0.0]
-    opened = Journal.open(
-        tmp_path / "journal.sqlite3",
-        instance="attacks-3",
-        clock=lambda: time.time() + offset[0],
-    )
+
+    def wall() -> float:
+        return time.time() + offset[0]
+
+    opened = Journal.open(tmp_path / "journal.sqlite3", instance="attacks-3", clock=wall)
+    # The daemon's housekeeping sweep, with the clocks it uses.
+    watch = ClockStepWatch(wall=wall, monotonic=time.monotonic)
+    watch.forward_step()
     async with trio.open_nursery() as nursery:
         journal = AsyncJournal(opened)
         await nursery.start(journal.run)
@@ -701,7 +701,7 @@ async def test_clock_step_forward_runs_job_once(tmp_path: Path) -> None:
         await wait_for(lambda: actor.running == 1, timeout=30, interval=0.05, what="the job")
 
         offset[0] += 2 * 3600
-        await journal.recover_expired_leases()
+        assert await sweep_leases(journal, watch) == 0
         with trio.move_on_after(30):
             while await job_state(journal, "slow-1") != "succeeded":
                 await trio.sleep(0.1)

@@ -57,6 +57,7 @@ from plaudit.matching.service import matching_children
 from plaudit.messaging.deliverability.service import deliverability_children
 from plaudit.messaging.event_rules import campaign_rules_of
 from plaudit.messaging.service import build_messaging, reconfigure_messaging
+from plaudit.reliability.clock_steps import ClockStepWatch, sweep_leases
 from plaudit.reliability.monitor import PlatformHealthMonitor
 from plaudit.webhooks.service import reconfigure_webhooks, start_webhooks
 
@@ -491,8 +492,9 @@ class Daemon:
         """Return expired leases to ready and refresh the journal gauges, periodically."""
         assert self.journal is not None
         interval = min(self.config.journal.lease_sweep_interval, 5.0)
+        watch = ClockStepWatch(wall=time.time, monotonic=trio.current_time)
         while not ctx.stop_requested.is_set():
-            recovered = await self.journal.recover_expired_leases()
+            recovered = await sweep_leases(self.journal, watch)
             if recovered:
                 log.warning("journal.leases_recovered", extra={"jobs": recovered})
             await self.refresh_job_gauges()
