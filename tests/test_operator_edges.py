@@ -34,7 +34,6 @@ from plaudit.personalisation.lift import measure_lift
 from plaudit.sandbox import sandbox_main
 from plaudit.sandbox.smtp import SmtpSink
 from plaudit.sandbox.smtp_options import DEFAULT_SMTP_PORT, add_sink_options
-from tests.conformance.conftest import CORPUS
 from tests.support import (
     REPOSITORY,
     DaemonDirs,
@@ -591,13 +590,6 @@ def test_inspect_help_names_every_kind() -> None:
         assert kind in inspect_help, kind
     assert "platform-json" in inspect_help
     assert "webhook" in inspect_help
-
-
-def test_readme_names_corpus_path() -> None:
-    text = " ".join(README.read_text(encoding="utf-8").split())
-
-    assert "`../shared/corpus` relative to the checkout" in text
-    assert (REPOSITORY / ".." / "shared" / "corpus").resolve() == CORPUS.resolve()
 
 
 def test_readme_states_demo_seconds_as_maximum() -> None:
