@@ -1,3 +1,5 @@
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -27,3 +29,11 @@ async def journal(tmp_path: Path) -> AsyncIterator[AsyncJournal]:
         yield async_journal
         nursery.cancel_scope.cancel()
     opened.close()
+
+
+@pytest.fixture
+def sock_path() -> Iterator[Path]:
+    """A control socket path under /tmp: pytest's tmp_path can exceed AF_UNIX's 107 bytes."""
+    directory = Path(tempfile.mkdtemp(prefix="ctl-", dir="/tmp"))
+    yield directory / "control.sock"
+    shutil.rmtree(directory, ignore_errors=True)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -144,3 +144,33 @@ def datagram_socket(path: Path) -> Iterator[Any]:
         yield sock
     finally:
         sock.close()
+
+
+async def run_ctl_against(
+    journal: Any, sock_path: Path, argv: Sequence[str], *, config: Any
+) -> int:
+    """Run ``plaudit ctl ARGV`` against the control commands of ``journal`` and ``config``.
+
+    ``journal`` is an open :class:`plaudit.journal.Journal`; a stand-in daemon
+    with no actors serves the commands on ``sock_path``.  Returns ctl's exit status.
+    """
+    from types import SimpleNamespace
+    from typing import cast
+
+    from plaudit.daemon.commands import CommandHandler
+    from plaudit.daemon.control import serve_control
+    from plaudit.daemon.ctl import ctl_main
+    from plaudit.journal import AsyncJournal
+
+    facade = AsyncJournal(journal)
+    handler = CommandHandler(cast(Any, SimpleNamespace(journal=facade, actors={}, config=config)))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(facade.run)
+
+        async def serve(task_status: Any) -> None:
+            await serve_control(sock_path, handler, task_status=task_status)
+
+        await nursery.start(serve)
+        code: int = await trio.to_thread.run_sync(ctl_main, ["--socket", str(sock_path), *argv])
+        nursery.cancel_scope.cancel()
+    return code

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +17,6 @@ from tests.support import DaemonDirs, ctl, open_daemon, stop_daemon, wait_for
 
 # More than the daemon's 64 control connections.
 IDLE_CLIENTS = 100
-
-
-@pytest.fixture
-def sock_path() -> Iterator[Path]:
-    # pytest's tmp_path can exceed the 107-byte limit of AF_UNIX paths.
-    directory = Path(tempfile.mkdtemp(prefix="ctl-", dir="/tmp"))
-    yield directory / "control.sock"
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 async def echo(command: str, args: dict[str, Any]) -> Any:

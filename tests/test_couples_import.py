@@ -3,33 +3,17 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, cast
 
 import pytest
-import trio
 
 from plaudit.config.model import CampaignConfig, CampaignStep, Config, VendorConfig
-from plaudit.daemon.commands import CommandHandler
-from plaudit.daemon.control import serve_control
-from plaudit.daemon.ctl import ctl_main
-from plaudit.journal import AsyncJournal, Journal
+from plaudit.journal import Journal
 from plaudit.messaging.couples import parse_couples_csv
+from tests.support import run_ctl_against
 
 FIXTURES = Path(__file__).parent / "fixtures" / "couples"
 GENERIC_HEADER = "first_name,last_name,email,phone,wedding_date,venue,timezone\n"
-
-
-@pytest.fixture
-def sock_path() -> Iterator[Path]:
-    # pytest's tmp_path can exceed the 107-byte limit of AF_UNIX paths.
-    directory = Path(tempfile.mkdtemp(prefix="ctl-", dir="/tmp"))
-    yield directory / "control.sock"
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def demo_config() -> Config:
@@ -45,19 +29,7 @@ def demo_config() -> Config:
 
 
 async def run_ctl(journal: Journal, sock_path: Path, *argv: str) -> int:
-    facade = AsyncJournal(journal)
-    daemon = SimpleNamespace(journal=facade, actors={}, config=demo_config())
-    handler = CommandHandler(cast(Any, daemon))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(facade.run)
-
-        async def serve(task_status: Any) -> None:
-            await serve_control(sock_path, handler, task_status=task_status)
-
-        await nursery.start(serve)
-        code = await trio.to_thread.run_sync(ctl_main, ["--socket", str(sock_path), *argv])
-        nursery.cancel_scope.cancel()
-    return code
+    return await run_ctl_against(journal, sock_path, argv, config=demo_config())
 
 
 def test_honeybook_export_maps_columns() -> None:

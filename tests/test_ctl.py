@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -99,14 +96,6 @@ class StubDaemon:
         if command == "reload":
             raise PlauditError("invalid configuration /etc/plaudit/plaudit.toml: metrics.port")
         raise AssertionError(f"unexpected command {command}")
-
-
-@pytest.fixture
-def sock_path() -> Iterator[Path]:
-    # pytest's tmp_path can exceed the 107-byte limit of AF_UNIX paths.
-    directory = Path(tempfile.mkdtemp(prefix="ctl-", dir="/tmp"))
-    yield directory / "control.sock"
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 async def run_ctl(sock_path: Path, *argv: str) -> tuple[int, StubDaemon]:

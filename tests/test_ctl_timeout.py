@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +17,6 @@ from plaudit.daemon.ctl import (
     ctl_main,
     render_health,
 )
-
-
-@pytest.fixture
-def sock_path() -> Iterator[Path]:
-    # pytest's tmp_path can exceed the 107-byte limit of AF_UNIX paths.
-    directory = Path(tempfile.mkdtemp(prefix="ctl-", dir="/tmp"))
-    yield directory / "control.sock"
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,9 +26,7 @@ from plaudit.config.model import (
     YelpConfig,
 )
 from plaudit.daemon.commands import CommandHandler
-from plaudit.daemon.control import serve_control
 from plaudit.daemon.control_wire import InvalidArgument
-from plaudit.daemon.ctl import ctl_main
 from plaudit.journal import AsyncJournal, Journal
 from plaudit.reviews.import_checks import (
     ImportTargetError,
@@ -40,7 +36,15 @@ from plaudit.reviews.import_checks import (
     known_platforms,
 )
 from plaudit.reviews.import_ctl import failure_message
-from tests.support import DaemonDirs, ctl, open_daemon, query, stop_daemon, wait_for
+from tests.support import (
+    DaemonDirs,
+    ctl,
+    open_daemon,
+    query,
+    run_ctl_against,
+    stop_daemon,
+    wait_for,
+)
 
 GOOGLE_PROFILE = "accounts/1/locations/2"
 # Two rows of one venue, named by its configured vendor_name.
@@ -75,14 +79,6 @@ CONFIG = config(google=google(), marketplace=marketplace(hitched()))
 
 
 @pytest.fixture
-def sock_path() -> Iterator[Path]:
-    # pytest's tmp_path can exceed the 107-byte limit of AF_UNIX paths.
-    directory = Path(tempfile.mkdtemp(prefix="ctl-", dir="/tmp"))
-    yield directory / "control.sock"
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture
 def journal(tmp_path: Path) -> Iterator[Journal]:
     opened = Journal.open(tmp_path / "journal.sqlite3", instance="imports")
     yield opened
@@ -90,19 +86,7 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
 
 
 async def run_ctl(journal: Journal, sock_path: Path, *argv: str, settings: Config = CONFIG) -> int:
-    facade = AsyncJournal(journal)
-    daemon = SimpleNamespace(journal=facade, actors={}, config=settings)
-    handler = CommandHandler(cast(Any, daemon))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(facade.run)
-
-        async def serve(task_status: Any) -> None:
-            await serve_control(sock_path, handler, task_status=task_status)
-
-        await nursery.start(serve)
-        code = await trio.to_thread.run_sync(ctl_main, ["--socket", str(sock_path), *argv])
-        nursery.cancel_scope.cancel()
-    return code
+    return await run_ctl_against(journal, sock_path, argv, config=settings)
 
 
 def write(tmp_path: Path, text: str, name: str = "reviews.csv") -> str:

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-import trio
 
 from plaudit.config.model import Config, MarketplaceConfig, MarketplaceProfile, PlatformsConfig
 from plaudit.daemon.commands import CommandHandler
-from plaudit.daemon.control import serve_control
 from plaudit.daemon.control_wire import InvalidArgument
-from plaudit.daemon.ctl import ctl_main
 from plaudit.journal import AsyncJournal, Journal
+from tests.support import run_ctl_against
 
 CSV = (
     "venue,text,rating,author\nWillow Barn,Magical day,5,Ana P.\nWillow Barn,Magical day,5,Ana P.\n"
@@ -38,27 +33,8 @@ CONFIG = Config(
 )
 
 
-@pytest.fixture
-def sock_path() -> Iterator[Path]:
-    # pytest's tmp_path can exceed the 107-byte limit of AF_UNIX paths.
-    directory = Path(tempfile.mkdtemp(prefix="ctl-", dir="/tmp"))
-    yield directory / "control.sock"
-    shutil.rmtree(directory, ignore_errors=True)
-
-
 async def run_ctl(journal: Journal, sock_path: Path, *argv: str) -> int:
-    facade = AsyncJournal(journal)
-    handler = CommandHandler(cast(Any, SimpleNamespace(journal=facade, actors={}, config=CONFIG)))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(facade.run)
-
-        async def serve(task_status: Any) -> None:
-            await serve_control(sock_path, handler, task_status=task_status)
-
-        await nursery.start(serve)
-        code = await trio.to_thread.run_sync(ctl_main, ["--socket", str(sock_path), *argv])
-        nursery.cancel_scope.cancel()
-    return code
+    return await run_ctl_against(journal, sock_path, argv, config=CONFIG)
 
 
 async def test_ctl_import_reports_counts(

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 import pytest
@@ -28,9 +25,6 @@ from plaudit.config.model import (
     SmtpConfig,
     VendorConfig,
 )
-from plaudit.daemon.commands import CommandHandler
-from plaudit.daemon.control import serve_control
-from plaudit.daemon.ctl import ctl_main
 from plaudit.errors import PlatformError
 from plaudit.journal import AsyncJournal, Job, Journal
 from plaudit.messaging.operator_alerts import check_operator
@@ -38,6 +32,7 @@ from plaudit.messaging.sms import TwilioClient
 from plaudit.sandbox.smtp import Outcome, SmtpSink
 from plaudit.sandbox.twilio import AUTH_TOKEN, TwilioStandIn
 from plaudit.sandbox.twilio import Outcome as TwilioOutcome
+from tests.support import run_ctl_against
 from tests.test_sms import sms_config
 
 VENDOR = VendorConfig(
@@ -218,28 +213,8 @@ def test_check_operator_accepts_valid() -> None:
     assert list(check_operator(make_config(25, operators=["ops@willow.example"]))) == []
 
 
-@pytest.fixture
-def sock_path() -> Iterator[Path]:
-    # pytest's tmp_path can exceed the 107-byte limit of AF_UNIX paths.
-    directory = Path(tempfile.mkdtemp(prefix="ctl-", dir="/tmp"))
-    yield directory / "control.sock"
-    shutil.rmtree(directory, ignore_errors=True)
-
-
 async def run_ctl(journal: Journal, sock_path: Path, *argv: str) -> int:
-    facade = AsyncJournal(journal)
-    daemon = SimpleNamespace(journal=facade, actors={}, config=make_config(25, operators=[]))
-    handler = CommandHandler(cast(Any, daemon))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(facade.run)
-
-        async def serve(task_status: Any) -> None:
-            await serve_control(sock_path, handler, task_status=task_status)
-
-        await nursery.start(serve)
-        code = await trio.to_thread.run_sync(ctl_main, ["--socket", str(sock_path), *argv])
-        nursery.cancel_scope.cancel()
-    return code
+    return await run_ctl_against(journal, sock_path, argv, config=make_config(25, operators=[]))
 
 
 async def test_ctl_alerts_lists_open_and_all(

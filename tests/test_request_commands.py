@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, cast
 
 import pytest
-import trio
 
 from plaudit.config.model import CampaignConfig, CampaignStep, Config, VendorConfig
-from plaudit.daemon.commands import CommandHandler
-from plaudit.daemon.control import serve_control
-from plaudit.daemon.ctl import ctl_main
-from plaudit.journal import AsyncJournal, Journal
+from plaudit.journal import Journal
 from plaudit.messaging.preview import preview_step
 from plaudit.messaging.requests import RequestError
+from tests.support import run_ctl_against
 
 TEXT = (
     "Dear {{ couple_names }}, thank you for {{ wedding_date }} at {{ venue }}.\n"
@@ -57,14 +50,6 @@ def make_config(*, second_text: str = TEXT) -> Config:
 
 
 @pytest.fixture
-def sock_path() -> Iterator[Path]:
-    # pytest's tmp_path can exceed the 107-byte limit of AF_UNIX paths.
-    directory = Path(tempfile.mkdtemp(prefix="ctl-", dir="/tmp"))
-    yield directory / "control.sock"
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture
 def journal(tmp_path: Path) -> Iterator[Journal]:
     opened = Journal.open(tmp_path / "journal.sqlite3")
     yield opened
@@ -74,19 +59,7 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
 async def run_ctl(
     journal: Journal, sock_path: Path, *argv: str, config: Config | None = None
 ) -> int:
-    facade = AsyncJournal(journal)
-    daemon = SimpleNamespace(journal=facade, actors={}, config=config or make_config())
-    handler = CommandHandler(cast(Any, daemon))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(facade.run)
-
-        async def serve(task_status: Any) -> None:
-            await serve_control(sock_path, handler, task_status=task_status)
-
-        await nursery.start(serve)
-        code = await trio.to_thread.run_sync(ctl_main, ["--socket", str(sock_path), *argv])
-        nursery.cancel_scope.cancel()
-    return code
+    return await run_ctl_against(journal, sock_path, argv, config=config or make_config())
 
 
 ANA = (

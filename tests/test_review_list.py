@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,14 +14,14 @@ import trio
 
 from plaudit.config.model import Config
 from plaudit.daemon.commands import CommandHandler
-from plaudit.daemon.control import serve_control
 from plaudit.daemon.control_wire import InvalidArgument
-from plaudit.daemon.ctl import build_parser, ctl_main, request_args
+from plaudit.daemon.ctl import build_parser, request_args
 from plaudit.journal import AsyncJournal, Journal
 from plaudit.reviews.list_commands import ReviewQuery, list_reviews, parse_query
 from plaudit.reviews.list_ctl import render_list
 from plaudit.reviews.model import Review
 from plaudit.reviews.store import apply_snapshot
+from tests.support import run_ctl_against
 
 GOOGLE_PROFILE = "accounts/1/locations/2"
 
@@ -59,28 +57,8 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
     opened.close()
 
 
-@pytest.fixture
-def sock_path() -> Iterator[Path]:
-    # pytest's tmp_path can exceed the 107-byte limit of AF_UNIX paths.
-    directory = Path(tempfile.mkdtemp(prefix="ctl-", dir="/tmp"))
-    yield directory / "control.sock"
-    shutil.rmtree(directory, ignore_errors=True)
-
-
 async def run_ctl(journal: Journal, sock_path: Path, *argv: str) -> int:
-    facade = AsyncJournal(journal)
-    daemon = SimpleNamespace(journal=facade, actors={}, config=Config())
-    handler = CommandHandler(cast(Any, daemon))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(facade.run)
-
-        async def serve(task_status: Any) -> None:
-            await serve_control(sock_path, handler, task_status=task_status)
-
-        await nursery.start(serve)
-        code = await trio.to_thread.run_sync(ctl_main, ["--socket", str(sock_path), *argv])
-        nursery.cancel_scope.cancel()
-    return code
+    return await run_ctl_against(journal, sock_path, argv, config=Config())
 
 
 def ids(result: dict[str, Any]) -> list[str]:
