@@ -549,15 +549,15 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"(sandbox truth: {summary['truth_reviews']})"
     )
     for platform, counts in summary["platforms"].items():
-        details = ", ".join(
-            f"{name} {value}" for name, value in sorted(counts.items()) if isinstance(value, int)
-        )
-        print(f"  {platform}: {details}")
+        print(f"  {platform}: {_platform_line(counts)}")
         if "faults_injected" in counts:
             injected = ", ".join(f"{k} {v}" for k, v in counts["faults_injected"].items())
             seen = ", ".join(f"{k} {v}" for k, v in counts["errors_seen"].items())
             print(f"    faults injected: {injected or 'none'}")
-            print(f"    errors seen:     {seen or 'none'}")
+            print(f"    errors retried:  {seen or 'none'}")
+            if counts["faults_injected"].get("page_loop"):
+                # A repeated page token is no error: the listing ends early as partial.
+                print("    (a page loop ends that listing early, without deletions)")
     print(f"daemon exit code:  {summary['daemon_exit_code']}")
     verdict = (
         "yes" if summary["agrees_with_truth"] else f"NO, {summary['discrepancy_count']} differences"
@@ -567,8 +567,8 @@ def print_summary(summary: dict[str, Any]) -> None:
         print(f"  {item['platform']} {item['review_id']}: {item['problem']}")
     print(
         f"webhooks:          {summary['webhooks_delivered']} delivered, "
-        f"{summary['webhooks_failed']} failed attempts, "
-        f"{summary['webhooks_missing']} review.created events not delivered"
+        f"{summary['webhooks_failed']} failed attempts (the demo's receiver answers 500 "
+        f"once on purpose), {summary['webhooks_missing']} review.created events not delivered"
     )
     sent = summary["requests_sent"]
     print(
@@ -582,6 +582,17 @@ def print_summary(summary: dict[str, Any]) -> None:
     )
     if "journal" in summary:
         print(f"journal: {summary['journal']}")
+
+
+def _platform_line(counts: dict[str, Any]) -> str:
+    """Describe one platform's reviews and events: "61 reviews, 2 deleted; events: ..."."""
+    events = ", ".join(
+        f"{value} {name.removeprefix('review.').removesuffix('_events')}"
+        for name, value in sorted(counts.items())
+        if name.endswith("_events") and isinstance(value, int)
+    )
+    live, deleted = counts["reviews"], counts["deleted"]
+    return f"{live} reviews, {deleted} deleted; events: {events or 'none'}"
 
 
 def demo_main(*, seconds: float, state_dir: str | None, as_json: bool, keep: bool = False) -> int:

@@ -136,3 +136,18 @@ def test_demo_rejects_too_short_run(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "--seconds" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_summary_text_describes_each_platform(
+    demo_run: DemoRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from plaudit.demo import print_summary
+
+    print_summary(demo_run.summary)
+    text = capsys.readouterr().out
+    google = demo_run.summary["platforms"]["google"]
+    created = google["review.created_events"]
+    assert f"google: {google['reviews']} reviews, {google['deleted']} deleted; " in text
+    assert f"{created} created" in text
+    assert "errors retried:" in text
+    assert "_events" not in text
