@@ -117,7 +117,10 @@ def test_check_config_catches_unknown_variable(
     code, output = run_check(tmp_path, "Hi {{ couple_name }}", capsys)
 
     assert code != 0
-    assert "campaigns[0].steps[0]" in output
+    # Located at the key of the part that fails, on its own line of the file.
+    text_line = CONFIG.splitlines().index('text = "TEXT"') + 1
+    assert f"plaudit.toml:{text_line}:" in output
+    assert "campaigns[0].steps[0].text:" in output
     assert "couple_name" in output
 
 

@@ -251,4 +251,5 @@ def _check_campaign(
         try:
             MessageTemplate(template, subject=step.subject, text=step.text, html=step.html).check()
         except TemplateError as error:
-            yield step_path, str(error)
+            # Located at the failing part's key, or at the step when no part is named.
+            yield ((*step_path, error.part) if error.part else step_path), str(error)
