@@ -506,10 +506,18 @@ def test_check_config_reports_missing_secret_file(tmp_path: Path) -> None:
     text = google_config(refresh_token=f'refresh_token_file = "{absent}"')
     out, err = io.StringIO(), io.StringIO()
 
-    status = check_config(str(write_config(tmp_path, text)), out=out, err=err)
+    config_path = write_config(tmp_path, text)
+    status = check_config(str(config_path), out=out, err=err)
 
     assert status == 1
+    # Located at the key's line in the config file, then the secret file's path.
+    line = next(
+        number
+        for number, content in enumerate(text.splitlines(), start=1)
+        if content.startswith("refresh_token_file")
+    )
     assert err.getvalue() == (
+        f"{config_path}:{line}:1: "
         f"{absent}: platforms.google.refresh_token_file: file not found; check the path\n"
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TextIO
 
 import msgspec
@@ -13,6 +14,7 @@ from plaudit.config.credential_files import (
     readable_by_others,
 )
 from plaudit.config.loader import load_config
+from plaudit.config.locate import format_key_path, index_keys
 from plaudit.config.model import Config, GoogleConfig, InboundConfig
 from plaudit.config.paths import read_secret
 from plaudit.errors import ConfigError
@@ -33,7 +35,7 @@ def check_config(path: str, *, out: TextIO, err: TextIO) -> int:
 
     problems, file_warnings = _check_secret_files(config)
     if problems:
-        _print_problems(problems, err)
+        _print_problems(_located(path, problems), err)
         return 1
 
     print(f"{path}: OK", file=out)
@@ -133,6 +135,28 @@ def _google_secrets(google: GoogleConfig) -> list[tuple[str, str, str]]:
         (f"platforms.google.{name}", fields[name], fields[f"{name}_file"])
         for name in ("client_secret", "refresh_token")
     ]
+
+
+def _located(path: str, problems: list[str]) -> list[str]:
+    """Prefix each credential-file problem with the config file and the line of its key.
+
+    A problem names its key as ``: key.path:`` (see load_file); one that names
+    no key of the file gets the file's name alone.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return problems
+    keys = {format_key_path(key): position for key, position in index_keys(text).items()}
+    located: list[str] = []
+    for problem in problems:
+        named = [key for key in keys if f" {key}:" in problem]
+        if named:
+            line, column = keys[max(named, key=len)]
+            located.append(f"{path}:{line}:{column}: {problem}")
+        else:
+            located.append(f"{path}: {problem}")
+    return located
 
 
 def _print_problems(problems: list[str], stream: TextIO) -> None:
