@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -66,9 +67,22 @@ def daemon(tmp_path: Path) -> Daemon:
     return Daemon(str(config_path), config, paths)
 
 
+def committed(journal: Journal, sql: str) -> list[Any]:
+    """Run ``sql`` on a connection of its own, which sees only committed transactions.
+
+    The journal's own connection would also show a transaction its writer has not
+    finished, such as an alert written before the job that sends it.
+    """
+    connection = sqlite3.connect(f"file:{journal.path}?mode=ro", uri=True)
+    try:
+        return connection.execute(sql).fetchall()
+    finally:
+        connection.close()
+
+
 def alerts(journal: Journal) -> list[Any]:
-    return journal.query(
-        "SELECT source, key, severity, resolved_at IS NOT NULL FROM alerts ORDER BY id"
+    return committed(
+        journal, "SELECT source, key, severity, resolved_at IS NOT NULL FROM alerts ORDER BY id"
     )
 
 
@@ -114,7 +128,7 @@ async def test_failed_child_alert_then_resolved(
         nursery.start_soon(supervisor.run)
         await wait_for(lambda: alerts(journal) == [("supervisor", "inbound", "critical", 0)])
 
-        jobs = journal.query("SELECT kind, owner FROM jobs")
+        jobs = committed(journal, "SELECT kind, owner FROM jobs")
         assert jobs == [("alert.send", "notifier")]
         assert daemon.failed_children() == ["inbound"]
         status = daemon.status()
