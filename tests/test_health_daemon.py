@@ -147,6 +147,9 @@ async def test_outage_goes_down_then_recovers(tmp_path: Path) -> None:
 
     events = query(dirs.journal, "SELECT type FROM events WHERE subject = 'google' ORDER BY id", ())
     types = [row[0] for row in events]
-    assert types[0] == "platform.degraded"
+    # The breaker may trip before the first failed job is observed, so a total
+    # outage can go from healthy straight to down without a degraded event.
+    assert types[0] in ("platform.degraded", "platform.down")
     assert "platform.down" in types
+    assert types.count("platform.recovered") == 1
     assert types[-1] == "platform.recovered"
