@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
+import httpx
 import pytest
 import trio
 
@@ -18,7 +21,7 @@ from plaudit.messaging.sms import (
     classify_keyword,
 )
 from plaudit.sandbox.http_stub import StubRequest, StubResponse, serve_stub
-from plaudit.sandbox.twilio import ACCOUNT_SID, AUTH_TOKEN, Outcome, TwilioStandIn
+from plaudit.sandbox.twilio import ACCOUNT_SID, AUTH_TOKEN, ListOutcome, Outcome, TwilioStandIn
 
 NUMBER = "+13125550142"
 # Short waits so that in-call retries stay fast on a loaded machine.
@@ -171,6 +174,82 @@ async def test_status_callback_fired_signed() -> None:
     assert statuses == ["sent", "delivered"]
     assert {entry.fields["MessageSid"] for entry in stand_in.callbacks} == {accepted.sid}
     assert [entry.status for entry in stand_in.callbacks] == [404, 404]
+
+
+async def test_held_send_fires_no_callbacks() -> None:
+    stand_in = TwilioStandIn(script=["accept_then_hold", "ok"])
+    async with trio.open_nursery() as nursery:
+        base_url = await nursery.start(stand_in.serve)
+        # The stand-in posts its callbacks to itself, which responds 404.
+        config = sms_config(base_url, status_callback_url=f"{base_url}/status")
+        client = TwilioClient(config, AUTH_TOKEN)
+        with pytest.raises(SmsError) as caught:
+            await client.send(NUMBER, "held")
+        accepted = await client.send(NUMBER, "sent")
+        with trio.fail_after(30):
+            while len(stand_in.callbacks) < 2:
+                await trio.sleep(0.01)
+        await client.aclose()
+        nursery.cancel_scope.cancel()
+
+    held, sent = stand_in.messages
+    assert caught.value.outcome == "unknown"
+    assert held.held
+    assert not sent.held
+    assert {entry.fields["MessageSid"] for entry in stand_in.callbacks} == {accepted.sid}
+
+
+async def list_resources(client: TwilioClient, **filters: str) -> list[dict[str, Any]]:
+    """Read the stand-in's first list page over HTTP and return its message resources."""
+    path = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+    async with httpx.AsyncClient(
+        base_url=client.config.base_url, auth=(ACCOUNT_SID, AUTH_TOKEN)
+    ) as http:
+        response = await http.get(path, params={"To": NUMBER, **filters})
+    assert response.status_code == 200
+    messages: list[dict[str, Any]] = response.json()["messages"]
+    return messages
+
+
+@pytest.mark.parametrize("key", ["DateSent", "DateSent>", "DateSent<"])
+async def test_dated_list_leaves_out_held(key: str) -> None:
+    async with twilio("accept_then_hold", "ok") as (stand_in, client):
+        with pytest.raises(SmsError):
+            await client.send(NUMBER, "held")
+        await client.send(NUMBER, "sent")
+        day = datetime.fromtimestamp(stand_in.messages[1].created_at, UTC).strftime("%Y-%m-%d")
+        listed = await list_resources(client, **{key: day})
+
+    assert [message["body"] for message in listed] == ["sent"]
+
+
+async def test_unfiltered_list_shows_held_queued() -> None:
+    async with twilio("accept_then_hold", "ok") as (stand_in, client):
+        with pytest.raises(SmsError):
+            await client.send(NUMBER, "held")
+        await client.send(NUMBER, "sent")
+        sent, held = await list_resources(client)
+
+    assert held["sid"] == stand_in.messages[0].sid
+    assert held["status"] == "queued"
+    assert held["date_sent"] is None
+    assert held["date_created"] is not None
+    assert sent["status"] == "queued"
+    assert sent["date_sent"] == sent["date_created"]
+
+
+@pytest.mark.parametrize("outcome", ["server_error", "rate_limited"])
+async def test_scripted_list_failure_retried(outcome: ListOutcome) -> None:
+    stand_in = TwilioStandIn(list_script=[outcome])
+    async with trio.open_nursery() as nursery:
+        base_url = await nursery.start(stand_in.serve)
+        client = TwilioClient(sms_config(base_url), AUTH_TOKEN)
+        listed = await client.list_newest(NUMBER)
+        await client.aclose()
+        nursery.cancel_scope.cancel()
+
+    assert listed == []
+    assert len(stand_in.list_queries) == 2
 
 
 @pytest.mark.parametrize(

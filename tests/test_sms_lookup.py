@@ -17,7 +17,7 @@ from plaudit.messaging.channel_sends import UNKNOWN_OUTCOME_WAIT
 from plaudit.messaging.sms import ListedSms, SmsError, TwilioClient
 from plaudit.messaging.sms_lookup import LOOKUP_MARGIN, find_earlier_send
 from plaudit.sandbox.http_stub import StubRequest, StubResponse, serve_stub
-from plaudit.sandbox.twilio import ACCOUNT_SID, SentSms, TwilioStandIn
+from plaudit.sandbox.twilio import ACCOUNT_SID, ListOutcome, SentSms, TwilioStandIn
 from tests.test_notifier_channels import DUE, PHONE, World, world
 from tests.test_sms import NUMBER, sms_config, twilio
 
@@ -39,11 +39,37 @@ def listed(sid: str, *, body: str = "hello", at: float = SENT_AT, service: str =
     )
 
 
-def stored(stand_in: TwilioStandIn, *, to: str, sender: str, at: float, body: str = "hi") -> None:
+def stored(
+    stand_in: TwilioStandIn,
+    *,
+    to: str,
+    sender: str,
+    at: float,
+    body: str = "hi",
+    held: bool = False,
+) -> None:
     sid = "SM" + f"{len(stand_in.messages):032x}"
     stand_in.messages.append(
-        SentSms(sid=sid, to=to, sender=sender, body=body, status_callback="", created_at=at)
+        SentSms(
+            sid=sid,
+            to=to,
+            sender=sender,
+            body=body,
+            status_callback="",
+            created_at=at,
+            held=held,
+        )
     )
+
+
+def dated(query: dict[str, str]) -> bool:
+    return any(key.startswith("DateSent") for key in query)
+
+
+async def read_list(client: TwilioClient, method: str) -> list[ListedSms]:
+    if method == "sent":
+        return await client.list_sent(NUMBER, since=SENT_AT)
+    return await client.list_newest(NUMBER)
 
 
 async def fail_then_retry(w: World) -> PlatformError:
@@ -70,8 +96,31 @@ async def test_vanished_send_texts_once(tmp_path: Path) -> None:
     assert message.to == PHONE
     assert sends == [(message.sid, "accepted", 1)]
     assert requests[0] == (0, "sms", "sent")
-    # One send and one list request reached the stand-in.
+    # One send and one list request reached the stand-in, because the dated list found the text.
     assert w.twilio.requests == 2
+    assert len(w.twilio.list_queries) == 1
+    assert dated(w.twilio.list_queries[0])
+
+
+async def test_held_send_texts_once(tmp_path: Path) -> None:
+    async with world(tmp_path, "accept_then_hold") as w:
+        w.twilio.clock = lambda: w.clock[0]
+        error = await fail_then_retry(w)
+        w.at(DUE + UNKNOWN_OUTCOME_WAIT)
+        await w.run_job()
+        sends = w.journal.query("SELECT provider_id, state, attempts FROM channel_sends")
+        requests = w.requests()
+
+    assert error.retryable
+    assert w.twilio.callbacks == []
+    (message,) = w.twilio.messages
+    assert message.held
+    assert sends == [(message.sid, "accepted", 1)]
+    assert requests[0] == (0, "sms", "sent")
+    first, second = w.twilio.list_queries
+    assert dated(first)
+    assert not dated(second)
+    assert second["To"] == PHONE
 
 
 async def test_unsent_text_sent_after_lookup(tmp_path: Path) -> None:
@@ -84,7 +133,41 @@ async def test_unsent_text_sent_after_lookup(tmp_path: Path) -> None:
 
     (message,) = w.twilio.messages
     assert sends == [(message.sid, "accepted", 2)]
-    assert w.twilio.requests == 3
+    # Two sends and both list requests.
+    assert w.twilio.requests == 4
+    assert [dated(query) for query in w.twilio.list_queries] == [True, False]
+
+
+async def test_failed_newest_list_sends_nothing(tmp_path: Path) -> None:
+    async with world(tmp_path, "disconnect") as w:
+        w.twilio.clock = lambda: w.clock[0]
+        await fail_then_retry(w)
+        w.at(DUE + UNKNOWN_OUTCOME_WAIT)
+        # The dated list succeeds, and every attempt of the unfiltered one gets a 500.
+        failures: list[ListOutcome] = ["server_error"] * 10
+        w.twilio.list_script.extend(["ok", *failures])
+        job = await w.claim()
+        with pytest.raises(PlatformError) as caught:
+            await w.actor.handle(job)
+        await w.facade.fail(job.id, str(caught.value), retry_after=60)
+        failed_sends = w.journal.query("SELECT provider_id, state, attempts FROM channel_sends")
+        failed_messages = list(w.twilio.messages)
+        failed_queries = list(w.twilio.list_queries)
+
+        w.twilio.list_script.clear()
+        w.at(DUE + UNKNOWN_OUTCOME_WAIT + 3600)
+        await w.run_job()
+        sends = w.journal.query("SELECT provider_id, state, attempts FROM channel_sends")
+
+    assert "unfiltered message list" in str(caught.value)
+    assert caught.value.retryable
+    assert failed_messages == []
+    assert failed_sends == [(None, "unknown", 1)]
+    assert dated(failed_queries[0])
+    assert len(failed_queries) > 1
+    assert not any(dated(query) for query in failed_queries[1:])
+    (message,) = w.twilio.messages
+    assert sends == [(message.sid, "accepted", 2)]
 
 
 @pytest.mark.parametrize(
@@ -151,6 +234,33 @@ async def test_list_filters_number_sender_date() -> None:
     assert found[0].date_created == rfc2822(SENT_AT)
 
 
+async def test_newest_list_includes_held() -> None:
+    async with twilio() as (stand_in, client):
+        stored(stand_in, to=NUMBER, sender="+13125550100", at=SENT_AT, held=True)
+        stored(stand_in, to=NUMBER, sender="+13125550100", at=SENT_AT + 1)
+        stored(stand_in, to=NUMBER, sender="+13125550101", at=SENT_AT, held=True)
+        sent = await client.list_sent(NUMBER, since=SENT_AT)
+        newest = await client.list_newest(NUMBER)
+
+    held, delivered = stand_in.messages[0], stand_in.messages[1]
+    assert [message.sid for message in sent] == [delivered.sid]
+    assert [message.sid for message in newest] == [delivered.sid, held.sid]
+    assert newest[1].status == "queued"
+    assert newest[1].date_created == rfc2822(SENT_AT)
+    assert stand_in.list_queries[1] == {"To": NUMBER, "From": "+13125550100", "PageSize": "50"}
+
+
+async def test_newest_list_reads_one_page() -> None:
+    async with twilio() as (stand_in, client):
+        for second in range(60):
+            stored(stand_in, to=NUMBER, sender="+13125550100", at=SENT_AT + second)
+        found = await client.list_newest(NUMBER)
+
+    assert len(found) == 50
+    assert found[0].sid == stand_in.messages[-1].sid
+    assert len(stand_in.list_queries) == 1
+
+
 async def test_list_follows_pages() -> None:
     async with twilio() as (stand_in, client):
         for second in range(120):
@@ -191,12 +301,13 @@ async def stub(page: bytes, status: int = 200) -> AsyncIterator[tuple[list[str],
             nursery.cancel_scope.cancel()
 
 
+@pytest.mark.parametrize("method", ["sent", "newest"])
 @pytest.mark.parametrize("next_page", ["http://127.0.0.1:9/Messages.json?x=1", "/other?Page=1"])
-async def test_foreign_next_page_rejected(next_page: str) -> None:
+async def test_foreign_next_page_rejected(next_page: str, method: str) -> None:
     page = json.dumps({"messages": [], "next_page_uri": next_page}).encode()
     async with stub(page) as (seen, client):
         with pytest.raises(SmsError) as caught:
-            await client.list_sent(NUMBER, since=SENT_AT)
+            await read_list(client, method)
 
     assert caught.value.outcome == "rejected"
     assert "next_page_uri" in str(caught.value)
@@ -211,10 +322,11 @@ async def test_foreign_next_page_rejected(next_page: str) -> None:
         (404, b'{"code": 20404, "message": "Not found"}', "rejected"),
     ],
 )
-async def test_list_failure_classified(status: int, page: bytes, outcome: str) -> None:
+@pytest.mark.parametrize("method", ["sent", "newest"])
+async def test_list_failure_classified(status: int, page: bytes, outcome: str, method: str) -> None:
     async with stub(page, status) as (seen, client):
         with pytest.raises(SmsError) as caught:
-            await client.list_sent(NUMBER, since=SENT_AT)
+            await read_list(client, method)
 
     assert caught.value.outcome == outcome
     assert len(seen) == (3 if outcome == "retryable" else 1)

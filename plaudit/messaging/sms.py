@@ -12,7 +12,8 @@ responds 201 with the message's ``sid``.  Failures fall in three classes:
 - unknown (a timeout or a connection lost after the request went out):
   Twilio may have accepted it.  It is not retried in the call.  The journal
   retries the job, which first waits for the send's status callback and then
-  looks the text up with :meth:`TwilioClient.list_sent`.
+  looks the text up with :meth:`TwilioClient.list_sent` and
+  :meth:`TwilioClient.list_newest`.
 """
 
 from __future__ import annotations
@@ -253,18 +254,33 @@ class TwilioClient:
     async def list_sent(self, to: str, *, since: float) -> list[ListedSms]:
         """List texts to ``to`` from this sender dated on or after the UTC day of ``since``.
 
-        Reads at most MAX_LIST_PAGES pages, newest first.  Raises SmsError:
-        retryable for connection failures, 429 and 5xx, rejected otherwise.
+        Reads at most MAX_LIST_PAGES pages, newest first.  The list is filtered
+        on ``date_sent``, so it leaves out texts Twilio has accepted but not sent
+        yet (status accepted, queued or scheduled).  Raises SmsError: retryable
+        for connection failures, 429 and 5xx, rejected otherwise.
         """
-        path = f"/{API_VERSION}/Accounts/{self.config.account_sid}/Messages.json"
         day = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d")
-        first = {"To": to, "DateSent>": day, "PageSize": str(LIST_PAGE_SIZE)}
+        return await self._list(to, {"DateSent>": day}, max_pages=MAX_LIST_PAGES)
+
+    async def list_newest(self, to: str) -> list[ListedSms]:
+        """List the first page of texts to ``to`` from this sender, with no date filter.
+
+        Unlike :meth:`list_sent`, the page includes texts Twilio has accepted
+        but not sent yet.  Raises SmsError as :meth:`list_sent` does.
+        """
+        # NOTE: Twilio documents the list as newest first but not where a text without
+        # date_sent sorts in it.  Such a text outside the first LIST_PAGE_SIZE is missed.
+        return await self._list(to, {}, max_pages=1)
+
+    async def _list(self, to: str, filters: dict[str, str], *, max_pages: int) -> list[ListedSms]:
+        path = f"/{API_VERSION}/Accounts/{self.config.account_sid}/Messages.json"
+        first = {"To": to, **filters, "PageSize": str(LIST_PAGE_SIZE)}
         if self.config.from_number:
             first["From"] = self.config.from_number
         query: dict[str, str] | None = first
         listed: list[ListedSms] = []
         target = path
-        for _ in range(MAX_LIST_PAGES):
+        for _ in range(max_pages):
             page = await call_with_retry(
                 partial(self._list_page, target, query),
                 policy=self.config.retry,

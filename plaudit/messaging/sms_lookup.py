@@ -1,20 +1,25 @@
 """Recognising a text Twilio accepted although its response and status callbacks were lost.
 
 Before an SMS step is sent again, Twilio's Messages list is read for texts
-to the same number from the same sender dated since the earlier attempt.
+to the same number from the same sender sent since the earlier attempt.
+When none matches, the first page of that list is read again without the
+date filter, because Twilio filters on ``date_sent`` and a text it has
+accepted but not sent yet (status accepted, queued or scheduled) has none.
 A listed message with the same body, not yet bound to another send, is
 that attempt: it is recorded as accepted and nothing is sent.  Twilio's
 Message resource does not show the StatusCallback URL, so the body, the
-recipient, the sender and the date are what identify the send.
+recipient, the sender and the creation date are what identify the send.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import Final
+from typing import Final, Literal, final
+
+import msgspec
 
 from plaudit.errors import PlatformError
 from plaudit.journal import AsyncJournal, Tx
@@ -27,6 +32,9 @@ from plaudit.messaging.channel_sends import (
 from plaudit.messaging.sms import ListedSms, SmsError, TwilioClient
 
 log = logging.getLogger(__name__)
+
+# Which list found an earlier text, the one filtered on date_sent or the newest unfiltered page.
+ListName = Literal["date_sent", "newest"]
 
 # Seconds a listed message may be dated before the earlier attempt's last update and
 # still be that attempt: the request timeout, in-call retries and clock skew between
@@ -89,45 +97,92 @@ async def check_earlier_send(
 ) -> SendCheck:
     """Look up an earlier attempt's text on Twilio; return "skip" with its SID, or "send".
 
-    "send" has recorded the new attempt.  Raises PlatformError when the list
-    request fails, and nothing has been sent then.
+    The newest page without a date filter is read only when the list filtered
+    on date_sent finds nothing.  "send" has recorded the new attempt.  Raises
+    PlatformError when a list request fails, and nothing has been sent then.
     """
-    body = client.form(number, text)["Body"]
-    try:
-        listed = await client.list_sent(number, since=since - LOOKUP_MARGIN)
-    except SmsError as error:
-        raise PlatformError(
-            f"failed to check Twilio's message list for an earlier text of request "
-            f"{request_id} ({error}); nothing was sent, and the step is retried later",
-            retryable=error.retryable,
-            retry_after=error.retry_after,
-        ) from error
+    lookup = _Lookup(
+        request_id=request_id,
+        number=number,
+        body=client.form(number, text)["Body"],
+        since=since,
+        messaging_service_sid=client.config.messaging_service_sid,
+    )
+    dated = await _read_list(
+        client.list_sent(number, since=since - LOOKUP_MARGIN),
+        request_id=request_id,
+        what="Twilio's message list filtered on date_sent",
+    )
+    found = await journal.transaction(lambda tx: lookup.match(tx, dated, "date_sent"))
+    if found is not None:
+        return found
+    newest = await _read_list(
+        client.list_newest(number),
+        request_id=request_id,
+        what="the newest page of Twilio's unfiltered message list",
+    )
 
     def settle(tx: Tx) -> SendCheck:
-        # A status callback may have named the earlier attempt while the list was read.
-        bound = accepted_send(tx, request_id, number)
-        if bound is not None:
-            return SendCheck(action="skip", provider_id=bound)
-        sid = find_earlier_send(
-            listed,
-            body=body,
-            since=since,
-            known=known_provider_ids(tx, "sms", number),
-            messaging_service_sid=client.config.messaging_service_sid,
-        )
-        if sid is not None:
-            log.info("notifier.sms_found_on_twilio", extra={"request": request_id, "sid": sid})
-            return SendCheck(action="skip", provider_id=sid)
-        # NOTE: Twilio lists a message by its sent date, so a text still queued there
-        # after UNKNOWN_OUTCOME_WAIT is not found and goes out a second time.
+        check = lookup.match(tx, newest, "newest")
+        if check is not None:
+            return check
         log.warning(
             "notifier.sms_resend_after_lookup",
-            extra={"request": request_id, "listed": len(listed)},
+            extra={"request": request_id, "listed": len(dated), "listed_newest": len(newest)},
         )
         record_attempt(tx, request_id, "sms", number)
         return SendCheck(action="send")
 
     return await journal.transaction(settle)
+
+
+@final
+class _Lookup(msgspec.Struct, frozen=True, kw_only=True):
+    """The request, number, body and date that identify an earlier attempt's text on Twilio."""
+
+    request_id: int
+    number: str
+    # The Body field as sent, after cutting to MAX_BODY_CHARS.
+    body: str
+    # Unix time the earlier attempt was last updated.
+    since: float
+    messaging_service_sid: str
+
+    def match(self, tx: Tx, listed: list[ListedSms], list_name: ListName) -> SendCheck | None:
+        """Return "skip" when the journal or ``listed`` shows the attempt accepted, else None."""
+        # A status callback may have named the earlier attempt while the list was read.
+        bound = accepted_send(tx, self.request_id, self.number)
+        if bound is not None:
+            return SendCheck(action="skip", provider_id=bound)
+        sid = find_earlier_send(
+            listed,
+            body=self.body,
+            since=self.since,
+            known=known_provider_ids(tx, "sms", self.number),
+            messaging_service_sid=self.messaging_service_sid,
+        )
+        if sid is None:
+            return None
+        status = next(message.status for message in listed if message.sid == sid)
+        log.info(
+            "notifier.sms_found_on_twilio",
+            extra={"request": self.request_id, "sid": sid, "list": list_name, "status": status},
+        )
+        return SendCheck(action="skip", provider_id=sid)
+
+
+async def _read_list(
+    listing: Awaitable[list[ListedSms]], *, request_id: int, what: str
+) -> list[ListedSms]:
+    try:
+        return await listing
+    except SmsError as error:
+        raise PlatformError(
+            f"failed to check {what} for an earlier text of request {request_id} "
+            f"({error}); nothing was sent, and the step is retried later",
+            retryable=error.retryable,
+            retry_after=error.retry_after,
+        ) from error
 
 
 def _plain(text: str) -> str:

@@ -16,13 +16,19 @@ scripted outcome, then ``ok`` once the script is used up:
   close without answering, as when a response is lost on the way back.
 - ``accept_then_vanish``: record the message, then close the connection
   with no response and send no status callbacks, as when both are lost.
+- ``accept_then_hold``: as ``accept_then_vanish``, but the message stays
+  queued, as when Twilio accepted it and has not sent it yet.  It is listed
+  with status ``queued`` and a null ``date_sent``, and a list request with
+  any ``DateSent`` filter leaves it out.
 - ``slow``: wait ``slow_seconds``, then accept.
 
 ``GET`` on the same path lists the recorded messages, newest first, as
 Twilio's list resource does: filters ``To``, ``From``, ``DateSent``,
 ``DateSent>`` (on or after) and ``DateSent<`` (on or before), each date
 ``YYYY-MM-DD`` or ``YYYY-MM-DDTHH:MM:SSZ`` in UTC, and paging by ``Page``
-and ``PageSize`` (at most 1000).
+and ``PageSize`` (at most 1000).  Each list request takes the next outcome
+of ``list_script``, then ``ok``: ``server_error`` (500 with error 20500) or
+``rate_limited`` (429 with ``Retry-After: 1``) fail it.
 
 Status callbacks are signed with ``X-Twilio-Signature`` using the auth
 token, and only go to loopback URLs.  :meth:`TwilioStandIn.text_in` posts
@@ -64,8 +70,10 @@ Outcome = Literal[
     "disconnect",
     "accept_then_disconnect",
     "accept_then_vanish",
+    "accept_then_hold",
     "slow",
 ]
+ListOutcome = Literal["ok", "server_error", "rate_limited"]
 ACCOUNT_SID: Final = "AC" + "0" * 31 + "1"
 AUTH_TOKEN: Final = "sandbox-twilio-auth-token"
 # The sender the stand-in picks for a send through a Messaging Service.
@@ -87,9 +95,11 @@ class SentSms(msgspec.Struct, frozen=True, kw_only=True):
     sender: str
     body: str
     status_callback: str
-    # Unix time the stand-in accepted it; its date_created and date_sent.
+    # Unix time the stand-in accepted it, listed as date_created and, unless held, date_sent.
     created_at: float = 0.0
     messaging_service_sid: str = ""
+    # True for a message accepted but not sent yet, which DateSent-filtered lists leave out.
+    held: bool = False
 
 
 @final
@@ -109,6 +119,7 @@ class TwilioStandIn:
         self,
         *,
         script: Iterable[Outcome] = (),
+        list_script: Iterable[ListOutcome] = (),
         account_sid: str = ACCOUNT_SID,
         auth_token: str = AUTH_TOKEN,
         slow_seconds: float = 5.0,
@@ -119,9 +130,12 @@ class TwilioStandIn:
         self.slow_seconds = slow_seconds
         self.clock = clock
         self.script: deque[Outcome] = deque(script)
+        self.list_script: deque[ListOutcome] = deque(list_script)
         self.messages: list[SentSms] = []
         self.callbacks: list[Callback] = []
         self.requests = 0
+        # The query of each authorised list request, in order.
+        self.list_queries: list[dict[str, str]] = []
         self._nursery: trio.Nursery | None = None
 
     def __repr__(self) -> str:
@@ -154,7 +168,12 @@ class TwilioStandIn:
         if not self._authorised(request.headers.get("authorization", "")):
             return _error(401, 20003, "Authenticate")
         if request.method == "GET":
-            return self._list(request)
+            query = dict(urllib.parse.parse_qsl(request.query))
+            self.list_queries.append(query)
+            listed = self.list_script.popleft() if self.list_script else "ok"
+            if listed != "ok":
+                return _scripted_error(listed)
+            return self._list(request, query)
 
         fields = dict(urllib.parse.parse_qsl(request.body.decode("utf-8", errors="replace")))
         if not fields.get("To") or not fields.get("Body"):
@@ -164,16 +183,14 @@ class TwilioStandIn:
 
         outcome = self.script.popleft() if self.script else "ok"
         if outcome in _ERRORS:
-            status, code, message = _ERRORS[outcome]
-            headers = {"retry-after": "1"} if outcome == "rate_limited" else {}
-            return _error(status, code, message, headers=headers)
+            return _scripted_error(outcome)
         if outcome == "disconnect":
             return None
         if outcome == "slow":
             await trio.sleep(self.slow_seconds)
 
-        sms = self._record(fields)
-        if outcome == "accept_then_vanish":
+        sms = self._record(fields, held=outcome == "accept_then_hold")
+        if outcome in ("accept_then_vanish", "accept_then_hold"):
             return None
         self._fire(sms, failed=outcome == "undelivered")
         if outcome == "accept_then_disconnect":
@@ -189,7 +206,7 @@ class TwilioStandIn:
         expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode())
         return scheme.lower() == "basic" and hmac.compare_digest(encoded.encode(), expected)
 
-    def _record(self, fields: dict[str, str]) -> SentSms:
+    def _record(self, fields: dict[str, str], *, held: bool) -> SentSms:
         sms = SentSms(
             sid="SM" + secrets.token_hex(16),
             to=fields["To"],
@@ -198,12 +215,12 @@ class TwilioStandIn:
             status_callback=fields.get("StatusCallback", ""),
             created_at=self.clock(),
             messaging_service_sid=fields.get("MessagingServiceSid", ""),
+            held=held,
         )
         self.messages.append(sms)
         return sms
 
-    def _list(self, request: StubRequest) -> StubResponse:
-        query = dict(urllib.parse.parse_qsl(request.query))
+    def _list(self, request: StubRequest, query: dict[str, str]) -> StubResponse:
         try:
             page = int(query.get("Page", "0"))
             size = min(int(query.get("PageSize", "50")), 1000)
@@ -213,11 +230,14 @@ class TwilioStandIn:
         if page < 0 or size < 1:
             return _error(400, 20001, "Page must be 0 or more and PageSize 1 to 1000")
 
+        # Twilio filters on date_sent, which a held message does not have yet.
+        dated = any(key in query for key in ("DateSent", "DateSent>", "DateSent<"))
         matching = [
             sms
             for sms in reversed(self.messages)
             if query.get("To", sms.to) == sms.to
             and query.get("From", _from_number(sms)) == _from_number(sms)
+            and not (dated and sms.held)
             and bounds[0] <= sms.created_at < bounds[1]
         ]
         start = page * size
@@ -340,7 +360,7 @@ def _resource(sms: SentSms, account_sid: str) -> dict[str, object]:
         "body": sms.body,
         "date_created": created,
         "date_updated": created,
-        "date_sent": created,
+        "date_sent": None if sms.held else created,
         "status": "queued",
         "num_segments": "1",
         "direction": "outbound-api",
@@ -349,6 +369,12 @@ def _resource(sms: SentSms, account_sid: str) -> dict[str, object]:
         "error_message": None,
         "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{sms.sid}.json",
     }
+
+
+def _scripted_error(outcome: str) -> StubResponse:
+    status, code, message = _ERRORS[outcome]
+    headers = {"retry-after": "1"} if outcome == "rate_limited" else {}
+    return _error(status, code, message, headers=headers)
 
 
 def _error(
