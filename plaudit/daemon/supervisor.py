@@ -22,36 +22,61 @@ children exceed its own intensity, ``start`` stops the subtree and raises
 
 Every time in this module (windows, backoff, ``started_at``) is read from
 ``trio.current_time()``, so tests can drive it with a virtual clock.
+
+The child lifecycle is in `plaudit.daemon.child_lifecycle`, the restart budgets
+in `plaudit.daemon.restart_policy` and the per-child records in
+`plaudit.daemon.children`.  This module re-exports their public names.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import KW_ONLY, dataclass
-from enum import StrEnum
+from collections.abc import Sequence
 from functools import partial
-from typing import Final, final
+from typing import final
 
 import trio
 
-from plaudit.config.model import SupervisorConfig
-from plaudit.errors import IllegalTransitionError, PlauditError
+from plaudit.daemon.child_lifecycle import ACTIVE_STATES, ChildState, RestartType, check_transition
+from plaudit.daemon.children import (
+    ChildContext,
+    ChildRecord,
+    ChildSpec,
+    ChildStatistics,
+    StartFunction,
+    SupervisorStatistics,
+    TransitionHook,
+)
+from plaudit.daemon.restart_policy import (
+    DEFAULT_JITTER,
+    DEFAULT_POLICY,
+    RestartPolicy,
+    RestartVerdict,
+    RestartWindow,
+    decide_restart,
+)
+from plaudit.errors import PlauditError
 from plaudit.metrics import ACTOR_RESTARTS, ACTOR_STATE
 
+__all__ = [
+    "DEFAULT_JITTER",
+    "ChildContext",
+    "ChildSpec",
+    "ChildState",
+    "ChildStatistics",
+    "RestartPolicy",
+    "RestartType",
+    "StartFunction",
+    "Supervisor",
+    "SupervisorError",
+    "SupervisorEscalation",
+    "SupervisorStatistics",
+    "TransitionHook",
+    "check_transition",
+]
+
 logger = logging.getLogger(__name__)
-
-_CONFIG_DEFAULTS: Final = SupervisorConfig()
-
-# Each restart waits for a random fraction between 1 - jitter and 1 of its
-# exponential delay, so children that crashed together do not restart together.
-DEFAULT_JITTER: Final = 0.2
-
-# 2 ** 64 times any sensible initial delay is far past backoff_max, and the cap
-# keeps a large restart number from overflowing the float.
-_MAX_BACKOFF_EXPONENT: Final = 64
 
 
 class SupervisorError(PlauditError):
@@ -64,272 +89,6 @@ class SupervisorEscalation(SupervisorError):
     `Supervisor.start` raises it after the whole subtree has stopped, so the
     parent supervisor counts it as a crash of that child.
     """
-
-
-class RestartType(StrEnum):
-    """When a child that ended is started again (the OTP restart types)."""
-
-    PERMANENT = "permanent"
-    TRANSIENT = "transient"
-    TEMPORARY = "temporary"
-
-    def restarts_after(self, error: BaseException | None) -> bool:
-        """Return whether a child of this type that ended with ``error`` is restarted.
-
-        Permanent children are always restarted, transient ones only after an
-        exception, and temporary ones never.
-        """
-        if self is RestartType.PERMANENT:
-            return True
-        if self is RestartType.TRANSIENT:
-            return error is not None
-        return False
-
-
-class ChildState(StrEnum):
-    """Lifecycle of a supervised child, and of a supervisor itself."""
-
-    STARTING = "starting"
-    RUNNING = "running"
-    BACKOFF = "backoff"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-    FAILED = "failed"
-
-
-_TRANSITIONS: Final[dict[ChildState, frozenset[ChildState]]] = {
-    ChildState.STOPPED: frozenset({ChildState.STARTING}),
-    ChildState.STARTING: frozenset(
-        {
-            ChildState.RUNNING,
-            ChildState.BACKOFF,
-            ChildState.STOPPING,
-            ChildState.STOPPED,
-            ChildState.FAILED,
-        }
-    ),
-    ChildState.RUNNING: frozenset(
-        {ChildState.BACKOFF, ChildState.STOPPING, ChildState.STOPPED, ChildState.FAILED}
-    ),
-    ChildState.BACKOFF: frozenset({ChildState.STARTING, ChildState.STOPPED, ChildState.FAILED}),
-    # An escalating supervisor stops its children first and then fails.
-    ChildState.STOPPING: frozenset({ChildState.STOPPED, ChildState.FAILED}),
-    # Only an operator restart, or a parent restarting a subtree, leaves FAILED.
-    ChildState.FAILED: frozenset({ChildState.STARTING}),
-}
-
-_ACTIVE_STATES: Final = frozenset(
-    {ChildState.STARTING, ChildState.RUNNING, ChildState.BACKOFF, ChildState.STOPPING}
-)
-
-
-def check_transition(old: ChildState, new: ChildState) -> None:
-    """Raise IllegalTransitionError unless a child may move from ``old`` to ``new``."""
-    allowed = _TRANSITIONS[old]
-    if new not in allowed:
-        targets = ", ".join(sorted(allowed))
-        raise IllegalTransitionError(
-            f"illegal transition from {old} to {new}. A child in state {old} "
-            f"can only move to {targets}"
-        )
-
-
-@final
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RestartPolicy:
-    """Restart intensity and backoff of one child, or the intensity of a supervisor.
-
-    More than ``max_restarts`` restarts within a sliding window of
-    ``within_seconds`` exhaust the budget.  The delay before restart ``n`` of
-    the window is ``min(backoff_max, backoff_initial * 2 ** (n - 1))`` seconds
-    times a random factor in ``[1 - jitter, 1]``.  A supervisor uses only
-    ``max_restarts`` and ``within_seconds`` of its own policy.
-    """
-
-    max_restarts: int = _CONFIG_DEFAULTS.max_restarts
-    within_seconds: float = _CONFIG_DEFAULTS.within_seconds
-    backoff_initial: float = _CONFIG_DEFAULTS.backoff_initial
-    backoff_max: float = _CONFIG_DEFAULTS.backoff_max
-    jitter: float = DEFAULT_JITTER
-
-    def __post_init__(self) -> None:
-        if self.max_restarts < 0:
-            raise ValueError(f"max_restarts must be 0 or more, got {self.max_restarts}")
-        if self.within_seconds <= 0:
-            raise ValueError(f"within_seconds must be above 0, got {self.within_seconds}")
-        if self.backoff_initial < 0:
-            raise ValueError(f"backoff_initial must be 0 or more, got {self.backoff_initial}")
-        if self.backoff_max < self.backoff_initial:
-            raise ValueError(
-                f"backoff_max {self.backoff_max} is below backoff_initial "
-                f"{self.backoff_initial}. Raise backoff_max or lower backoff_initial"
-            )
-        if not 0.0 <= self.jitter <= 1.0:
-            raise ValueError(f"jitter must be a fraction from 0 to 1, got {self.jitter}")
-
-    @classmethod
-    def from_config(cls, cfg: SupervisorConfig, *, jitter: float = DEFAULT_JITTER) -> RestartPolicy:
-        """Build the policy of the ``[supervisor]`` table, which has no jitter key."""
-        return cls(
-            max_restarts=cfg.max_restarts,
-            within_seconds=cfg.within_seconds,
-            backoff_initial=cfg.backoff_initial,
-            backoff_max=cfg.backoff_max,
-            jitter=jitter,
-        )
-
-    def backoff(self, restart: int, rng: random.Random) -> float:
-        """Return the delay in seconds before restart number ``restart`` (from 1) of the window."""
-        exponent = min(max(restart - 1, 0), _MAX_BACKOFF_EXPONENT)
-        ceiling = min(self.backoff_max, self.backoff_initial * 2.0**exponent)
-        return ceiling * rng.uniform(1.0 - self.jitter, 1.0)
-
-
-_DEFAULT_POLICY: Final = RestartPolicy()
-
-
-@final
-class ChildContext:
-    """A child's name, its stop request and its readiness signal."""
-
-    __slots__ = ("_on_started", "name", "stop_requested")
-
-    def __init__(self, name: str, *, on_started: Callable[[], object] | None = None) -> None:
-        self.name = name
-        self.stop_requested = trio.Event()
-        self._on_started = on_started
-
-    def started(self) -> None:
-        """Report that the child is ready.  Calls after the first have no effect."""
-        on_started, self._on_started = self._on_started, None
-        if on_started is not None:
-            on_started()
-
-    def __repr__(self) -> str:
-        return f"<ChildContext {self.name!r} stop_requested={self.stop_requested.is_set()}>"
-
-
-StartFunction = Callable[[ChildContext], Awaitable[None]]
-TransitionHook = Callable[[str, ChildState, ChildState, BaseException | None], None]
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class ChildSpec:
-    """How to run one child and what to do when it ends."""
-
-    name: str
-    start: StartFunction
-    _: KW_ONLY
-    restart: RestartType = RestartType.PERMANENT
-    policy: RestartPolicy = _DEFAULT_POLICY
-    # Seconds between the stop request and the hard cancel.  A supervisor used
-    # as a child needs at least the sum of its own children's graces here.
-    shutdown_grace: float = _CONFIG_DEFAULTS.shutdown_grace
-    signals_ready: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.name:
-            raise ValueError("child name is empty. Give every child a unique name")
-        if self.shutdown_grace < 0:
-            raise ValueError(
-                f"shutdown_grace of child {self.name!r} must be 0 or more, "
-                f"got {self.shutdown_grace}"
-            )
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class ChildStatistics:
-    """A snapshot of one child, with times in ``trio.current_time()`` seconds."""
-
-    name: str
-    state: ChildState
-    restart_type: RestartType
-    restarts: int
-    last_error: str | None
-    last_exit_at: float | None
-    started_at: float | None
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class SupervisorStatistics:
-    """A snapshot of a supervisor and its children in start order."""
-
-    name: str
-    state: ChildState
-    restarts: int
-    children: tuple[ChildStatistics, ...]
-
-
-@final
-class _RestartWindow:
-    """Restart times within the last ``within_seconds``, oldest first."""
-
-    __slots__ = ("_max_restarts", "_times", "_within")
-
-    def __init__(self, policy: RestartPolicy) -> None:
-        self._max_restarts = policy.max_restarts
-        self._within = policy.within_seconds
-        self._times: deque[float] = deque()
-
-    def allows(self, now: float) -> bool:
-        """Return whether one more restart at ``now`` stays within the budget."""
-        while self._times and self._times[0] <= now - self._within:
-            self._times.popleft()
-        return len(self._times) < self._max_restarts
-
-    def record(self, now: float) -> int:
-        """Record a restart and return how many the window now holds."""
-        self._times.append(now)
-        return len(self._times)
-
-    def reset(self) -> None:
-        self._times.clear()
-
-    def __len__(self) -> int:
-        return len(self._times)
-
-
-@final
-class _Child:
-    """The supervisor's mutable record of one child."""
-
-    def __init__(self, spec: ChildSpec) -> None:
-        self.spec = spec
-        self.state = ChildState.STOPPED
-        self.restarts = 0
-        self.attempts = 0
-        self.window = _RestartWindow(spec.policy)
-        self.last_error: BaseException | None = None
-        self.last_exit_at: float | None = None
-        self.started_at: float | None = None
-        self.ctx: ChildContext | None = None
-        # The scope of the running attempt, and of the wait before a restart.
-        self.scope = trio.CancelScope()
-        self.backoff_scope = trio.CancelScope()
-        self.stop_requested = False
-        # Set when the child runs or ends; set while no supervising task exists.
-        self.settled = trio.Event()
-        self.done = trio.Event()
-        self.settled.set()
-        self.done.set()
-
-    def statistics(self) -> ChildStatistics:
-        error = None if self.last_error is None else repr(self.last_error)
-        return ChildStatistics(
-            name=self.spec.name,
-            state=self.state,
-            restart_type=self.spec.restart,
-            restarts=self.restarts,
-            last_error=error,
-            last_exit_at=self.last_exit_at,
-            started_at=self.started_at,
-        )
-
-    def __repr__(self) -> str:
-        return f"<child {self.spec.name!r} {self.state} restarts={self.restarts}>"
 
 
 def _publish_state(name: str, state: ChildState) -> None:
@@ -352,14 +111,14 @@ class Supervisor:
         name: str,
         children: Sequence[ChildSpec] = (),
         *,
-        intensity: RestartPolicy = _DEFAULT_POLICY,
+        intensity: RestartPolicy = DEFAULT_POLICY,
         rng: random.Random | None = None,
         on_event: TransitionHook | None = None,
     ) -> None:
         self.name = name
-        self._children: list[_Child] = []
+        self._children: list[ChildRecord] = []
         self._intensity = intensity
-        self._window = _RestartWindow(intensity)
+        self._window = RestartWindow(intensity)
         self._rng = rng if rng is not None else random.Random()
         self._on_event = on_event
         self._state = ChildState.STOPPED
@@ -383,7 +142,7 @@ class Supervisor:
                 f"duplicate child name {spec.name!r} in supervisor {self.name!r}. "
                 "Give every child a unique name"
             )
-        self._children.append(_Child(spec))
+        self._children.append(ChildRecord(spec))
         _publish_state(spec.name, ChildState.STOPPED)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -418,7 +177,7 @@ class Supervisor:
         await self._finished.wait()
 
     def _begin_run(self) -> None:
-        if self._state in _ACTIVE_STATES:
+        if self._state in ACTIVE_STATES:
             raise SupervisorError(
                 f"supervisor {self.name!r} is already {self._state}. "
                 "Stop it before starting it again"
@@ -485,7 +244,7 @@ class Supervisor:
         self._state = new
         logger.info("supervisor.state supervisor=%s state=%s", self.name, new)
 
-    def _spawn(self, child: _Child) -> None:
+    def _spawn(self, child: ChildRecord) -> None:
         if self._nursery is None:
             raise SupervisorError(f"supervisor {self.name!r} is not running. Start it first")
         child.stop_requested = False
@@ -493,7 +252,7 @@ class Supervisor:
         child.done = trio.Event()
         self._nursery.start_soon(self._supervise, child, name=f"supervise {child.spec.name}")
 
-    async def _supervise(self, child: _Child) -> None:
+    async def _supervise(self, child: ChildRecord) -> None:
         # The shield keeps outside cancellation away from the child, which
         # stops only through _stop_child, in order and within its grace.
         try:
@@ -501,14 +260,14 @@ class Supervisor:
                 if not child.stop_requested:
                     await self._supervise_child(child)
         except BaseException as exc:
-            if child.state in _ACTIVE_STATES:
+            if child.state in ACTIVE_STATES:
                 self._transition(child, ChildState.FAILED, exc)
             raise
         finally:
             child.settled.set()
             child.done.set()
 
-    async def _supervise_child(self, child: _Child) -> None:
+    async def _supervise_child(self, child: ChildRecord) -> None:
         while True:
             error = await self._run_attempt(child)
             if child.stop_requested or not child.spec.restart.restarts_after(error):
@@ -523,7 +282,7 @@ class Supervisor:
                 self._transition(child, ChildState.STOPPED, error)
                 return
 
-    async def _run_attempt(self, child: _Child) -> Exception | None:
+    async def _run_attempt(self, child: ChildRecord) -> Exception | None:
         """Run the child's ``start`` once and return the exception it ended with."""
         child.attempts += 1
         on_started = partial(self._mark_ready, child, child.attempts)
@@ -544,7 +303,7 @@ class Supervisor:
         self._record_exit(child, error)
         return error
 
-    def _record_exit(self, child: _Child, error: Exception | None) -> None:
+    def _record_exit(self, child: ChildRecord, error: Exception | None) -> None:
         child.last_exit_at = trio.current_time()
         if error is not None:
             child.last_error = error
@@ -555,12 +314,12 @@ class Supervisor:
                 child.spec.shutdown_grace,
             )
 
-    def _mark_ready(self, child: _Child, attempt: int) -> None:
+    def _mark_ready(self, child: ChildRecord, attempt: int) -> None:
         # A context kept from an earlier attempt must not mark a later one ready.
         if child.attempts == attempt and child.state is ChildState.STARTING:
             self._transition(child, ChildState.RUNNING)
 
-    def _end(self, child: _Child, error: Exception | None) -> None:
+    def _end(self, child: ChildRecord, error: Exception | None) -> None:
         self._transition(child, ChildState.STOPPED, error)
         logger.log(
             logging.INFO if error is None else logging.WARNING,
@@ -570,25 +329,23 @@ class Supervisor:
             exc_info=error,
         )
 
-    def _admit_restart(self, child: _Child, error: Exception | None) -> float | None:
+    def _admit_restart(self, child: ChildRecord, error: Exception | None) -> float | None:
         """Count a restart against both budgets and return its delay, or None when refused."""
-        now = trio.current_time()
-        if not child.window.allows(now):
+        decision = decide_restart(child.window, self._window, trio.current_time())
+        if decision.verdict is RestartVerdict.FAIL:
             self._fail(child, error)
             return None
-        if not self._window.allows(now):
+        if decision.verdict is RestartVerdict.ESCALATE:
             # The child is within its own budget, so supervisor.escalated is its only log line.
             self._transition(child, ChildState.FAILED, error)
             self._escalate(child, error)
             return None
 
-        restart_number = child.window.record(now)
-        self._window.record(now)
         child.restarts += 1
         ACTOR_RESTARTS.labels(actor=child.spec.name).inc()
-        return child.spec.policy.backoff(restart_number, self._rng)
+        return child.spec.policy.backoff(decision.restart_number, self._rng)
 
-    async def _back_off(self, child: _Child, delay: float, error: Exception | None) -> bool:
+    async def _back_off(self, child: ChildRecord, delay: float, error: Exception | None) -> bool:
         """Wait ``delay`` seconds and return False when a stop request came first."""
         child.backoff_scope = trio.CancelScope()
         self._transition(child, ChildState.BACKOFF, error)
@@ -604,7 +361,7 @@ class Supervisor:
             await trio.sleep(delay)
         return not child.stop_requested
 
-    def _fail(self, child: _Child, error: Exception | None) -> None:
+    def _fail(self, child: ChildRecord, error: Exception | None) -> None:
         self._transition(child, ChildState.FAILED, error)
         policy = child.spec.policy
         logger.error(
@@ -617,7 +374,7 @@ class Supervisor:
             exc_info=error,
         )
 
-    def _escalate(self, child: _Child, error: Exception | None) -> None:
+    def _escalate(self, child: ChildRecord, error: Exception | None) -> None:
         self._escalation = SupervisorEscalation(
             f"supervisor {self.name!r} exceeded its restart intensity of "
             f"{self._intensity.max_restarts} restarts within {self._intensity.within_seconds} s. "
@@ -635,7 +392,7 @@ class Supervisor:
         )
         self._request_stop()
 
-    async def _stop_child(self, child: _Child, *, hard: bool) -> None:
+    async def _stop_child(self, child: ChildRecord, *, hard: bool) -> None:
         """Ask the child to stop, cancel it after its grace (at once if ``hard``), and wait.
 
         NOTE: a child that shields itself from cancellation can hold this past its grace.
@@ -658,7 +415,7 @@ class Supervisor:
         await child.done.wait()
 
     def _transition(
-        self, child: _Child, new: ChildState, error: BaseException | None = None
+        self, child: ChildRecord, new: ChildState, error: BaseException | None = None
     ) -> None:
         old = child.state
         check_transition(old, new)
@@ -708,7 +465,7 @@ class Supervisor:
                 f"{self._state}. Restart children only while their supervisor is running"
             )
 
-    def _find(self, name: str) -> _Child:
+    def _find(self, name: str) -> ChildRecord:
         for child in self._children:
             if child.spec.name == name:
                 return child
