@@ -700,3 +700,58 @@ def test_locator_quoted_keys() -> None:
     index = index_keys('[ "tab le" . inner ]\n"odd key" = 1\n')
 
     assert index[("tab le", "inner", "odd key")] == (2, 1)
+
+
+def mailbox_config(host: str, security: str) -> str:
+    return (
+        "[deliverability.mailbox]\n"
+        f'imap_host = "{host}"\n'
+        'imap_user = "bounces"\n'
+        'imap_password_file = "imap-password"\n'
+        f'imap_security = "{security}"\n'
+    )
+
+
+def test_clear_text_imap_refused_for_a_remote_host(tmp_path: Path) -> None:
+    path = write_config(tmp_path, mailbox_config("imap.example.com", "none"))
+    problems = problems_of(path)
+    assert len(problems) == 1
+    assert "imap.example.com" in problems[0]
+    assert "loopback hosts only" in problems[0]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.0.2", "localhost", "::1"])
+def test_clear_text_imap_allowed_on_loopback(tmp_path: Path, host: str) -> None:
+    config = load_config(write_config(tmp_path, mailbox_config(host, "none")))
+    assert config.deliverability.mailbox.imap_host == host
+    assert config.deliverability.mailbox.imap_security == "none"
+
+
+def marketplace_imap_config(host: str) -> str:
+    return (
+        "[platforms.marketplace]\n"
+        'contact = "reviews@example.com"\n'
+        "[[platforms.marketplace.profiles]]\n"
+        'site = "hitched"\n'
+        'profile_id = "willow-barn"\n'
+        'vendor_name = "The Willow Barn"\n'
+        'modes = ["mailbox"]\n'
+        f'imap_host = "{host}"\n'
+        'imap_user = "reviews"\n'
+        'imap_password_file = "/etc/plaudit/imap-password"\n'
+        'imap_security = "none"\n'
+    )
+
+
+def test_marketplace_clear_text_imap_refused_for_a_remote_host(tmp_path: Path) -> None:
+    problems = problems_of(write_config(tmp_path, marketplace_imap_config("imap.example.com")))
+    clear_text = [problem for problem in problems if "clear text" in problem]
+    assert len(clear_text) == 1, problems
+    assert "imap_security" in clear_text[0]
+    assert "imap.example.com" in clear_text[0]
+
+
+def test_marketplace_clear_text_imap_allowed_on_loopback(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, marketplace_imap_config("127.0.0.1")))
+    assert config.platforms.marketplace is not None
+    assert config.platforms.marketplace.profiles[0].imap_security == "none"

@@ -1,6 +1,7 @@
 """Configuration: one TOML file decoded into strict, typed msgspec structs.
 
-- ``model``: the structs, one per TOML table; unknown keys are rejected.
+- ``model``: the root ``Config`` struct, re-exporting the table structs that
+  ``base`` and the ``*_tables`` modules define by subject; unknown keys are rejected.
 - ``loader``: ``load_config`` reads, parses and validates a file and reports
   every problem with its file, line, column and key path.
 - ``validate`` and ``rules``: the per-value schema check and the semantic rules

@@ -19,6 +19,11 @@ ServerPort = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 PosixId = Annotated[int, msgspec.Meta(ge=0)]
 
 
+def is_loopback_host(host: str) -> bool:
+    """Return whether ``host`` names this machine, where a clear-text login is safe."""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 class Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     """Base for every config table: unknown keys are rejected.
 

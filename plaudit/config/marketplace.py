@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Final
 from urllib.parse import urlsplit
 
+from plaudit.config.base import is_loopback_host
 from plaudit.config.model import Config, MarketplaceConfig, MarketplaceProfile
 
 Finding = tuple[tuple[str | int, ...], str]
@@ -163,8 +164,7 @@ def _check_imap(path: tuple[str | int, ...], profile: MarketplaceProfile) -> Ite
     for name in ("imap_user", "imap_password_file"):
         if not getattr(profile, name):
             yield (*path, name), f"missing; imap_host {json.dumps(profile.imap_host)} needs {name}"
-    loopback = profile.imap_host in ("localhost", "::1") or profile.imap_host.startswith("127.")
-    if profile.imap_security == "none" and not loopback:
+    if profile.imap_security == "none" and not is_loopback_host(profile.imap_host):
         yield (
             (*path, "imap_security"),
             f"'none' would send the password to {profile.imap_host} in clear text; use 'tls' "

@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
-from plaudit.config.base import PositiveInt, Seconds, ServerPort, Strict
+from plaudit.config.base import PositiveInt, Seconds, ServerPort, Strict, is_loopback_host
 from plaudit.config.reliability_tables import RetryConfig
 
 Fraction = Annotated[float, msgspec.Meta(gt=0, le=1)]
@@ -31,7 +31,7 @@ class BounceMailboxConfig(Strict, kw_only=True, frozen=True):
     def __post_init__(self) -> None:
         if self.imap_host and not (self.imap_user and self.imap_password_file):
             raise ValueError("imap_host needs imap_user and imap_password_file; set both")
-        loopback = self.imap_host in ("localhost", "::1") or self.imap_host.startswith("127.")
+        loopback = is_loopback_host(self.imap_host)
         if self.imap_security == "none" and self.imap_host and not loopback:
             raise ValueError(
                 f"imap_security = 'none' would send the password to {self.imap_host!r} in "
