@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,22 +39,6 @@ class Flaky:
             raise RuntimeError("inbox table missing")
         ctx.started()
         await ctx.stop_requested.wait()
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    journal = Journal.open(tmp_path / "journal.sqlite3", instance="child-alerts-test")
-    yield journal
-    journal.close()
-
-
-@pytest.fixture
-async def writer(journal: Journal) -> AsyncIterator[AsyncJournal]:
-    async with trio.open_nursery() as nursery:
-        async_journal = AsyncJournal(journal)
-        await nursery.start(async_journal.run)
-        yield async_journal
-        nursery.cancel_scope.cancel()
 
 
 @pytest.fixture
@@ -111,7 +94,7 @@ def test_decide_ignores_backoff() -> None:
 
 
 async def test_failed_child_alert_then_resolved(
-    daemon: Daemon, journal: Journal, writer: AsyncJournal, autojump_clock: Any
+    daemon: Daemon, sync_journal: Journal, writer: AsyncJournal, autojump_clock: Any
 ) -> None:
     child = Flaky()
     supervisor = Supervisor(
@@ -126,9 +109,9 @@ async def test_failed_child_alert_then_resolved(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(daemon.child_alerts.run, writer)
         nursery.start_soon(supervisor.run)
-        await wait_for(lambda: alerts(journal) == [("supervisor", "inbound", "critical", 0)])
+        await wait_for(lambda: alerts(sync_journal) == [("supervisor", "inbound", "critical", 0)])
 
-        jobs = committed(journal, "SELECT kind, owner FROM jobs")
+        jobs = committed(sync_journal, "SELECT kind, owner FROM jobs")
         assert jobs == [("alert.send", "notifier")]
         assert daemon.failed_children() == ["inbound"]
         status = daemon.status()
@@ -137,7 +120,7 @@ async def test_failed_child_alert_then_resolved(
 
         child.healthy = True
         await supervisor.restart("inbound")
-        await wait_for(lambda: alerts(journal) == [("supervisor", "inbound", "critical", 1)])
+        await wait_for(lambda: alerts(sync_journal) == [("supervisor", "inbound", "critical", 1)])
         assert daemon.failed_children() == []
         assert daemon.status()["ready"] is True
         assert daemon.child_alerts.statistics().resolved == 1
@@ -146,7 +129,7 @@ async def test_failed_child_alert_then_resolved(
 
 
 async def test_transient_child_failure_keeps_ready(
-    daemon: Daemon, journal: Journal, writer: AsyncJournal, autojump_clock: Any
+    daemon: Daemon, sync_journal: Journal, writer: AsyncJournal, autojump_clock: Any
 ) -> None:
     child = Flaky()
     spec = ChildSpec(
@@ -164,7 +147,7 @@ async def test_transient_child_failure_keeps_ready(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(daemon.child_alerts.run, writer)
         nursery.start_soon(supervisor.run)
-        await wait_for(lambda: len(alerts(journal)) == 1)
+        await wait_for(lambda: len(alerts(sync_journal)) == 1)
         # Only a failed permanent child makes the daemon not ready.
         assert daemon.failed_children() == []
         assert daemon.status()["ready"] is True
@@ -173,7 +156,7 @@ async def test_transient_child_failure_keeps_ready(
 
 
 async def test_first_run_resolves_alert_of_earlier_process(
-    daemon: Daemon, journal: Journal, writer: AsyncJournal
+    daemon: Daemon, sync_journal: Journal, writer: AsyncJournal
 ) -> None:
     await writer.transaction(
         lambda tx: raise_alert(
@@ -183,7 +166,7 @@ async def test_first_run_resolves_alert_of_earlier_process(
     daemon.child_alerts.observe("inbound", ChildState.STARTING, ChildState.RUNNING, None)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(daemon.child_alerts.run, writer)
-        await wait_for(lambda: alerts(journal) == [("supervisor", "inbound", "critical", 1)])
+        await wait_for(lambda: alerts(sync_journal) == [("supervisor", "inbound", "critical", 1)])
         nursery.cancel_scope.cancel()
 
 

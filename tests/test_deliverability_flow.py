@@ -11,7 +11,6 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,10 @@ import pytest
 import trio
 
 from plaudit.actors.bounces import BounceMailboxActor, MaildirSource
-from plaudit.actors.notifier import NotifierActor, build_notifier
 from plaudit.alerts import list_alerts
 from plaudit.config.model import Config, DeliverabilityConfig
 from plaudit.inbound.inbox import accept, process
-from plaudit.journal import AsyncJournal, Journal, Tx
-from plaudit.messaging.campaigns import schedule_new_couples
-from plaudit.messaging.couples import parse_couples_csv, store_couples
+from plaudit.journal import Journal, Tx
 from plaudit.messaging.deliverability.ctl import render_deliverability
 from plaudit.messaging.deliverability.monitor import DeliverabilityMonitor
 from plaudit.messaging.deliverability.service import report
@@ -34,8 +30,8 @@ from plaudit.messaging.deliverability.store import record_event
 from plaudit.messaging.deliverability.suppression import MessageEvent, SuppressionPolicy
 from plaudit.messaging.email import SendError
 from plaudit.sandbox.demo_mail import COUPLES_CSV, EXPECTED_SENT, DemoMail
-from plaudit.sandbox.smtp import SmtpSink
 from tests.support import DaemonDirs, ctl, open_daemon, query, stop_daemon, wait_for
+from tests.support_notifier import NotifierBench, notifier_bench
 from tests.test_bounce_mailbox import dsn
 from tests.test_notifier import make_config
 
@@ -50,20 +46,16 @@ SETTINGS = DeliverabilityConfig(min_attempts=1, windows=[86400.0, 7 * 86400.0])
 POLICY = SuppressionPolicy()
 
 
-@dataclass
-class Flow:
-    journal: Journal
-    facade: AsyncJournal
-    sink: SmtpSink
-    notifier: NotifierActor
-    maildir: Path
+class Flow(NotifierBench):
+    @property
+    def maildir(self) -> Path:
+        return self.folder / "bounces"
 
     async def send_all(self) -> dict[str, str]:
         """Send every due request; return each recipient's Message-ID."""
         jobs = await self.facade.claim("notifier", limit=10)
         for job in jobs:
-            effects = await self.notifier.handle(job)
-            await self.facade.complete(job.id, effects)
+            await self.run_job(job)
         rows = self.journal.query(
             "SELECT c.emails, r.message_id FROM requests r JOIN couples c ON c.id = r.couple_id"
             " WHERE r.state IN ('sent', 'bounced')"
@@ -82,28 +74,10 @@ class Flow:
 
 @asynccontextmanager
 async def flow(tmp_path: Path) -> AsyncIterator[Flow]:
-    journal = Journal.open(tmp_path / "journal.sqlite3", lease_seconds=60)
-    facade = AsyncJournal(journal)
-    sink = SmtpSink()
-    maildir = tmp_path / "bounces"
     for folder in ("new", "cur", "tmp"):
-        (maildir / folder).mkdir(parents=True)
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(facade.run)
-            port = await nursery.start(sink.serve)
-            config = make_config(port)
-            parsed = parse_couples_csv(COUPLES)
-            await facade.transaction(
-                lambda tx: store_couples(tx, parsed.couples, vendor="Willow Studio")
-            )
-            await facade.transaction(lambda tx: schedule_new_couples(tx, config))
-            notifier = build_notifier(config, facade)
-            assert notifier is not None
-            yield Flow(journal, facade, sink, notifier, maildir)
-            nursery.cancel_scope.cancel()
-    finally:
-        journal.close()
+        (tmp_path / "bounces" / folder).mkdir(parents=True)
+    async with notifier_bench(tmp_path, Flow, make_config, COUPLES) as (bench, _):
+        yield bench
 
 
 def day_rate(result: dict[str, Any], domain: str) -> dict[str, Any]:
@@ -248,7 +222,7 @@ async def test_submission_policy_reject_blocks(tmp_path: Path) -> None:
             raise error
 
     async with flow(tmp_path) as f:
-        f.notifier.sender = RejectingSender()  # type: ignore[assignment]
+        f.actor.sender = RejectingSender()  # type: ignore[assignment]
         await f.send_all()
         kinds = f.journal.query("SELECT DISTINCT kind FROM message_events")
         suppressions = f.journal.query("SELECT address FROM suppressions")

@@ -5,24 +5,19 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import trio
 
 from plaudit.actors.bounces import Record, record_message
-from plaudit.actors.notifier import NotifierActor, build_notifier
-from plaudit.config.model import CampaignConfig, CampaignStep, Config, SmtpConfig, VendorConfig
+from plaudit.config.model import Config
 from plaudit.errors import PlatformError
-from plaudit.journal import AsyncJournal, Job, Journal
-from plaudit.messaging.campaigns import schedule_new_couples
-from plaudit.messaging.couples import parse_couples_csv, store_couples
 from plaudit.messaging.deliverability.store import record_event
 from plaudit.messaging.deliverability.suppression import MessageEvent, SuppressionPolicy
 from plaudit.messaging.requests import show_request
 from plaudit.messaging.submission import confirm_submission, decide_bounce
 from plaudit.sandbox.smtp import Outcome, SmtpSink
+from tests.support_notifier import NotifierBench, notifier_bench, two_step_config
 
 COUPLES = (
     "first_name,last_name,email,phone,wedding_date,venue,timezone\n"
@@ -34,42 +29,7 @@ BEN_MISSING = {"ben@example.com": "550 5.1.1 no such user"}
 POLICY = SuppressionPolicy()
 
 
-def make_config(port: int, stop_on: list[str]) -> Config:
-    steps = [
-        CampaignStep(delay_days=10, subject="Thank you", text=TEXT),
-        CampaignStep(delay_days=7, subject="A reminder", text=TEXT),
-    ]
-    return Config(
-        vendor=VendorConfig(
-            name="Willow Studio",
-            postal_address="12 Elm Street, Springfield, IL 62701",
-            from_address="hello@willow.example",
-            review_links={"google": "https://reviews.invalid/google"},
-            unsubscribe_url="https://willow.example/unsubscribe",
-        ),
-        smtp=SmtpConfig(host="127.0.0.1", port=port, security="none", timeout=30),
-        campaigns=[
-            CampaignConfig(name="after-wedding", steps=steps, stop_on=stop_on)  # type: ignore[arg-type]
-        ],
-    )
-
-
-@dataclass
-class Harness:
-    journal: Journal
-    facade: AsyncJournal
-    sink: SmtpSink
-    actor: NotifierActor
-
-    async def claim(self) -> Job:
-        (job,) = await self.facade.claim("notifier", limit=1)
-        return job
-
-    async def run_step(self) -> None:
-        job = await self.claim()
-        effects = await self.actor.handle(job)
-        await self.facade.complete(job.id, effects)
-
+class Harness(NotifierBench):
     def steps(self) -> list[tuple[object, ...]]:
         return self.journal.query("SELECT step, state FROM requests ORDER BY step")
 
@@ -93,30 +53,17 @@ async def harness(
     refusals: dict[str, str] | None = None,
     stop_on: list[str] | None = None,
 ) -> AsyncIterator[Harness]:
-    journal = Journal.open(tmp_path / "journal.sqlite3", lease_seconds=60)
-    facade = AsyncJournal(journal)
+    def config(port: int) -> Config:
+        return two_step_config(port, text=TEXT, stop_on=EVERY_STOP if stop_on is None else stop_on)
+
     sink = SmtpSink(script=script, refusals=refusals)
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(facade.run)
-            port = await nursery.start(sink.serve)
-            config = make_config(port, EVERY_STOP if stop_on is None else stop_on)
-            parsed = parse_couples_csv(COUPLES)
-            await facade.transaction(
-                lambda tx: store_couples(tx, parsed.couples, vendor="Willow Studio")
-            )
-            await facade.transaction(lambda tx: schedule_new_couples(tx, config))
-            actor = build_notifier(config, facade)
-            assert actor is not None
-            yield Harness(journal, facade, sink, actor)
-            nursery.cancel_scope.cancel()
-    finally:
-        journal.close()
+    async with notifier_bench(tmp_path, Harness, config, COUPLES, sink=sink) as (bench, _):
+        yield bench
 
 
 async def test_partial_refusal_sends_to_accepted(tmp_path: Path) -> None:
     async with harness(tmp_path, refusals=BEN_MISSING) as h:
-        await h.run_step()
+        await h.send_next()
 
         assert h.steps() == [(0, "sent"), (1, "scheduled")]
         assert h.events() == [
@@ -130,7 +77,7 @@ async def test_partial_refusal_sends_to_accepted(tmp_path: Path) -> None:
 async def test_partial_policy_refusal_alerts(tmp_path: Path) -> None:
     refusals = {"ben@example.com": "550 5.7.1 rejected by policy"}
     async with harness(tmp_path, refusals=refusals) as h:
-        await h.run_step()
+        await h.send_next()
         alerts = h.journal.query("SELECT source, key FROM alerts WHERE resolved_at IS NULL")
 
         assert h.steps() == [(0, "sent"), (1, "scheduled")]
@@ -141,7 +88,7 @@ async def test_partial_policy_refusal_alerts(tmp_path: Path) -> None:
 
 async def test_every_address_hard_bounced_stops(tmp_path: Path) -> None:
     async with harness(tmp_path, "reject") as h:
-        await h.run_step()
+        await h.send_next()
         state, last_error, marker, _unconfirmed = h.first_step()
         show = await h.facade.transaction(lambda tx: show_request(tx, 1))
 
@@ -158,7 +105,7 @@ async def test_every_address_hard_bounced_stops(tmp_path: Path) -> None:
 
 async def test_hard_bounce_not_listed_continues(tmp_path: Path) -> None:
     async with harness(tmp_path, "reject", stop_on=["review"]) as h:
-        await h.run_step()
+        await h.send_next()
         _state, last_error, _marker, _unconfirmed = h.first_step()
 
         assert h.steps() == [(0, "bounced"), (1, "scheduled")]
@@ -167,7 +114,7 @@ async def test_hard_bounce_not_listed_continues(tmp_path: Path) -> None:
 
 async def test_policy_block_fails_step_and_continues(tmp_path: Path) -> None:
     async with harness(tmp_path, "policy_rcpt") as h:
-        await h.run_step()
+        await h.send_next()
         _state, last_error, _marker, _unconfirmed = h.first_step()
         alerts = h.journal.query("SELECT source, key FROM alerts WHERE resolved_at IS NULL")
         alert_jobs = h.journal.query("SELECT owner FROM jobs WHERE kind = 'alert.send'")
@@ -181,7 +128,7 @@ async def test_policy_block_fails_step_and_continues(tmp_path: Path) -> None:
 
 async def test_rejected_after_data_is_bounce(tmp_path: Path) -> None:
     async with harness(tmp_path, "reject_data") as h:
-        await h.run_step()
+        await h.send_next()
         _state, _last_error, marker, unconfirmed = h.first_step()
 
         assert h.steps() == [(0, "failed"), (1, "scheduled")]
@@ -196,7 +143,7 @@ async def test_disconnect_after_data_unconfirmed(
 ) -> None:
     caplog.set_level(logging.WARNING)
     async with harness(tmp_path, "disconnect") as h:
-        await h.run_step()
+        await h.send_next()
         state, last_error, marker, unconfirmed = h.first_step()
         show = await h.facade.transaction(lambda tx: show_request(tx, 1))
 
@@ -215,7 +162,7 @@ async def test_crash_after_marker_not_resent(tmp_path: Path) -> None:
         await h.actor.handle(job)
         # The process dies before completing the job; its lease returns it.
         await h.facade.release(job.id)
-        await h.run_step()
+        await h.send_next()
         _state, _last_error, _marker, unconfirmed = h.first_step()
 
         assert h.steps() == [(0, "sent"), (1, "scheduled")]
@@ -243,7 +190,7 @@ async def test_temporary_reply_to_data_clears_marker(tmp_path: Path) -> None:
         with pytest.raises(PlatformError):
             await h.actor.handle(job)
         await h.facade.release(job.id)
-        await h.run_step()
+        await h.send_next()
         _state, _last_error, marker, unconfirmed = h.first_step()
 
         assert h.steps() == [(0, "sent"), (1, "scheduled")]
@@ -257,7 +204,7 @@ async def test_complaint_stops_couple(tmp_path: Path) -> None:
         await h.facade.transaction(
             lambda tx: record_event(tx, complaint, policy=SuppressionPolicy())
         )
-        await h.run_step()
+        await h.send_next()
         _state, last_error, _marker, _unconfirmed = h.first_step()
 
         assert h.steps() == [(0, "stopped")]
@@ -271,7 +218,7 @@ async def test_complaint_not_listed_sends_partner(tmp_path: Path) -> None:
         await h.facade.transaction(
             lambda tx: record_event(tx, complaint, policy=SuppressionPolicy())
         )
-        await h.run_step()
+        await h.send_next()
 
         assert h.steps() == [(0, "sent"), (1, "scheduled")]
     assert h.sink.messages[0].recipients == ["ana@example.com"]
@@ -311,7 +258,7 @@ async def test_mixed_refusals_retry_without_bounced(tmp_path: Path) -> None:
         await h.facade.release(job.id)
         # The busy mailbox recovers before the retry.
         del h.sink.refusals["ben@example.com"]
-        await h.run_step()
+        await h.send_next()
 
         assert h.steps() == [(0, "sent"), (1, "scheduled")]
     assert caught.value.retryable is True
@@ -321,7 +268,7 @@ async def test_mixed_refusals_retry_without_bounced(tmp_path: Path) -> None:
 
 async def test_later_bounce_confirms_submission(tmp_path: Path) -> None:
     async with harness(tmp_path, "disconnect") as h:
-        await h.run_step()
+        await h.send_next()
         before = h.first_step()
         bounce = MessageEvent(
             address="ana@example.com",
@@ -349,7 +296,7 @@ async def test_own_accepted_event_confirms_nothing(tmp_path: Path) -> None:
         message_id="<request-1@willow.example>",
     )
     async with harness(tmp_path, "disconnect") as h:
-        await h.run_step()
+        await h.send_next()
         confirmed = await h.facade.transaction(lambda tx: confirm_submission(tx, accepted))
         _state, _last_error, _marker, unconfirmed = h.first_step()
 

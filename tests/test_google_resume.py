@@ -10,11 +10,9 @@ can fail one of them.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import trio
 
 from plaudit.actors.google import (
     FULL_SYNC_CURSOR,
@@ -32,43 +30,39 @@ from plaudit.errors import PlatformError
 from plaudit.journal import AsyncJournal
 from plaudit.reliability.resume import listing_cursor
 from plaudit.reviews.model import Review
-from plaudit.reviews.store import apply_snapshot, load_reviews
-from plaudit.sandbox import SandboxOptions, serve_sandbox
+from plaudit.reviews.store import load_reviews
 from plaudit.sandbox import app as google_sandbox
 from plaudit.sandbox.truth import truth_reviews
+from tests.support_listing import RefusingTransport, phantom_deleted, store_phantom
 
 LOCATION = GoogleLocation(account="accounts/1001", location="locations/2001")
 PROFILE = f"{LOCATION.account}/{LOCATION.location}"
 PAGE_SIZE = 20
 
 
-class PageRecorder(httpx.AsyncBaseTransport):
-    """Forwards requests over loopback HTTP and records each listing request's page token.
+class PageRecorder(RefusingTransport):
+    """Records the page token of each listing request.
 
     While ``fail_at`` is set, the listing request with that 1-based number
     fails with a refused connection.
     """
 
     def __init__(self, *, fail_at: int | None = None) -> None:
+        super().__init__()
         self.fail_at = fail_at
         self.tokens: list[str] = []
-        self._inner = httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("/reviews"):
+        if is_listing(request):
             self.tokens.append(request.url.params.get("pageToken", ""))
-            if self.fail_at == len(self.tokens):
-                raise httpx.ConnectError("connection refused by the test", request=request)
-        return await self._inner.handle_async_request(request)
+        return await super().handle_async_request(request)
 
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+    def refuses(self, request: httpx.Request) -> bool:
+        return is_listing(request) and self.fail_at == len(self.tokens)
 
 
-@pytest.fixture
-async def base_url(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> AsyncIterator[str]:
-    url: str = await nursery.start(serve_sandbox, SandboxOptions(seed=5, script_seconds=0))
-    yield url
+def is_listing(request: httpx.Request) -> bool:
+    return request.url.path.endswith("/reviews")
 
 
 def google_actor(journal: AsyncJournal, base_url: str, transport: PageRecorder) -> GoogleActor:
@@ -122,30 +116,6 @@ async def stored_reviews(journal: AsyncJournal) -> list[Review]:
     )
 
 
-async def store_phantom(journal: AsyncJournal) -> None:
-    """Store a review that the sandbox never lists, as if Google had deleted it."""
-    phantom = Review(
-        platform="google",
-        profile=PROFILE,
-        review_id="phantom-1",
-        stars=5,
-        text="Lovely flowers.",
-        author="A. Couple",
-        created_at="2025-01-01T00:00:00.000Z",
-        updated_at="2025-01-01T00:00:00.000Z",
-    )
-    await journal.transaction(
-        lambda tx: apply_snapshot(
-            tx, platform="google", profile=PROFILE, reviews=[phantom], complete=False
-        )
-    )
-
-
-async def phantom_deleted(journal: AsyncJournal) -> bool:
-    (phantom,) = [r for r in await stored_reviews(journal) if r.review_id == "phantom-1"]
-    return phantom.deleted_at is not None
-
-
 # The pure steps.
 
 
@@ -183,9 +153,11 @@ def test_resume_token_served_again_ends_listing() -> None:
 # On the sandbox.
 
 
-async def test_pages_before_failure_are_stored(base_url: str, journal: AsyncJournal) -> None:
+async def test_pages_before_failure_are_stored(
+    quiet_sandbox_url: str, journal: AsyncJournal
+) -> None:
     transport = PageRecorder(fail_at=3)
-    actor = google_actor(journal, base_url, transport)
+    actor = google_actor(journal, quiet_sandbox_url, transport)
 
     with pytest.raises(PlatformError):
         await run_sync(journal, actor, slot=1)
@@ -196,10 +168,10 @@ async def test_pages_before_failure_are_stored(base_url: str, journal: AsyncJour
 
 
 async def test_interrupted_listing_resumes_at_failed_page(
-    base_url: str, journal: AsyncJournal, caplog: pytest.LogCaptureFixture
+    quiet_sandbox_url: str, journal: AsyncJournal, caplog: pytest.LogCaptureFixture
 ) -> None:
     transport = PageRecorder(fail_at=3)
-    actor = google_actor(journal, base_url, transport)
+    actor = google_actor(journal, quiet_sandbox_url, transport)
     with pytest.raises(PlatformError):
         await run_sync(journal, actor, slot=1)
     failed_token = transport.tokens[2]
@@ -215,38 +187,40 @@ async def test_interrupted_listing_resumes_at_failed_page(
     assert any(record.message == "google.listing_resumed" for record in caplog.records)
     # Every review of the location is stored, and nothing else.
     listed = {r.review_id for r in await stored_reviews(journal)}
-    assert listed == await sandbox_review_ids(base_url)
+    assert listed == await sandbox_review_ids(quiet_sandbox_url)
     assert await stored_cursor(journal, listing_cursor(PROFILE)) == ""
 
 
-async def test_resumed_listing_is_not_a_full_listing(base_url: str, journal: AsyncJournal) -> None:
-    await store_phantom(journal)
+async def test_resumed_listing_is_not_a_full_listing(
+    quiet_sandbox_url: str, journal: AsyncJournal
+) -> None:
+    await store_phantom(journal, "google", PROFILE)
     transport = PageRecorder(fail_at=2)
-    actor = google_actor(journal, base_url, transport)
+    actor = google_actor(journal, quiet_sandbox_url, transport)
     with pytest.raises(PlatformError):
         await run_sync(journal, actor, slot=1)
     transport.fail_at = None
 
     await run_sync(journal, actor, slot=2)
     # It lacked the first page, so it inferred no deletion and left the next sync full.
-    assert not await phantom_deleted(journal)
+    assert not await phantom_deleted(journal, "google", PROFILE)
     assert await stored_cursor(journal, FULL_SYNC_CURSOR.format(profile=PROFILE)) is None
 
     before = len(transport.tokens)
     await run_sync(journal, actor, slot=3)
     # The next listing starts at the first page and may, and does, infer the deletion.
     assert transport.tokens[before] == ""
-    assert await phantom_deleted(journal)
+    assert await phantom_deleted(journal, "google", PROFILE)
     assert await stored_cursor(journal, FULL_SYNC_CURSOR.format(profile=PROFILE))
 
 
 async def test_rejected_token_restarts_at_first_page(
-    base_url: str, journal: AsyncJournal, caplog: pytest.LogCaptureFixture
+    quiet_sandbox_url: str, journal: AsyncJournal, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A token the sandbox cannot decode, which makes it return 400 INVALID_ARGUMENT.
     await journal.transaction(lambda tx: tx.set_cursor("google", listing_cursor(PROFILE), "zz"))
     transport = PageRecorder()
-    actor = google_actor(journal, base_url, transport)
+    actor = google_actor(journal, quiet_sandbox_url, transport)
 
     with caplog.at_level(logging.WARNING, logger="plaudit.actors.google"):
         await run_sync(journal, actor, slot=1)
@@ -259,10 +233,10 @@ async def test_rejected_token_restarts_at_first_page(
 
 
 async def test_incremental_listing_leaves_cursor_alone(
-    base_url: str, journal: AsyncJournal
+    quiet_sandbox_url: str, journal: AsyncJournal
 ) -> None:
     transport = PageRecorder()
-    actor = google_actor(journal, base_url, transport)
+    actor = google_actor(journal, quiet_sandbox_url, transport)
     await run_sync(journal, actor, slot=1)
     # A stale cursor left from some interrupted full listing.
     await journal.transaction(lambda tx: tx.set_cursor("google", listing_cursor(PROFILE), "zz"))

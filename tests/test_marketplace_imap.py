@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,24 +18,10 @@ from plaudit.journal import AsyncJournal, Journal
 from plaudit.messaging.deliverability.imap import REJECTED_FLAG
 from plaudit.reviews.store import load_reviews
 from plaudit.sandbox.marketplace import MarketplaceStandIn, write_notifications
-from tests.test_bounce_imap import PASSWORD, ImapServer, Mailbox
+from tests.support_imap import PASSWORD, Mailbox
 from tests.test_marketplace_actor import problems_of, run_until
 
 NOT_A_NOTICE = b"From: friend@example.com\r\nSubject: Lunch?\r\n\r\nAre you free on Friday?\r\n"
-
-
-@pytest.fixture
-def imap() -> Iterator[tuple[int, Mailbox]]:
-    mailbox = Mailbox()
-    server = ImapServer(mailbox)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server.server_address[1], mailbox
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 @pytest.fixture

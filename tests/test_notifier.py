@@ -11,23 +11,18 @@ from pathlib import Path
 import pytest
 import trio
 
-from plaudit.actors.notifier import NotifierActor, Snapshot, build_notifier, decide
-from plaudit.config.model import (
-    CampaignConfig,
-    CampaignStep,
-    Config,
-    SmtpConfig,
-    VendorConfig,
-)
+from plaudit.actors.notifier import NotifierActor, Snapshot, decide
+from plaudit.config.model import Config
 from plaudit.errors import PlatformError
-from plaudit.journal import AsyncJournal, Job, Journal, Tx
-from plaudit.messaging.campaigns import first_step_at, schedule_new_couples
+from plaudit.journal import AsyncJournal, Journal, Tx
+from plaudit.messaging.campaigns import first_step_at
 from plaudit.messaging.couples import parse_couples_csv, store_couples
 from plaudit.messaging.deliverability.store import record_event
 from plaudit.messaging.deliverability.suppression import MessageEvent, SuppressionPolicy
 from plaudit.messaging.email import SmtpSender
 from plaudit.messaging.templates import MessageTemplate
 from plaudit.sandbox.smtp import Outcome, SmtpSink
+from tests.support_notifier import NotifierBench, notifier_bench, two_step_config
 
 COUPLES = (
     "first_name,last_name,email,phone,wedding_date,venue,timezone\n"
@@ -41,62 +36,22 @@ TEXT = (
 
 
 def make_config(port: int) -> Config:
-    steps = [
-        CampaignStep(delay_days=10, subject="Thank you, {{ couple_names }}", text=TEXT),
-        CampaignStep(delay_days=7, subject="A reminder", text=TEXT),
-    ]
-    return Config(
-        vendor=VendorConfig(
-            name="Willow Studio",
-            postal_address="12 Elm Street, Springfield, IL 62701",
-            from_address="hello@willow.example",
-            review_links={
-                "google": "https://reviews.invalid/google",
-                "yelp": "https://reviews.invalid/yelp",
-            },
-            unsubscribe_url="https://willow.example/unsubscribe",
-        ),
-        smtp=SmtpConfig(host="127.0.0.1", port=port, security="none", timeout=30),
-        campaigns=[CampaignConfig(name="after-wedding", steps=steps)],
+    links = {"google": "https://reviews.invalid/google", "yelp": "https://reviews.invalid/yelp"}
+    return two_step_config(
+        port, text=TEXT, subject="Thank you, {{ couple_names }}", review_links=links
     )
 
 
-@dataclass
-class Harness:
-    journal: Journal
-    facade: AsyncJournal
-    sink: SmtpSink
-    actor: NotifierActor
-
-    async def claim(self) -> Job:
-        (job,) = await self.facade.claim("notifier", limit=1)
-        return job
-
+class Harness(NotifierBench):
     def request_rows(self) -> list[tuple[object, ...]]:
         return self.journal.query("SELECT step, state, message_id FROM requests ORDER BY step")
 
 
 @asynccontextmanager
 async def harness(tmp_path: Path, *script: Outcome) -> AsyncIterator[Harness]:
-    journal = Journal.open(tmp_path / "journal.sqlite3", lease_seconds=60)
-    facade = AsyncJournal(journal)
     sink = SmtpSink(script=script)
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(facade.run)
-            port = await nursery.start(sink.serve)
-            config = make_config(port)
-            parsed = parse_couples_csv(COUPLES)
-            await facade.transaction(
-                lambda tx: store_couples(tx, parsed.couples, vendor="Willow Studio")
-            )
-            await facade.transaction(lambda tx: schedule_new_couples(tx, config))
-            actor = build_notifier(config, facade)
-            assert actor is not None
-            yield Harness(journal, facade, sink, actor)
-            nursery.cancel_scope.cancel()
-    finally:
-        journal.close()
+    async with notifier_bench(tmp_path, Harness, make_config, COUPLES, sink=sink) as (bench, _):
+        yield bench
 
 
 def snapshot(**changes: object) -> Snapshot:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +16,10 @@ import httpx
 import pytest
 import trio
 
-from plaudit.inbound.testing import mailgun_signature
 from plaudit.sandbox.receiver import Receiver, serve_receiver
-from plaudit.sandbox.smtp import SmtpSink
 from plaudit.webhooks.signing import Secret
-from tests.support import DaemonDirs, ctl, open_daemon, start_sandbox, stop_daemon, wait_for
+from tests import support_mail as mail
+from tests.support import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -30,43 +27,10 @@ SECRET = "whsec_" + base64.b64encode(bytes(range(100, 132))).decode()
 MAILGUN_KEY = "key-request-events"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def request_config(folder: Path, *, smtp_port: int, inbound_port: int, receiver: str) -> str:
-    (folder / "mailgun.key").write_text(MAILGUN_KEY + "\n")
-    return f"""
-[vendor]
-name = "Willow Studio"
-postal_address = "12 Elm Street, Springfield, IL 62701"
-from_address = "hello@willow.example"
-unsubscribe_url = "http://127.0.0.1:{inbound_port}/unsubscribe"
-review_links = {{ google = "https://reviews.invalid/google" }}
-
-[smtp]
-host = "127.0.0.1"
-port = {smtp_port}
-security = "none"
-timeout = 10.0
-
-[[campaigns]]
-name = "after-wedding"
-
-[[campaigns.steps]]
-delay_days = 10
-subject = "Thank you"
-text = "Dear {{{{ couple_names }}}}, unsubscribe: {{{{ unsubscribe_link }}}}"
-
-[inbound]
-host = "127.0.0.1"
-port = {inbound_port}
-
-[inbound.mailgun]
-signing_key_file = "{folder / "mailgun.key"}"
-
+    key_file = mail.write_mailgun_key(folder, MAILGUN_KEY)
+    unsubscribe_url = f"http://127.0.0.1:{inbound_port}/unsubscribe"
+    webhooks = f"""
 [[webhooks.endpoints]]
 name = "crm"
 url = "{receiver}/hooks/plaudit"
@@ -76,19 +40,23 @@ retry_schedule = [0.5, 1.0]
 timeout = 5.0
 allow_private = true
 """
+    return (
+        mail.vendor_toml(unsubscribe_url=unsubscribe_url)
+        + mail.smtp_toml(smtp_port)
+        + mail.campaign_toml(mail.step_toml(subject="Thank you"))
+        + mail.inbound_toml(inbound_port, mailgun_key_file=key_file)
+        + webhooks
+    )
 
 
 def mailgun_delivered(message_id: str, recipient: str) -> bytes:
-    now = int(time.time())
-    event = {
-        "id": "mg-delivered-1",
-        "event": "delivered",
-        "timestamp": float(now),
-        "recipient": recipient,
-        "message": {"headers": {"message-id": message_id.strip("<>")}},
-    }
-    signature = mailgun_signature(MAILGUN_KEY, now, "token-delivered-1")
-    return json.dumps({"signature": signature, "event-data": event}).encode()
+    return mail.signed_mailgun_event(
+        MAILGUN_KEY,
+        event_id="mg-delivered-1",
+        event="delivered",
+        message_id=message_id,
+        recipient=recipient,
+    )
 
 
 def bodies_of(receiver: Receiver) -> dict[str, dict[str, Any]]:
@@ -103,36 +71,20 @@ def bodies_of(receiver: Receiver) -> dict[str, dict[str, Any]]:
 
 
 async def test_sent_and_delivered_reach_receiver(tmp_path: Path) -> None:
-    dirs = DaemonDirs(tmp_path)
-    sink = SmtpSink()
     receiver = Receiver(secrets=[Secret.parse(SECRET)])
-    inbound_port = free_port()
+    inbound_port = mail.free_port()
     async with trio.open_nursery() as nursery:
-        base_url = await start_sandbox(nursery, seed=3, script_seconds=1.0)
-        smtp_port = await nursery.start(sink.serve)
         receiver_url = await nursery.start(serve_receiver, receiver)
-        extra = request_config(
-            tmp_path, smtp_port=smtp_port, inbound_port=inbound_port, receiver=receiver_url
-        )
-        dirs.write_config(base_url, sync_interval=60.0, extra=extra)
-        process = await open_daemon(dirs)
-        try:
-            await wait_for(dirs.socket.exists, timeout=30, what="the control socket")
-            added = await trio.to_thread.run_sync(
-                ctl,
-                dirs,
-                "request",
-                "add",
-                "--name",
-                "Ana Pires",
-                "--email",
-                "ana@example.com",
-                "--wedding-date",
-                "2026-01-10",
+
+        def config(smtp_port: int) -> str:
+            return request_config(
+                tmp_path, smtp_port=smtp_port, inbound_port=inbound_port, receiver=receiver_url
             )
-            # A wedding in the past: the first step is due at once.
-            await wait_for(lambda: sink.messages, timeout=60, what="the request e-mail")
-            message_id = str(sink.messages[0].parsed()["Message-ID"])
+
+        async with mail.campaign_daemon(tmp_path, config, script_seconds=1.0) as daemon:
+            added = await daemon.ctl(*mail.request_add_args())
+            await daemon.wait_for_messages(1, timeout=60, what="the request e-mail")
+            message_id = str(daemon.sink.messages[0].parsed()["Message-ID"])
             await wait_for(
                 lambda: "request.sent" in bodies_of(receiver),
                 timeout=60,
@@ -151,11 +103,9 @@ async def test_sent_and_delivered_reach_receiver(tmp_path: Path) -> None:
                 interval=0.2,
                 what="request.delivered at the receiver",
             )
-        finally:
-            code = await stop_daemon(process)
         nursery.cancel_scope.cancel()
 
-    assert code == 0
+    assert daemon.exit_code == 0
     assert added.returncode == 0, added.stderr
     assert posted.status_code == 200
     assert all(item.verify_error is None for item in receiver.received)

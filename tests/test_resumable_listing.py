@@ -9,11 +9,9 @@ loopback HTTP, on a virtual clock.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import trio
 
 from plaudit.actors.listing import ListingActor, ListingSource, sync_job
 from plaudit.actors.sources import FacebookSource, TrustpilotSource
@@ -30,11 +28,10 @@ from plaudit.connectors.trustpilot import trustpilot_client
 from plaudit.errors import PlatformError
 from plaudit.journal import AsyncJournal
 from plaudit.reliability.resume import MAX_RESUMES, listing_cursor, resume_count_cursor
-from plaudit.reviews.model import Review
-from plaudit.reviews.store import apply_snapshot, load_reviews
-from plaudit.sandbox import SandboxOptions, serve_sandbox
+from plaudit.reviews.store import load_reviews
 from plaudit.sandbox import facebook as fb_sandbox
 from plaudit.sandbox import trustpilot as tp_sandbox
+from tests.support_listing import RefusingTransport, phantom_deleted, store_phantom
 
 UNIT = tp_sandbox.UNIT_IDS[0]
 PAGE = fb_sandbox.PAGE_IDS[0]
@@ -42,27 +39,16 @@ PAGE = fb_sandbox.PAGE_IDS[0]
 ONE_ATTEMPT = RetryConfig(max_attempts=1)
 
 
-class FailingPage(httpx.AsyncBaseTransport):
-    """Forwards requests over loopback HTTP, but fails the listing page ``page`` while set."""
+class FailingPage(RefusingTransport):
+    """Fails the listing page ``page`` while ``failing`` is set."""
 
     def __init__(self, page: str) -> None:
+        super().__init__()
         self.page = page
         self.failing = True
-        self._inner = httpx.AsyncHTTPTransport()
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self.failing and request.url.params.get("page") == self.page:
-            raise httpx.ConnectError("connection refused by the test", request=request)
-        return await self._inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-@pytest.fixture
-async def base_url(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> AsyncIterator[str]:
-    url: str = await nursery.start(serve_sandbox, SandboxOptions(seed=5, script_seconds=0))
-    yield url
+    def refuses(self, request: httpx.Request) -> bool:
+        return self.failing and request.url.params.get("page") == self.page
 
 
 def trustpilot_source(base_url: str, transport: httpx.AsyncBaseTransport) -> TrustpilotSource:
@@ -118,54 +104,28 @@ async def stored_cursor(journal: AsyncJournal, platform: str, profile: str) -> s
     return await journal.transaction(lambda tx: tx.get_cursor(platform, listing_cursor(profile)))
 
 
-def phantom_review(platform: str, profile: str) -> Review:
-    """Return a review the platform never lists, as if it was deleted there."""
-    return Review(
-        platform=platform,
-        profile=profile,
-        review_id="phantom-1",
-        stars=5,
-        text="Lovely flowers.",
-        author="A. Couple",
-        created_at="2025-01-01T00:00:00.000Z",
-        updated_at="2025-01-01T00:00:00.000Z",
-    )
-
-
-async def store_phantom(journal: AsyncJournal, platform: str, profile: str) -> None:
-    review = phantom_review(platform, profile)
-    await journal.transaction(
-        lambda tx: apply_snapshot(
-            tx, platform=platform, profile=profile, reviews=[review], complete=False
-        )
-    )
-
-
-async def phantom_deleted(journal: AsyncJournal, platform: str, profile: str) -> bool:
-    reviews = await journal.transaction(
-        lambda tx: load_reviews(tx, platform, profile, include_deleted=True)
-    )
-    (phantom,) = [review for review in reviews if review.review_id == "phantom-1"]
-    return phantom.deleted_at is not None
-
-
-async def test_interrupted_listing_resumes_at_page_3(base_url: str, journal: AsyncJournal) -> None:
+async def test_interrupted_listing_resumes_at_page_3(
+    quiet_sandbox_url: str, journal: AsyncJournal
+) -> None:
     transport = FailingPage("3")
-    actor = listing_actor(journal, trustpilot_source(base_url, transport))
+    actor = listing_actor(journal, trustpilot_source(quiet_sandbox_url, transport))
 
     with pytest.raises(PlatformError):
         await run_sync(journal, actor, UNIT, slot=1)
-    assert await logged_pages(base_url, "trustpilot", "page") == ["1", "2"]
+    assert await logged_pages(quiet_sandbox_url, "trustpilot", "page") == ["1", "2"]
     assert await stored_cursor(journal, "trustpilot", UNIT) == "3"
 
     transport.failing = False
     await run_sync(journal, actor, UNIT, slot=2)
-    assert await logged_pages(base_url, "trustpilot", "page") == ["1", "2", "3", "4", "5", "6"]
+    pages = await logged_pages(quiet_sandbox_url, "trustpilot", "page")
+    assert pages == ["1", "2", "3", "4", "5", "6"]
     await actor.source.aclose()
 
 
-async def test_pages_before_failure_are_stored(base_url: str, journal: AsyncJournal) -> None:
-    actor = listing_actor(journal, trustpilot_source(base_url, FailingPage("3")))
+async def test_pages_before_failure_are_stored(
+    quiet_sandbox_url: str, journal: AsyncJournal
+) -> None:
+    actor = listing_actor(journal, trustpilot_source(quiet_sandbox_url, FailingPage("3")))
 
     with pytest.raises(PlatformError):
         await run_sync(journal, actor, UNIT, slot=1)
@@ -176,9 +136,11 @@ async def test_pages_before_failure_are_stored(base_url: str, journal: AsyncJour
     await actor.source.aclose()
 
 
-async def test_completed_listing_clears_cursor(base_url: str, journal: AsyncJournal) -> None:
+async def test_completed_listing_clears_cursor(
+    quiet_sandbox_url: str, journal: AsyncJournal
+) -> None:
     transport = FailingPage("3")
-    actor = listing_actor(journal, trustpilot_source(base_url, transport))
+    actor = listing_actor(journal, trustpilot_source(quiet_sandbox_url, transport))
     with pytest.raises(PlatformError):
         await run_sync(journal, actor, UNIT, slot=1)
     transport.failing = False
@@ -188,14 +150,16 @@ async def test_completed_listing_clears_cursor(base_url: str, journal: AsyncJour
 
     # The next listing starts at the first page again.
     await run_sync(journal, actor, UNIT, slot=3)
-    assert (await logged_pages(base_url, "trustpilot", "page"))[6] == "1"
+    assert (await logged_pages(quiet_sandbox_url, "trustpilot", "page"))[6] == "1"
     await actor.source.aclose()
 
 
-async def test_resumed_listing_infers_no_deletion(base_url: str, journal: AsyncJournal) -> None:
+async def test_resumed_listing_infers_no_deletion(
+    quiet_sandbox_url: str, journal: AsyncJournal
+) -> None:
     await store_phantom(journal, "trustpilot", UNIT)
     transport = FailingPage("3")
-    actor = listing_actor(journal, trustpilot_source(base_url, transport))
+    actor = listing_actor(journal, trustpilot_source(quiet_sandbox_url, transport))
     with pytest.raises(PlatformError):
         await run_sync(journal, actor, UNIT, slot=1)
     transport.failing = False
@@ -210,16 +174,16 @@ async def test_resumed_listing_infers_no_deletion(base_url: str, journal: AsyncJ
 
 
 async def test_rejected_cursor_restarts_at_first_page(
-    base_url: str, journal: AsyncJournal, caplog: pytest.LogCaptureFixture
+    quiet_sandbox_url: str, journal: AsyncJournal, caplog: pytest.LogCaptureFixture
 ) -> None:
     # An expired or foreign cursor, which the stand-in rejects with Graph error code 100.
     await journal.transaction(lambda tx: tx.set_cursor("facebook", listing_cursor(PAGE), "zz"))
-    actor = listing_actor(journal, facebook_source(base_url))
+    actor = listing_actor(journal, facebook_source(quiet_sandbox_url))
 
     with caplog.at_level(logging.WARNING, logger="plaudit.actors.listing"):
         await run_sync(journal, actor, PAGE, slot=1)
 
-    pages = await logged_pages(base_url, "facebook", "after")
+    pages = await logged_pages(quiet_sandbox_url, "facebook", "after")
     assert pages[:2] == ["zz", ""]
     assert any(record.message == "listing.resume_rejected" for record in caplog.records)
     assert await stored_cursor(journal, "facebook", PAGE) == ""
@@ -227,9 +191,9 @@ async def test_rejected_cursor_restarts_at_first_page(
 
 
 async def test_sync_log_counts_changes_of_committed_pages(
-    base_url: str, journal: AsyncJournal, caplog: pytest.LogCaptureFixture
+    quiet_sandbox_url: str, journal: AsyncJournal, caplog: pytest.LogCaptureFixture
 ) -> None:
-    actor = listing_actor(journal, facebook_source(base_url))
+    actor = listing_actor(journal, facebook_source(quiet_sandbox_url))
     with caplog.at_level(logging.INFO, logger="plaudit.actors.listing"):
         await run_sync(journal, actor, PAGE, slot=1)
         await run_sync(journal, actor, PAGE, slot=2)
@@ -246,11 +210,11 @@ async def test_sync_log_counts_changes_of_committed_pages(
 
 
 async def test_resume_given_up_after_resumes_without_progress(
-    base_url: str, journal: AsyncJournal, caplog: pytest.LogCaptureFixture
+    quiet_sandbox_url: str, journal: AsyncJournal, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Page 3 fails on every attempt.
     transport = FailingPage("3")
-    actor = listing_actor(journal, trustpilot_source(base_url, transport))
+    actor = listing_actor(journal, trustpilot_source(quiet_sandbox_url, transport))
     with pytest.raises(PlatformError):
         await run_sync(journal, actor, UNIT, slot=1)
 
@@ -258,7 +222,7 @@ async def test_resume_given_up_after_resumes_without_progress(
         with pytest.raises(PlatformError):
             await run_sync(journal, actor, UNIT, slot=slot)
     # Each of those resumed at page 3, whose requests fail before reaching the stand-in.
-    assert await logged_pages(base_url, "trustpilot", "page") == ["1", "2"]
+    assert await logged_pages(quiet_sandbox_url, "trustpilot", "page") == ["1", "2"]
 
     with (
         caplog.at_level(logging.WARNING, logger="plaudit.reliability.resume"),
@@ -266,14 +230,16 @@ async def test_resume_given_up_after_resumes_without_progress(
     ):
         await run_sync(journal, actor, UNIT, slot=2 + MAX_RESUMES)
     # The next one starts over at the first page, where new reviews appear.
-    assert await logged_pages(base_url, "trustpilot", "page") == ["1", "2", "1", "2"]
+    assert await logged_pages(quiet_sandbox_url, "trustpilot", "page") == ["1", "2", "1", "2"]
     assert any(record.message == "listing.resume_abandoned" for record in caplog.records)
     await actor.source.aclose()
 
 
-async def test_committed_page_resets_resume_count(base_url: str, journal: AsyncJournal) -> None:
+async def test_committed_page_resets_resume_count(
+    quiet_sandbox_url: str, journal: AsyncJournal
+) -> None:
     transport = FailingPage("3")
-    actor = listing_actor(journal, trustpilot_source(base_url, transport))
+    actor = listing_actor(journal, trustpilot_source(quiet_sandbox_url, transport))
     with pytest.raises(PlatformError):
         await run_sync(journal, actor, UNIT, slot=1)
     with pytest.raises(PlatformError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +23,6 @@ SENT_ID = "<request-7.step-1@plaudit.test>"
 RULES = CampaignRules(
     stop_on_complaint=frozenset({"after"}), stop_on_hard_bounce=frozenset({"after"})
 )
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    journal = Journal.open(tmp_path / "journal.sqlite3", instance="stop-events-test")
-    yield journal
-    journal.close()
-
-
-@pytest.fixture
-async def writer(journal: Journal) -> AsyncIterator[AsyncJournal]:
-    async with trio.open_nursery() as nursery:
-        async_journal = AsyncJournal(journal)
-        await nursery.start(async_journal.run)
-        yield async_journal
-        nursery.cancel_scope.cancel()
 
 
 @pytest.fixture
@@ -237,7 +220,7 @@ async def test_webhook_delivery_keeps_reminder(writer: AsyncJournal) -> None:
     assert (await shown(writer, reminder))["request"]["state"] == "scheduled"
 
 
-async def test_inbox_actor_reads_rules_source(writer: AsyncJournal, journal: Journal) -> None:
+async def test_inbox_actor_reads_rules_source(writer: AsyncJournal, sync_journal: Journal) -> None:
     _, reminder = await add_couple(writer, ["ana@guest.test"])
     body = mailgun_body("mg-4", "complained", "ana@guest.test")
     await writer.transaction(
@@ -259,7 +242,7 @@ async def test_inbox_actor_reads_rules_source(writer: AsyncJournal, journal: Jou
         nursery.start_soon(actor.start, Context())
         # Generous: the machine runs several suites at once.
         with trio.fail_after(60):
-            while journal.query("SELECT state FROM inbound_events") != [("processed",)]:
+            while sync_journal.query("SELECT state FROM inbound_events") != [("processed",)]:
                 await trio.sleep(0.05)
         stop.set()
 

@@ -7,27 +7,16 @@ import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 import httpx
 import pytest
-import trio
 
-from plaudit.actors.notifier import NotifierActor, build_notifier
-from plaudit.config.model import (
-    CampaignConfig,
-    CampaignStep,
-    Config,
-    InboundConfig,
-    SmtpConfig,
-    VendorConfig,
-)
+from plaudit.config.model import Config, InboundConfig
 from plaudit.inbound.providers import Verifiers
 from plaudit.inbound.server import InboundServer
-from plaudit.journal import AsyncJournal, Job, Journal
-from plaudit.messaging.campaigns import schedule_new_couples
-from plaudit.messaging.couples import parse_couples_csv, store_couples
 from plaudit.messaging.unsubscribe import (
     KEY_BYTES,
     KEY_FILE,
@@ -37,7 +26,7 @@ from plaudit.messaging.unsubscribe import (
     is_one_click,
     load_or_create_key,
 )
-from plaudit.sandbox.smtp import SmtpSink
+from tests.support_notifier import NotifierBench, notifier_bench, two_step_config
 
 COUPLES = (
     "names,email,wedding_date,venue\n"
@@ -48,40 +37,14 @@ StopEvent = Literal["review", "unsubscribe", "hard_bounce", "complaint"]
 ONE_CLICK = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
-def make_config(port: int, *, stop_on: list[StopEvent]) -> Config:
-    steps = [
-        CampaignStep(delay_days=10, subject="Thank you", text=TEXT),
-        CampaignStep(delay_days=7, subject="A reminder", text=TEXT),
-    ]
-    return Config(
-        vendor=VendorConfig(
-            name="Willow Studio",
-            postal_address="12 Elm Street, Springfield, IL 62701",
-            from_address="hello@willow.example",
-            review_links={"google": "https://reviews.invalid/google"},
-            unsubscribe_url="https://willow.example/unsubscribe",
-        ),
-        smtp=SmtpConfig(host="127.0.0.1", port=port, security="none", timeout=30),
-        campaigns=[CampaignConfig(name="after-wedding", steps=steps, stop_on=stop_on)],
-    )
-
-
 @dataclass
-class Site:
-    url: str
-    journal: Journal
-    facade: AsyncJournal
-    sink: SmtpSink
-    notifier: NotifierActor
-    tokens: UnsubscribeTokens
+class Site(NotifierBench):
+    # The inbound server's base URL, set once it listens.
+    url: str = ""
 
-    async def send_next(self) -> None:
-        (job,) = await self.facade.claim("notifier", limit=1)
-        await self._run(job)
-
-    async def _run(self, job: Job) -> None:
-        effects = await self.notifier.handle(job)
-        await self.facade.complete(job.id, effects)
+    @cached_property
+    def tokens(self) -> UnsubscribeTokens:
+        return UnsubscribeTokens(load_or_create_key(self.folder))
 
     def states(self) -> list[tuple[object, ...]]:
         return self.journal.query("SELECT step, state FROM requests ORDER BY step")
@@ -97,33 +60,21 @@ class Site:
 
 @asynccontextmanager
 async def site(tmp_path: Path, *, stop_on: list[StopEvent] | None = None) -> AsyncIterator[Site]:
-    journal = Journal.open(tmp_path / "journal.sqlite3", lease_seconds=60)
-    facade = AsyncJournal(journal)
-    sink = SmtpSink()
-    tokens = UnsubscribeTokens(load_or_create_key(tmp_path))
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(facade.run)
-            smtp_port = await nursery.start(sink.serve)
-            config = make_config(smtp_port, stop_on=stop_on or ["review", "unsubscribe"])
-            parsed = parse_couples_csv(COUPLES)
-            await facade.transaction(lambda tx: store_couples(tx, parsed.couples, vendor="W"))
-            await facade.transaction(lambda tx: schedule_new_couples(tx, config))
-            notifier = build_notifier(config, facade)
-            assert notifier is not None
-            notifier.unsubscribe_tokens = tokens
-            pages = UnsubscribePages(facade, tokens, lambda: config)
-            server = InboundServer(
-                facade,
-                Verifiers(InboundConfig(port=0)),
-                max_body_bytes=4096,
-                unsubscribe_pages=pages,
-            )
-            host, port = await nursery.start(server.serve, "127.0.0.1", 0)
-            yield Site(f"http://{host}:{port}", journal, facade, sink, notifier, tokens)
-            nursery.cancel_scope.cancel()
-    finally:
-        journal.close()
+    def config(port: int) -> Config:
+        return two_step_config(port, text=TEXT, stop_on=stop_on or ["review", "unsubscribe"])
+
+    async with notifier_bench(tmp_path, Site, config, COUPLES, vendor="W") as (web, nursery):
+        web.actor.unsubscribe_tokens = web.tokens
+        pages = UnsubscribePages(web.facade, web.tokens, lambda: web.config)
+        server = InboundServer(
+            web.facade,
+            Verifiers(InboundConfig(port=0)),
+            max_body_bytes=4096,
+            unsubscribe_pages=pages,
+        )
+        host, port = await nursery.start(server.serve, "127.0.0.1", 0)
+        web.url = f"http://{host}:{port}"
+        yield web
 
 
 async def get(url: str) -> httpx.Response:
