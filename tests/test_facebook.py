@@ -21,6 +21,7 @@ from plaudit.connectors.facebook import (
     facebook_client,
     parse_page_webhook,
     parse_ratings,
+    same_comment_text,
     signature_of,
     verify_signature,
     verify_subscription,
@@ -133,6 +134,23 @@ def test_page_comment_is_the_reply() -> None:
     review = parse_ratings({"data": [rating(open_graph_story=story)]}, page_id=PAGE).reviews[0]
     assert review.reply_text == "It was our joy."
     assert review.reply_updated_at == "2024-05-02T09:00:00.000Z"
+
+
+@pytest.mark.parametrize(
+    "posted",
+    [
+        "It was our joy.\nSee you soon!",
+        "It was our joy.\r\nSee you soon!",
+        "  It was our joy.  See you soon!\n",
+    ],
+)
+def test_stored_comment_with_other_spacing_is_the_reply(posted: str) -> None:
+    assert same_comment_text(posted, "It was our joy.\nSee you soon!")
+
+
+@pytest.mark.parametrize("posted", ["It was our joy.", "It was our joy. See you soon?", ""])
+def test_other_comment_text_is_not_the_reply(posted: str) -> None:
+    assert not same_comment_text(posted, "It was our joy.\nSee you soon!")
 
 
 def test_rating_without_story_gets_stable_id() -> None:

@@ -192,6 +192,15 @@ def _recommendation(value: str | None) -> Literal["positive", "negative"] | None
     return None
 
 
+def same_comment_text(posted: str, sent: str) -> bool:
+    """Return whether a listed comment's ``posted`` text is the reply ``sent``.
+
+    Runs of whitespace compare equal, so a comment whose line endings or
+    spacing the platform changed on storing it still counts as the reply.
+    """
+    return posted.split() == sent.split()
+
+
 def derived_id(*parts: str) -> str:
     """Return a stable review id from fields that identify a rating without its own id."""
     digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
@@ -571,7 +580,7 @@ class FacebookClient:
             if (
                 comment.from_ is not None
                 and comment.from_.id == page_id
-                and comment.message == text
+                and same_comment_text(comment.message, text)
             ):
                 return comment.id
         return None
