@@ -17,6 +17,7 @@ from typing import Any, Final, final
 
 from plaudit.demo import COMPARED, compare
 from plaudit.reviews.model import Review
+from plaudit.sandbox.request_steps import RequestStep
 from plaudit.webhooks.router import webhook_id
 
 # Events younger than this (seconds) at the end of the fault phase are not
@@ -184,40 +185,6 @@ def duplicated_created(events: list[tuple[str, str, float]]) -> int:
             review = ":".join(key.split(":")[1:3])
             seen[review] = seen.get(review, 0) + 1
     return sum(count - 1 for count in seen.values())
-
-
-@final
-@dataclasses.dataclass(frozen=True, slots=True)
-class RequestStep:
-    """One e-mail review-request step of the journal."""
-
-    request_id: int
-    state: str
-    # Unix time the step fell due.
-    scheduled_at: float
-    # None until the first send attempt fixes it.
-    message_id: str | None
-    # True when the step was recorded as sent without the server's reply.
-    unconfirmed: bool
-
-
-def read_request_steps(journal: Path) -> list[RequestStep]:
-    """Return every e-mail request step of the journal file."""
-    connection = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
-    try:
-        rows = connection.execute(
-            "SELECT id, state, scheduled_at, message_id, unconfirmed FROM requests"
-            " WHERE channel = 'email' ORDER BY id"
-        ).fetchall()
-    except sqlite3.OperationalError:
-        # The daemon has not created the tables yet.
-        return []
-    finally:
-        connection.close()
-    return [
-        RequestStep(int(id_), str(state), float(due), message_id, bool(unconfirmed))
-        for id_, state, due, message_id, unconfirmed in rows
-    ]
 
 
 def request_figures(

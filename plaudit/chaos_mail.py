@@ -23,9 +23,8 @@ from typing import Final, final
 
 import trio
 
-from plaudit.chaos_figures import read_request_steps, request_figures
-from plaudit.daemon.control_client import request
-from plaudit.errors import ControlError
+from plaudit.chaos_figures import request_figures
+from plaudit.sandbox.request_steps import import_couples_csv, read_request_steps, vendor_tables
 from plaudit.sandbox.smtp import Outcome, SmtpSink
 
 # Seconds between one step's send and the next step's due time.  Days in the
@@ -65,22 +64,10 @@ def campaign_config(*, port: int, base_url: str, steps: int) -> str:
     """Return the ``[vendor]``, ``[smtp]`` and ``[[campaigns]]`` tables of a chaos run."""
     # In-call retries short enough that an attempt and its retries end well
     # within the chaos run's 15 s journal lease, so no step runs twice at once.
-    tables = f"""
-[vendor]
-name = "Willow & Vine Photography"
-postal_address = "12 Elm Street, Springfield, IL 62701, USA"
-from_address = "hello@willow-vine.example"
-timezone = "America/Chicago"
-unsubscribe_url = "{base_url}/unsubscribe"
-unsubscribe_mailto = "unsubscribe@willow-vine.example"
-review_links = {{ google = "{base_url}/google/review" }}
-
-[smtp]
-host = "127.0.0.1"
-port = {port}
-security = "none"
-timeout = 5.0
-
+    tables = vendor_tables(
+        base_url=base_url, smtp_port=port, review_links=("google",), smtp_timeout=5.0
+    )
+    tables += """
 [smtp.retry]
 max_attempts = 3
 deadline = 3.0
@@ -132,15 +119,8 @@ class ChaosMail:
 
     async def import_couples(self, socket_path: Path, state_dir: Path) -> None:
         """Import the couples through the control socket, once it accepts the request."""
-        if self.imported:
-            return
-        path = state_dir / "couples.csv"
-        path.write_text(COUPLES_CSV, encoding="utf-8")
-        try:
-            await request(socket_path, "import", {"kind": "couples", "path": str(path)})
-        except (ControlError, OSError):
-            return
-        self.imported = True
+        if not self.imported:
+            self.imported = await import_couples_csv(socket_path, state_dir, COUPLES_CSV)
 
     def maybe_fault(self) -> None:
         """Script one failure before DATA now and then.
@@ -173,14 +153,14 @@ class ChaosMail:
 
     def pending(self, journal: Path, *, due_before: float) -> int:
         """Return the steps due before ``due_before`` whose message has not arrived yet."""
-        steps = read_request_steps(journal) if journal.exists() else []
+        steps = read_request_steps(journal, channel="email")
         return request_figures(steps, self.received_ids(), due_before=due_before)[
             "requests_never_sent"
         ]
 
     def figures(self, journal: Path, *, due_before: float) -> dict[str, int]:
         """Return the request figures of the run for steps due before ``due_before``."""
-        steps = read_request_steps(journal)
+        steps = read_request_steps(journal, channel="email")
         return {
             **request_figures(steps, self.received_ids(), due_before=due_before),
             "smtp_messages_received": len(self.sink.messages),

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import trio
 
-from plaudit.chaos_figures import RequestStep, read_request_steps, request_figures
+from plaudit.chaos_figures import request_figures
 from plaudit.chaos_mail import COUPLES_CSV, ChaosMail, campaign_config, step_count
 from plaudit.config.loader import load_config
 from plaudit.journal import Journal
 from plaudit.messaging.campaigns import schedule_new_couples
 from plaudit.messaging.couples import parse_couples_csv, store_couples
+from plaudit.sandbox.request_steps import RequestStep, read_request_steps
 
 END = 1_000.0
 

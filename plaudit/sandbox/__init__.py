@@ -11,7 +11,10 @@
 - ``plaudit.sandbox.truth``: the truth document as Review records.
 - ``plaudit.sandbox.facebook``, ``.trustpilot``, ``.yelp``: the API
   platform stand-ins, mounted by the app, on the seeded worlds of
-  ``plaudit.sandbox.standin``.
+  ``plaudit.sandbox.standin``; ``.standin_base`` holds what they share
+  (fault and request-log routes, paging).
+- ``plaudit.sandbox.request_steps``: reads request steps from a journal file
+  for the demo's and the chaos run's figures.
 """
 
 from plaudit.sandbox.app import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, SANDBOX_REFRESH_TOKEN

@@ -7,12 +7,11 @@ declined e-mail, so the demo also shows a suppressed request.
 
 from __future__ import annotations
 
-import sqlite3
+import collections
 from pathlib import Path
 from typing import Final, final
 
-from plaudit.daemon.control_client import request
-from plaudit.errors import ControlError
+from plaudit.sandbox.request_steps import import_couples_csv, read_request_steps, vendor_tables
 from plaudit.sandbox.smtp import SmtpSink
 
 COUPLES_CSV: Final = """\
@@ -45,22 +44,15 @@ class DemoMail:
 
     def config(self, port: int, base_url: str) -> str:
         """Return the ``[vendor]``, ``[smtp]`` and ``[[campaigns]]`` tables for the demo."""
-        return f"""
-[vendor]
-name = "Willow & Vine Photography"
-postal_address = "12 Elm Street, Springfield, IL 62701, USA"
-from_address = "hello@willow-vine.example"
-timezone = "America/Chicago"
-unsubscribe_url = "{base_url}/unsubscribe"
-unsubscribe_mailto = "unsubscribe@willow-vine.example"
-review_links = {{ google = "{base_url}/google/review", facebook = "{base_url}/facebook/review" }}
-
-[smtp]
-host = "127.0.0.1"
-port = {port}
-security = "none"
-timeout = 10.0
-
+        tables = vendor_tables(
+            base_url=base_url,
+            smtp_port=port,
+            review_links=("google", "facebook"),
+            smtp_timeout=10.0,
+        )
+        return (
+            tables
+            + f"""
 [[campaigns]]
 name = "after-wedding"
 
@@ -74,55 +66,32 @@ delay_days = 7
 subject = "A short reminder from {{{{ vendor }}}}"
 text = "{TEXT}"
 """
+        )
 
     async def import_couples(self, socket_path: Path, state_dir: Path) -> None:
         """Import the demo's couples once, as soon as the daemon accepts control requests."""
-        if self.imported:
-            return
-        path = state_dir / "couples.csv"
-        path.write_text(COUPLES_CSV, encoding="utf-8")
-        try:
-            await request(socket_path, "import", {"kind": "couples", "path": str(path)})
-        except (ControlError, OSError):
-            return
-        self.imported = True
+        if not self.imported:
+            self.imported = await import_couples_csv(socket_path, state_dir, COUPLES_CSV)
 
     def pending(self, journal: Path) -> int:
         """Return how many first steps have not been sent or suppressed yet."""
-        done = sum(
-            count
-            for channel, state, count in _request_counts(journal)
-            if channel == "email" and state in ("sent", "suppressed")
-        )
+        counts = _request_counts(journal)
+        done = counts["email", "sent"] + counts["email", "suppressed"]
         return max(0, EXPECTED_SENT + 1 - done)
 
     def summary(self, journal: Path) -> dict[str, object]:
         """Return ``requests_sent`` per channel and ``requests_suppressed`` from the journal."""
-        sent = {"email": 0, "sms": 0, "push": 0}
-        suppressed = 0
-        for channel, state, count in _request_counts(journal):
-            if state == "sent" and channel in sent:
-                sent[channel] += count
-            elif state == "suppressed":
-                suppressed += count
+        counts = _request_counts(journal)
+        suppressed = sum(count for (_, state), count in counts.items() if state == "suppressed")
         return {
-            "requests_sent": sent,
+            "requests_sent": {
+                channel: counts[channel, "sent"] for channel in ("email", "sms", "push")
+            },
             "requests_suppressed": suppressed,
             "smtp_messages_received": len(self.sink.messages),
         }
 
 
-def _request_counts(journal: Path) -> list[tuple[str, str, int]]:
-    if not journal.exists():
-        return []
-    connection = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
-    try:
-        rows = connection.execute(
-            "SELECT channel, state, count(*) FROM requests GROUP BY channel, state"
-        ).fetchall()
-        return [(str(row[0]), str(row[1]), int(row[2])) for row in rows]
-    except sqlite3.OperationalError:
-        # The daemon has not created the tables yet.
-        return []
-    finally:
-        connection.close()
+def _request_counts(journal: Path) -> collections.Counter[tuple[str, str]]:
+    """Count the journal's request steps by channel and state."""
+    return collections.Counter((step.channel, step.state) for step in read_request_steps(journal))

@@ -38,17 +38,22 @@ import math
 import re
 import time
 import urllib.parse
-from collections.abc import Callable
-from typing import Any, Final, final
+from typing import Any, ClassVar, Final, Unpack, final
 
-import msgspec
-import trio
-
-from plaudit.sandbox.app import Handler, Request, Response, json_response, reset_response
+from plaudit.sandbox.app import Request, Response, json_response
 from plaudit.sandbox.faults import Fault, FaultInjector
-from plaudit.sandbox.standin import StandInReview, StandInWorld
+from plaudit.sandbox.standin import Route, StandInOptions, StandInReview
+from plaudit.sandbox.standin_base import (
+    StandInBase,
+    change_budget,
+    decide_fault,
+    fault_response,
+    fault_routes,
+    query_int,
+    request_log,
+    requests_route,
+)
 from plaudit.sandbox.usage import CallMeter, graph_usage_headers
-from plaudit.sandbox.world import DEFAULT_EPOCH
 
 SANDBOX_PAGE_TOKEN: Final = "sandbox-facebook-page-token"
 SANDBOX_APP_SECRET: Final = "sandbox-facebook-app-secret"
@@ -59,7 +64,6 @@ _VERSION = r"v(\d+)\.(\d+)"
 # Ratings calls a rolling day that the usage headers report as 100 %, by
 # default: Graph's Page budget of 4,800 times the engaged users, for one user.
 CALL_BUDGET: Final = 4800
-_LOGGED_REQUESTS: Final = 1000
 
 
 def graph_error(status: int, code: int, message: str, kind: str = "OAuthException") -> Response:
@@ -86,31 +90,27 @@ def _recommendation(review: StandInReview) -> str:
     return "positive" if review.stars >= 3 else "negative"
 
 
+def _fault_error(status: int) -> Response:
+    if status == 429:
+        return graph_error(400, 32, "Page request limit reached")
+    return graph_error(status, 2, "Service temporarily unavailable")
+
+
 @final
-class FacebookStandIn:
+class FacebookStandIn(StandInBase):
     """Serves the Graph ratings routes from a seeded world."""
 
-    name: Final = "facebook"
+    name: ClassVar[str] = "facebook"
 
-    def __init__(
-        self,
-        *,
-        seed: int,
-        elapsed: Callable[[], float],
-        script_seconds: float = 20.0,
-        epoch: float = DEFAULT_EPOCH,
-    ) -> None:
-        self.world = StandInWorld(
-            "facebook", list(PAGE_IDS), seed=seed, script_seconds=script_seconds, epoch=epoch
-        )
-        self.faults = FaultInjector(seed=seed)
+    def __init__(self, **options: Unpack[StandInOptions]) -> None:
+        super().__init__("facebook", PAGE_IDS, **options)
+        self.faults = FaultInjector(seed=self.seed)
         # Reviews the API has served at least once.
         self.listed: set[str] = set()
         self.cursor_loop = False
-        self._elapsed = elapsed
-        self.usage = CallMeter(budget=CALL_BUDGET, window_seconds=86_400.0, clock=elapsed)
+        self.usage = CallMeter(budget=CALL_BUDGET, window_seconds=86_400.0, clock=self._elapsed)
         # The ``after`` cursor of each ratings request.
-        self.page_requests: collections.deque[str] = collections.deque(maxlen=_LOGGED_REQUESTS)
+        self.page_requests = request_log()
         # Comments posted, by story id; the world keeps only the latest one.
         self.comment_posts: collections.Counter[str] = collections.Counter()
 
@@ -121,7 +121,7 @@ class FacebookStandIn:
         """Return the world's counts and the faults injected."""
         return {"world": self.world.statistics(), "faults": self.faults.statistics()}
 
-    def routes(self) -> list[tuple[str, re.Pattern[str], str, Handler]]:
+    def routes(self) -> list[Route]:
         """Return the routes to mount in the sandbox application."""
         return [
             (
@@ -142,57 +142,37 @@ class FacebookStandIn:
                 "fb.comments",
                 self._comments,
             ),
-            ("GET", re.compile(r"^/_sandbox/facebook/faults$"), "fb.faults", self._get_faults),
-            ("POST", re.compile(r"^/_sandbox/facebook/faults$"), "fb.faults", self._set_faults),
-            (
-                "GET",
-                re.compile(r"^/_sandbox/facebook/requests$"),
-                "fb.requests",
-                self._get_requests,
+            *fault_routes(
+                "facebook",
+                "fb.faults",
+                self.faults,
+                settings=self._own_settings,
+                change=self._change_own_settings,
             ),
+            requests_route("facebook", "fb.requests", self._request_log),
         ]
 
-    def truth(self) -> dict[str, Any]:
-        """Return every rating in the truth shape, with the ids and values the connector reports."""
-        self.world.advance_to(self._elapsed())
-        profiles = []
-        for page_id, reviews in self.world.profiles.items():
-            entries = []
-            for review in reviews:
-                entry = review.truth()
-                entry["review_id"] = story_id(page_id, review)
-                entry["stars"] = review.stars if _legacy(review) else None
-                entry["recommendation"] = _recommendation(review)
-                # A review deleted before any listing served it is unknowable.
-                entry["listed"] = review.deleted is None or review.review_id in self.listed
-                entries.append(entry)
-            profiles.append({"profile": page_id, "reviews": entries})
-        return {"profiles": profiles}
+    def truth_entry(self, profile: str, review: StandInReview) -> dict[str, Any]:
+        """Render a rating with the ids and values the connector reports."""
+        entry = review.truth()
+        entry["review_id"] = story_id(profile, review)
+        entry["stars"] = review.stars if _legacy(review) else None
+        entry["recommendation"] = _recommendation(review)
+        # A review deleted before any listing served it is unknowable.
+        entry["listed"] = review.deleted is None or review.review_id in self.listed
+        return entry
 
     async def _preamble(
         self, request: Request, *, route: str, listing: bool = False
     ) -> tuple[Fault, Response | None]:
-        self.world.advance_to(self._elapsed())
-        fault = self.faults.decide(listing=listing, route=route)
-        if fault.latency > 0:
-            await trio.sleep(fault.latency)
-
+        self.advance()
+        fault = await decide_fault(self.faults, route=route, listing=listing)
         if request.headers.get("authorization") != f"Bearer {SANDBOX_PAGE_TOKEN}":
             return fault, graph_error(
                 400, 190, "Error validating access token: Session has expired."
             )
 
-        if fault.reset:
-            return fault, reset_response()
-        if fault.status == 429:
-            return fault, dataclasses.replace(
-                graph_error(400, 32, "Page request limit reached"),
-                headers=(("Retry-After", str(-int(-(fault.retry_after or 0.0) // 1))),),
-            )
-        if fault.status is not None:
-            return fault, graph_error(fault.status, 2, "Service temporarily unavailable")
-
-        return fault, None
+        return fault, fault_response(fault, _fault_error)
 
     async def _ratings(self, request: Request, match: re.Match[str]) -> Response:
         if (int(match[1]), int(match[2])) >= DEPRECATED_FROM:
@@ -222,7 +202,7 @@ class FacebookStandIn:
             )
 
         try:
-            limit = max(1, min(100, int(request.query.get("limit", "25"))))
+            limit = query_int(request, "limit", default=25, maximum=100)
             start = _decode_cursor(request.query.get("after"))
         except ValueError as error:
             return graph_error(400, 100, f"Invalid parameter: {error}")
@@ -305,29 +285,15 @@ class FacebookStandIn:
         story = self._rating(page_id, review)["open_graph_story"]
         return json_response(200, story.get("comments", {"data": []}))
 
-    async def _get_faults(self, request: Request, match: re.Match[str]) -> Response:
-        settings = msgspec.to_builtins(self.faults.settings)
-        extra = {"cursor_loop": self.cursor_loop, "call_budget": self.usage.budget}
-        return json_response(200, {**settings, **extra})
+    def _own_settings(self) -> dict[str, Any]:
+        return {"cursor_loop": self.cursor_loop, "call_budget": self.usage.budget}
 
-    async def _get_requests(self, request: Request, match: re.Match[str]) -> Response:
-        body = {"after": list(self.page_requests), "comments": dict(self.comment_posts)}
-        return json_response(200, body)
+    def _change_own_settings(self, changes: dict[str, Any]) -> str | None:
+        self.cursor_loop = bool(changes.pop("cursor_loop", self.cursor_loop))
+        return change_budget(self.usage, changes, "call_budget")
 
-    async def _set_faults(self, request: Request, match: re.Match[str]) -> Response:
-        try:
-            changes = msgspec.json.decode(request.body, type=dict[str, Any])
-            self.cursor_loop = bool(changes.pop("cursor_loop", self.cursor_loop))
-            budget = changes.pop("call_budget", self.usage.budget)
-            if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
-                return json_response(
-                    400, {"error": f"invalid call_budget {budget!r}: use 1 or more"}
-                )
-            self.usage.budget = budget
-            self.faults.update(changes)
-        except (msgspec.DecodeError, msgspec.ValidationError) as error:
-            return json_response(400, {"error": f"invalid fault settings: {error}"})
-        return await self._get_faults(request, match)
+    def _request_log(self) -> dict[str, Any]:
+        return {"after": list(self.page_requests), "comments": dict(self.comment_posts)}
 
 
 def _sort_key(review: StandInReview) -> tuple[float, str]:

@@ -32,17 +32,17 @@ import html
 import json
 import mailbox
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Final, final
+from typing import Any, ClassVar, Final, Unpack, final
 
-from plaudit.sandbox.app import Handler, Request, Response
-from plaudit.sandbox.standin import StandInReview, StandInWorld
+from plaudit.sandbox.app import Request, Response
+from plaudit.sandbox.standin import Route, StandInOptions, StandInReview
+from plaudit.sandbox.standin_base import StandInBase, page_count, page_slice
 from plaudit.sandbox.storefront_faults import StorefrontFaults
-from plaudit.sandbox.world import DEFAULT_EPOCH
 
 # Sites whose sandbox vendor pages follow :func:`_schema_page`.
 JSON_LD_SITES: Final = frozenset({"zola", "bridebook", "easyweddings"})
@@ -74,32 +74,17 @@ def _html_response(status: int, body: str, *headers: tuple[str, str]) -> Respons
 
 
 @final
-class MarketplaceStandIn:
+class MarketplaceStandIn(StandInBase):
     """Serves storefront and listing pages of one seeded world."""
 
-    name: Final = "marketplace"
+    name: ClassVar[str] = "marketplace"
 
-    def __init__(
-        self,
-        *,
-        seed: int,
-        elapsed: Callable[[], float],
-        script_seconds: float = 20.0,
-        epoch: float = DEFAULT_EPOCH,
-    ) -> None:
-        self.world = StandInWorld(
-            "hitched",
-            list(PROFILES),
-            seed=seed,
-            reviews_per_profile=6,
-            script_seconds=script_seconds,
-            epoch=epoch,
-        )
-        self._elapsed = elapsed
+    def __init__(self, **options: Unpack[StandInOptions]) -> None:
+        super().__init__("hitched", PROFILES, reviews_per_profile=6, **options)
         self._pages = 0
         self._not_modified = 0
         # 5xx, challenge and slow storefront pages, set through /_sandbox/marketplace/faults.
-        self.faults = StorefrontFaults(seed=seed)
+        self.faults = StorefrontFaults(seed=self.seed)
 
     def __repr__(self) -> str:
         return f"<MarketplaceStandIn {self.world!r} pages={self._pages}>"
@@ -113,7 +98,7 @@ class MarketplaceStandIn:
             "faults": self.faults.statistics(),
         }
 
-    def routes(self) -> list[tuple[str, re.Pattern[str], str, Handler]]:
+    def routes(self) -> list[Route]:
         """Return the routes to mount in the sandbox application."""
         return [
             ("GET", re.compile(r"^/robots\.txt$"), "robots", self._robots),
@@ -133,21 +118,16 @@ class MarketplaceStandIn:
             *self.faults.routes(),
         ]
 
-    def truth(self) -> dict[str, Any]:
-        """Return every profile's reviews in the platform-neutral truth shape."""
-        self.world.advance_to(self._elapsed())
-        return self.world.truth()
-
     async def _robots(self, request: Request, match: re.Match[str]) -> Response:
         return Response(200, _ROBOTS, (("Content-Type", "text/plain"),))
 
     async def _search(self, request: Request, match: re.Match[str]) -> Response:
-        self.world.advance_to(self._elapsed())
+        self.advance()
         self._pages += 1
         return _html_response(200, self._listing(match[1]))
 
     async def _storefront(self, request: Request, match: re.Match[str]) -> Response:
-        self.world.advance_to(self._elapsed())
+        self.advance()
         site, profile = match[1], match[2]
         if profile not in self.world.profiles:
             return _html_response(404, "<html><body><h1>Page not found</h1></body></html>")
@@ -180,11 +160,11 @@ class MarketplaceStandIn:
         return _html_response(200, body, ("ETag", etag), ("Last-Modified", last_modified))
 
     async def _paged(self, request: Request, match: re.Match[str]) -> Response:
-        self.world.advance_to(self._elapsed())
+        self.advance()
         site, profile = match[1], match[2]
         number = request.query.get("page", "1")
         live = self.world.live(profile)
-        last = max(1, -(-len(live) // PAGE_SIZE))
+        last = page_count(len(live), PAGE_SIZE)
         if (
             profile not in self.world.profiles
             or not number.isdigit()
@@ -195,7 +175,7 @@ class MarketplaceStandIn:
             return await self._storefront(request, match)
 
         page = int(number)
-        shown = live[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+        shown = page_slice(live, page, PAGE_SIZE)
         link = ""
         if page < last:
             link = (

@@ -12,7 +12,18 @@ import dataclasses
 import random
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, final
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Final,
+    Literal,
+    NotRequired,
+    Protocol,
+    TypeAlias,
+    TypedDict,
+    Unpack,
+    final,
+)
 
 from plaudit.reviews.model import Review, format_timestamp
 from plaudit.sandbox import phrases
@@ -22,11 +33,13 @@ if TYPE_CHECKING:
     from plaudit.sandbox.app import Handler
 
 EventKind = Literal["create", "edit", "reply", "delete"]
+# Method, path pattern, route name (as the sandbox's request statistics name it), handler.
+Route: TypeAlias = "tuple[str, re.Pattern[str], str, Handler]"
 
 _DAY: Final = 86_400.0
 _HISTORY: Final = 2 * 365 * _DAY
 _STAR_WEIGHTS: Final = (4, 3, 6, 17, 70)
-_EVENT_KINDS: Final[tuple[EventKind, ...]] = ("create", "edit", "reply", "delete")
+EVENT_KINDS: Final[tuple[EventKind, ...]] = ("create", "edit", "reply", "delete")
 _EVENT_WEIGHTS: Final = (45, 25, 20, 10)
 
 
@@ -62,6 +75,14 @@ class StandInReview:
         }
 
 
+# Renders one review of a profile in a truth document.
+TruthEntry = Callable[[str, StandInReview], dict[str, Any]]
+
+
+def _neutral_entry(profile: str, review: StandInReview) -> dict[str, Any]:
+    return review.truth()
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class StandInEvent:
     """One scripted change, due at sandbox time ``at`` (seconds)."""
@@ -85,7 +106,7 @@ class StandInWorld:
         reviews_per_profile: int = 30,
         script_seconds: float = 20.0,
         epoch: float = DEFAULT_EPOCH,
-        event_kinds: tuple[EventKind, ...] = _EVENT_KINDS,
+        event_kinds: tuple[EventKind, ...] = EVENT_KINDS,
     ) -> None:
         self.platform = platform
         self.epoch = epoch
@@ -151,11 +172,15 @@ class StandInWorld:
             self._applied += 1
         return applied
 
-    def truth(self) -> dict[str, Any]:
-        """Return every profile's reviews, deleted ones with ``deleted_at`` set."""
+    def truth(self, entry: TruthEntry = _neutral_entry) -> dict[str, Any]:
+        """Return every profile's reviews, deleted ones with ``deleted_at`` set.
+
+        ``entry`` renders one review of a profile, by default as the
+        platform-neutral :meth:`StandInReview.truth`.
+        """
         return {
             "profiles": [
-                {"profile": profile, "reviews": [review.truth() for review in reviews]}
+                {"profile": profile, "reviews": [entry(profile, review) for review in reviews]}
                 for profile, reviews in self.profiles.items()
             ]
         }
@@ -183,7 +208,7 @@ class StandInWorld:
         at = 1.0
         profiles = list(self.profiles)
         while profiles and at < duration:
-            weights = [_EVENT_WEIGHTS[_EVENT_KINDS.index(kind)] for kind in self._event_kinds]
+            weights = [_EVENT_WEIGHTS[EVENT_KINDS.index(kind)] for kind in self._event_kinds]
             kind = self._rng.choices(self._event_kinds, weights=weights)[0]
             profile = self._rng.choice(profiles)
             events.append(StandInEvent(at=at, kind=kind, profile=profile, review_id=""))
@@ -212,37 +237,39 @@ class StandInWorld:
             target.deleted = now
 
 
+class StandInOptions(TypedDict):
+    """The keyword arguments of every stand-in's constructor."""
+
+    seed: int
+    # Returns the sandbox time in seconds.
+    elapsed: Callable[[], float]
+    # Seconds from the start during which scripted events fall due.
+    script_seconds: NotRequired[float]
+    # Unix time at which sandbox time starts.
+    epoch: NotRequired[float]
+
+
 class StandIn(Protocol):
     """A platform stand-in that the sandbox application mounts."""
 
     @property
     def name(self) -> str: ...
 
-    def routes(self) -> list[tuple[str, re.Pattern[str], str, Handler]]: ...
+    def routes(self) -> list[Route]: ...
 
     def truth(self) -> dict[str, Any]: ...
 
     def statistics(self) -> dict[str, Any]: ...
 
 
-def build_stand_ins(
-    *,
-    seed: int,
-    elapsed: Callable[[], float],
-    script_seconds: float,
-    epoch: float = DEFAULT_EPOCH,
-) -> list[StandIn]:
+def build_stand_ins(**options: Unpack[StandInOptions]) -> list[StandIn]:
     """Return the Facebook, Trustpilot and Yelp stand-ins for one sandbox."""
     # Imported here: the stand-ins import plaudit.sandbox.app, which calls this.
     from plaudit.sandbox.facebook import FacebookStandIn
     from plaudit.sandbox.trustpilot import TrustpilotStandIn
     from plaudit.sandbox.yelp import YelpStandIn
 
-    return [
-        FacebookStandIn(seed=seed, elapsed=elapsed, script_seconds=script_seconds, epoch=epoch),
-        TrustpilotStandIn(seed=seed, elapsed=elapsed, script_seconds=script_seconds, epoch=epoch),
-        YelpStandIn(seed=seed, elapsed=elapsed, script_seconds=script_seconds, epoch=epoch),
-    ]
+    return [FacebookStandIn(**options), TrustpilotStandIn(**options), YelpStandIn(**options)]
 
 
 def stand_in_truth_reviews(truth: dict[str, Any], platform: str) -> list[Review]:

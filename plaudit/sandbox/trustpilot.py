@@ -19,29 +19,33 @@ Trustpilot documents no usage headers, so the stand-in sends none.
 from __future__ import annotations
 
 import base64
-import collections
-import dataclasses
 import re
 import secrets
 import urllib.parse
-from collections.abc import Callable
-from typing import Any, Final, final
+from typing import Any, ClassVar, Final, Unpack, final
 
 import msgspec
-import trio
 
 from plaudit.reviews.model import format_timestamp
-from plaudit.sandbox.app import Handler, Request, Response, json_response, reset_response
+from plaudit.sandbox.app import Request, Response, json_response
 from plaudit.sandbox.faults import Fault, FaultInjector
-from plaudit.sandbox.standin import StandInReview, StandInWorld
-from plaudit.sandbox.world import DEFAULT_EPOCH
+from plaudit.sandbox.standin import Route, StandInOptions, StandInReview
+from plaudit.sandbox.standin_base import (
+    StandInBase,
+    decide_fault,
+    fault_response,
+    fault_routes,
+    page_slice,
+    query_int,
+    request_log,
+    requests_route,
+)
 
 SANDBOX_API_KEY: Final = "sandbox-trustpilot-key"
 SANDBOX_API_SECRET: Final = "sandbox-trustpilot-secret"
 UNIT_IDS: Final = ("5e1f00000000000000000001", "5e1f00000000000000000002")
 TOKEN_LIFETIME: Final = 3600
 _PREFIX: Final = "/trustpilot/v1"
-_LOGGED_REQUESTS: Final = 1000
 
 
 class _Reply(msgspec.Struct):
@@ -62,30 +66,20 @@ def _error(status: int, message: str) -> Response:
 
 
 @final
-class TrustpilotStandIn:
+class TrustpilotStandIn(StandInBase):
     """Serves the Trustpilot routes from a seeded world."""
 
-    name: Final = "trustpilot"
+    name: ClassVar[str] = "trustpilot"
 
-    def __init__(
-        self,
-        *,
-        seed: int,
-        elapsed: Callable[[], float],
-        script_seconds: float = 20.0,
-        epoch: float = DEFAULT_EPOCH,
-    ) -> None:
-        self.world = StandInWorld(
-            "trustpilot", list(UNIT_IDS), seed=seed, script_seconds=script_seconds, epoch=epoch
-        )
-        self.faults = FaultInjector(seed=seed)
+    def __init__(self, **options: Unpack[StandInOptions]) -> None:
+        super().__init__("trustpilot", UNIT_IDS, **options)
+        self.faults = FaultInjector(seed=self.seed)
         # Reviews the API has served at least once.
         self.listed: set[str] = set()
         self.page_loop = False
         self.tokens: set[str] = set()
-        self._elapsed = elapsed
         # The ``page`` parameter of each reviews request.
-        self.page_requests: collections.deque[str] = collections.deque(maxlen=_LOGGED_REQUESTS)
+        self.page_requests = request_log()
 
     def __repr__(self) -> str:
         return f"<TrustpilotStandIn {self.world!r} tokens={len(self.tokens)}>"
@@ -94,7 +88,7 @@ class TrustpilotStandIn:
         """Return the world's counts and the faults injected."""
         return {"world": self.world.statistics(), "faults": self.faults.statistics()}
 
-    def routes(self) -> list[tuple[str, re.Pattern[str], str, Handler]]:
+    def routes(self) -> list[Route]:
         """Return the routes to mount in the sandbox application."""
         token = rf"^{_PREFIX}/oauth/oauth-business-users-for-applications/accesstoken$"
         return [
@@ -111,33 +105,26 @@ class TrustpilotStandIn:
                 "tp.reply",
                 self._reply,
             ),
-            ("GET", re.compile(r"^/_sandbox/trustpilot/faults$"), "tp.faults", self._get_faults),
-            ("POST", re.compile(r"^/_sandbox/trustpilot/faults$"), "tp.faults", self._set_faults),
-            (
-                "GET",
-                re.compile(r"^/_sandbox/trustpilot/requests$"),
-                "tp.requests",
-                self._get_requests,
+            *fault_routes(
+                "trustpilot",
+                "tp.faults",
+                self.faults,
+                settings=lambda: {"page_loop": self.page_loop},
+                change=self._change_own_settings,
             ),
+            requests_route("trustpilot", "tp.requests", lambda: {"page": list(self.page_requests)}),
         ]
 
-    def truth(self) -> dict[str, Any]:
-        """Return every review in the truth shape, with the ids and text the connector reports."""
-        self.world.advance_to(self._elapsed())
-        profiles = []
-        for unit, reviews in self.world.profiles.items():
-            entries = []
-            for review in reviews:
-                entry = review.truth()
-                entry["review_id"] = review_id(review)
-                entry["text"] = f"{_title(review)}\n\n{review.text}"
-                entry["email"] = review.email
-                entry["reference"] = review.reference
-                # A review deleted before any listing served it is unknowable.
-                entry["listed"] = review.deleted is None or review.review_id in self.listed
-                entries.append(entry)
-            profiles.append({"profile": unit, "reviews": entries})
-        return {"profiles": profiles}
+    def truth_entry(self, profile: str, review: StandInReview) -> dict[str, Any]:
+        """Render a review with the ids and text the connector reports."""
+        entry = review.truth()
+        entry["review_id"] = review_id(review)
+        entry["text"] = f"{_title(review)}\n\n{review.text}"
+        entry["email"] = review.email
+        entry["reference"] = review.reference
+        # A review deleted before any listing served it is unknowable.
+        entry["listed"] = review.deleted is None or review.review_id in self.listed
+        return entry
 
     async def _token(self, request: Request, match: re.Match[str]) -> Response:
         expected = base64.b64encode(f"{SANDBOX_API_KEY}:{SANDBOX_API_SECRET}".encode()).decode()
@@ -156,25 +143,13 @@ class TrustpilotStandIn:
     async def _preamble(
         self, request: Request, *, route: str, listing: bool = False
     ) -> tuple[Fault, Response | None]:
-        self.world.advance_to(self._elapsed())
-        fault = self.faults.decide(listing=listing, route=route)
-        if fault.latency > 0:
-            await trio.sleep(fault.latency)
-
+        self.advance()
+        fault = await decide_fault(self.faults, route=route, listing=listing)
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme != "Bearer" or token not in self.tokens:
             return fault, _error(401, "Unauthorized")
 
-        if fault.reset:
-            return fault, reset_response()
-        if fault.status is not None:
-            response = _error(fault.status, "Service unavailable")
-            if fault.status == 429:
-                retry_after = str(-int(-(fault.retry_after or 0.0) // 1))
-                response = dataclasses.replace(response, headers=(("Retry-After", retry_after),))
-            return fault, response
-
-        return fault, None
+        return fault, fault_response(fault, lambda status: _error(status, "Service unavailable"))
 
     async def _reviews(self, request: Request, match: re.Match[str]) -> Response:
         self.page_requests.append(request.query.get("page", "1"))
@@ -187,13 +162,13 @@ class TrustpilotStandIn:
             return _error(404, f"Business unit {unit} not found")
 
         try:
-            page = max(1, int(request.query.get("page", "1")))
-            per_page = max(1, min(100, int(request.query.get("perPage", "20"))))
+            page = query_int(request, "page", default=1)
+            per_page = query_int(request, "perPage", default=20, maximum=100)
         except ValueError:
             return _error(400, "page and perPage must be integers")
 
         live = self.world.live(unit)
-        chunk = live[(page - 1) * per_page : page * per_page]
+        chunk = page_slice(live, page, per_page)
         self.listed.update(review.review_id for review in chunk)
         links = []
         if page * per_page < len(live) or (self.page_loop and chunk):
@@ -226,23 +201,10 @@ class TrustpilotStandIn:
                     return Response(201, b"")
         return _error(404, f"Review {match[1]} not found")
 
-    async def _get_requests(self, request: Request, match: re.Match[str]) -> Response:
-        return json_response(200, {"page": list(self.page_requests)})
-
-    async def _get_faults(self, request: Request, match: re.Match[str]) -> Response:
-        settings = msgspec.to_builtins(self.faults.settings)
-        return json_response(200, {**settings, "page_loop": self.page_loop})
-
-    async def _set_faults(self, request: Request, match: re.Match[str]) -> Response:
-        try:
-            changes = msgspec.json.decode(request.body, type=dict[str, Any])
-            self.page_loop = bool(changes.pop("page_loop", self.page_loop))
-            if changes.pop("revoke_tokens", False):
-                self.tokens.clear()
-            self.faults.update(changes)
-        except (msgspec.DecodeError, msgspec.ValidationError) as error:
-            return json_response(400, {"error": f"invalid fault settings: {error}"})
-        return await self._get_faults(request, match)
+    def _change_own_settings(self, changes: dict[str, Any]) -> None:
+        self.page_loop = bool(changes.pop("page_loop", self.page_loop))
+        if changes.pop("revoke_tokens", False):
+            self.tokens.clear()
 
 
 def _api_review(review: StandInReview) -> dict[str, Any]:

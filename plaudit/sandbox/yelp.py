@@ -22,17 +22,19 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Callable
-from typing import Any, Final, final
+from typing import Any, ClassVar, Final, Unpack, final
 
-import msgspec
-import trio
-
-from plaudit.sandbox.app import Handler, Request, Response, json_response, reset_response
+from plaudit.sandbox.app import Request, Response, json_response
 from plaudit.sandbox.faults import FaultInjector
-from plaudit.sandbox.standin import StandInReview, StandInWorld
+from plaudit.sandbox.standin import Route, StandInOptions, StandInReview
+from plaudit.sandbox.standin_base import (
+    StandInBase,
+    change_budget,
+    decide_fault,
+    fault_response,
+    fault_routes,
+)
 from plaudit.sandbox.usage import CallMeter, yelp_usage_headers
-from plaudit.sandbox.world import DEFAULT_EPOCH
 
 SANDBOX_API_KEY: Final = "sandbox-yelp-key"
 BUSINESS_IDS: Final = ("blush-and-bloom-florist", "harbour-view-venue")
@@ -45,50 +47,39 @@ def _error(status: int, code: str, description: str) -> Response:
     return json_response(status, {"error": {"code": code, "description": description}})
 
 
+def _fault_error(status: int) -> Response:
+    if status == 429:
+        return _error(429, "TOO_MANY_REQUESTS_PER_SECOND", "Too many requests.")
+    return _error(status, "INTERNAL_ERROR", "Something went wrong.")
+
+
 def _local_time(moment: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(moment))
 
 
 @final
-class YelpStandIn:
+class YelpStandIn(StandInBase):
     """Serves the Yelp reviews route from a seeded world."""
 
-    name: Final = "yelp"
+    name: ClassVar[str] = "yelp"
 
-    def __init__(
-        self,
-        *,
-        seed: int,
-        elapsed: Callable[[], float],
-        script_seconds: float = 20.0,
-        epoch: float = DEFAULT_EPOCH,
-    ) -> None:
-        self.world = StandInWorld(
-            "yelp",
-            list(BUSINESS_IDS),
-            seed=seed,
-            reviews_per_profile=8,
-            script_seconds=script_seconds,
-            epoch=epoch,
-            # Only arrivals: excerpts show neither edits of older reviews nor deletions.
-            event_kinds=("create",),
+    def __init__(self, **options: Unpack[StandInOptions]) -> None:
+        # Only arrivals: excerpts show neither edits of older reviews nor deletions.
+        super().__init__(
+            "yelp", BUSINESS_IDS, reviews_per_profile=8, event_kinds=("create",), **options
         )
         # Reviews the API has listed at least once.
         self.listed: set[str] = set()
-        self.faults = FaultInjector(seed=seed)
-        self._elapsed = elapsed
+        self.faults = FaultInjector(seed=self.seed)
         self.usage = CallMeter(
             budget=DAILY_LIMIT, window_seconds=86_400.0, clock=time.time, fixed=True
         )
-
-    def __repr__(self) -> str:
-        return f"<YelpStandIn {self.world!r}>"
 
     def statistics(self) -> dict[str, Any]:
         """Return the world's counts and the faults injected."""
         return {"world": self.world.statistics(), "faults": self.faults.statistics()}
 
-    def routes(self) -> list[tuple[str, re.Pattern[str], str, Handler]]:
+    def routes(self) -> list[Route]:
         """Return the routes to mount in the sandbox application."""
         return [
             (
@@ -97,28 +88,26 @@ class YelpStandIn:
                 "yelp.reviews",
                 self._reviews,
             ),
-            ("GET", re.compile(r"^/_sandbox/yelp/faults$"), "yelp.faults", self._get_faults),
-            ("POST", re.compile(r"^/_sandbox/yelp/faults$"), "yelp.faults", self._set_faults),
+            *fault_routes(
+                "yelp",
+                "yelp.faults",
+                self.faults,
+                settings=lambda: {"daily_limit": self.usage.budget},
+                change=lambda changes: change_budget(self.usage, changes, "daily_limit"),
+            ),
         ]
 
-    def truth(self) -> dict[str, Any]:
-        """Return every review, each marked ``visible`` when the API lists it."""
-        self.world.advance_to(self._elapsed())
-        profiles = []
-        for business, reviews in self.world.profiles.items():
-            visible = {review.review_id for review in self.world.live(business)[:EXCERPTS]}
-            entries = []
-            for review in reviews:
-                entry = review.truth()
-                # Excerpts are cut to 160 characters and carry no edit time or reply.
-                entry["text"] = review.text[:160]
-                entry["updated_at"] = entry["created_at"]
-                entry["reply_text"] = entry["reply_updated_at"] = None
-                entry["visible"] = review.review_id in visible
-                entry["listed"] = review.review_id in visible | self.listed
-                entries.append(entry)
-            profiles.append({"profile": business, "reviews": entries})
-        return {"profiles": profiles}
+    def truth_entry(self, profile: str, review: StandInReview) -> dict[str, Any]:
+        """Render a review as its excerpt, marked ``visible`` when the API lists it now."""
+        visible = {live.review_id for live in self.world.live(profile)[:EXCERPTS]}
+        entry = review.truth()
+        # Excerpts are cut to 160 characters and carry no edit time or reply.
+        entry["text"] = review.text[:160]
+        entry["updated_at"] = entry["created_at"]
+        entry["reply_text"] = entry["reply_updated_at"] = None
+        entry["visible"] = review.review_id in visible
+        entry["listed"] = review.review_id in visible | self.listed
+        return entry
 
     async def _reviews(self, request: Request, match: re.Match[str]) -> Response:
         if self.usage.used() >= self.usage.budget:
@@ -130,22 +119,14 @@ class YelpStandIn:
         return dataclasses.replace(response, headers=response.headers + headers)
 
     async def _reviews_page(self, request: Request, match: re.Match[str]) -> Response:
-        self.world.advance_to(self._elapsed())
-        fault = self.faults.decide(listing=True, route="yelp.reviews")
-        if fault.latency > 0:
-            await trio.sleep(fault.latency)
-
+        self.advance()
+        fault = await decide_fault(self.faults, route="yelp.reviews", listing=True)
         if request.headers.get("authorization") != f"Bearer {SANDBOX_API_KEY}":
             return _error(401, "TOKEN_INVALID", "Invalid access token or authorization header.")
 
-        if fault.reset:
-            return reset_response()
-        if fault.status is not None:
-            if fault.status == 429:
-                retry_after = str(-int(-(fault.retry_after or 0.0) // 1))
-                response = _error(429, "TOO_MANY_REQUESTS_PER_SECOND", "Too many requests.")
-                return dataclasses.replace(response, headers=(("Retry-After", retry_after),))
-            return _error(fault.status, "INTERNAL_ERROR", "Something went wrong.")
+        faulted = fault_response(fault, _fault_error)
+        if faulted is not None:
+            return faulted
 
         business = match[1]
         if business not in self.world.profiles:
@@ -166,24 +147,6 @@ class YelpStandIn:
         if fault.malformed and body["reviews"]:
             body["reviews"][0]["rating"] = "five"
         return json_response(200, body)
-
-    async def _get_faults(self, request: Request, match: re.Match[str]) -> Response:
-        settings = msgspec.to_builtins(self.faults.settings)
-        return json_response(200, {**settings, "daily_limit": self.usage.budget})
-
-    async def _set_faults(self, request: Request, match: re.Match[str]) -> Response:
-        try:
-            changes = msgspec.json.decode(request.body, type=dict[str, Any])
-            limit = changes.pop("daily_limit", self.usage.budget)
-            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-                return json_response(
-                    400, {"error": f"invalid daily_limit {limit!r}: use 1 or more"}
-                )
-            self.usage.budget = limit
-            self.faults.update(changes)
-        except (msgspec.DecodeError, msgspec.ValidationError) as error:
-            return json_response(400, {"error": f"invalid fault settings: {error}"})
-        return await self._get_faults(request, match)
 
 
 def _api_review(business: str, review: StandInReview) -> dict[str, Any]:
