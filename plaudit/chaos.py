@@ -69,12 +69,10 @@ send, so it lands while a message's DATA waits for the sink's reply.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import random
 import signal
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -83,57 +81,55 @@ from typing import Any, Final, final
 import httpx
 import trio
 
-from plaudit.chaos_figures import (
-    duplicated_created,
-    failed_targets,
-    finite,
-    print_chaos_summary,
-    read_events,
-    read_sync_jobs,
-    recovery_seconds,
-    scheduled_cycles,
-    sync_accuracy,
-    target_table,
-    webhook_figures,
+from plaudit.chaos_faults import (
+    BASE_FAULTS,
+    NO_FAULTS,
+    PLATFORMS,
+    SHORT_OUTAGE,
+    FaultInjector,
+    Window,
+    fault_plan,
+    faults_path,
+    kill_times,
+    settings_at,
 )
+from plaudit.chaos_figures import print_chaos_summary
 from plaudit.chaos_mail import ChaosMail, campaign_config, step_count
-from plaudit.chaos_storefront import (
-    FAULTS_PATH,
-    NO_STOREFRONT_FAULTS,
-    is_outage,
-    open_incidents,
-    storefront_config,
-    storefront_figures,
-    storefront_plan,
-    storefront_settings_at,
-)
+from plaudit.chaos_storefront import open_incidents, storefront_config
+from plaudit.chaos_summary import RunFacts, fetch_truth, summarise, undelivered
 from plaudit.daemon.control_client import request
-from plaudit.demo import (
-    MARKETPLACE_SITE,
-    DemoError,
-    compare,
-    demo_config,
-    marketplace_truth_reviews,
-    read_journal,
-)
+from plaudit.demo import DemoError, compare, demo_config, read_journal
 from plaudit.demo_dirs import demo_dirs, without_removed_files
 from plaudit.errors import ControlError
-from plaudit.reviews.model import Review
 from plaudit.sandbox import SandboxOptions, serve_sandbox
-from plaudit.sandbox.receiver import DemoWebhooks, Fault, FaultKind, Received, serve_receiver
-from plaudit.sandbox.standin import stand_ins_truth_reviews
-from plaudit.sandbox.truth import truth_reviews
-from plaudit.webhooks.router import webhook_id
+from plaudit.sandbox.receiver import DemoWebhooks, Fault, FaultKind, serve_receiver
 
-PLATFORMS: Final = ("google", "facebook", "trustpilot", "yelp")
+__all__ = [
+    "BASE_FAULTS",
+    "GOOGLE_FULL_SYNC_INTERVAL",
+    "LEFT_OVER_ROUNDS",
+    "LEFT_OVER_SECONDS",
+    "MIN_SECONDS",
+    "NO_FAULTS",
+    "PLATFORMS",
+    "READY_TIMEOUT",
+    "SHORT_OUTAGE",
+    "SYNC_INTERVAL",
+    "ChaosRun",
+    "Window",
+    "chaos_main",
+    "fault_plan",
+    "faults_path",
+    "kill_times",
+    "settings_at",
+]
+
 # Seconds; production syncs every 15 minutes, the chaos run every 15 s.  A
 # restart after SIGKILL took 2 to 4 s on a 2-core machine at load average 4
 # (process start to the first response on the control socket, no bytecode
 # cache), and a slot must hold a restart plus a sync, so 5 s slots lost every
 # cycle of a slot in which the daemon was killed before it had synced.
 SYNC_INTERVAL: Final = 15.0
-# Seconds of the short outage on a second platform.
-SHORT_OUTAGE: Final = 10.0
 # Seconds between full Google listings; the production default is an hour.
 GOOGLE_FULL_SYNC_INTERVAL: Final = 30.0
 MIN_SECONDS: Final = 30.0
@@ -161,72 +157,6 @@ backoff_max = 1.0
 
 
 @final
-@dataclasses.dataclass(frozen=True, slots=True)
-class Window:
-    """Faults on one platform from ``start`` to ``end`` (seconds into the fault phase)."""
-
-    platform: str
-    kind: str  # "outage", "rate_limit" or "latency"
-    start: float
-    end: float
-    settings: dict[str, Any]
-
-
-BASE_FAULTS: Final[dict[str, Any]] = {"error_rate": 0.2, "malformed_rate": 0.05}
-NO_FAULTS: Final[dict[str, Any]] = {
-    "error_rate": 0.0,
-    "malformed_rate": 0.0,
-    "rate_limit_rate": 0.0,
-    "latency": 0.0,
-}
-
-
-def fault_plan(seconds: float, rng: random.Random) -> list[Window]:
-    """Return the seeded fault windows of a fault phase ``seconds`` long."""
-    outage, short, bursts, spikes = rng.sample(PLATFORMS, 4)
-    windows = [Window(outage, "outage", 0.25 * seconds, 0.65 * seconds, {"error_rate": 1.0})]
-    short_start = rng.uniform(0.1, 0.7) * seconds
-    windows.append(
-        Window(short, "outage", short_start, short_start + SHORT_OUTAGE, {"error_rate": 1.0})
-    )
-    for start in _spread(seconds, rng, count=max(2, int(seconds // 15))):
-        windows.append(
-            Window(
-                bursts, "rate_limit", start, start + 3.0, {"rate_limit_rate": 1.0, "retry_after": 1}
-            )
-        )
-    for start in _spread(seconds, rng, count=max(2, int(seconds // 10))):
-        windows.append(Window(spikes, "latency", start, start + 2.0, {"latency": 2.0}))
-    return sorted(windows, key=lambda window: window.start)
-
-
-def kill_times(seconds: float, rng: random.Random) -> list[float]:
-    """Return the seeded SIGKILL moments: one per 20 s of the run, 1 to 6 of them."""
-    count = max(1, min(6, int(seconds // 20)))
-    return _spread(seconds, rng, count=count)
-
-
-def _spread(seconds: float, rng: random.Random, *, count: int) -> list[float]:
-    # One moment in each of ``count`` equal spans of [10 %, 85 %] of the phase,
-    # so moments never bunch up and none falls in the start-up or the tail.
-    span = 0.75 * seconds / count
-    return [0.1 * seconds + index * span + rng.uniform(0, span * 0.6) for index in range(count)]
-
-
-def settings_at(platform: str, elapsed: float, windows: list[Window]) -> dict[str, Any]:
-    """Return the fault settings of ``platform`` at ``elapsed`` seconds into the phase."""
-    settings = NO_FAULTS | BASE_FAULTS
-    for window in windows:
-        if window.platform == platform and window.start <= elapsed < window.end:
-            settings |= window.settings
-    return settings
-
-
-def faults_path(platform: str) -> str:
-    return "/_sandbox/faults" if platform == "google" else f"/_sandbox/{platform}/faults"
-
-
-@final
 class ChaosRun:
     """One chaos run: its sandbox, receiver, daemon processes and measurements."""
 
@@ -244,10 +174,8 @@ class ChaosRun:
         self.journal_path = state_dir / "journal.sqlite3"
         self.log_path = state_dir / "daemon.log"
         rng = random.Random(seed)
-        self.windows = fault_plan(seconds, rng)
-        self.storefront_windows = storefront_plan(seconds)
-        # Unix times at which each storefront outage ended.
-        self.storefront_outage_ends: list[float] = []
+        # The fault plan draws from ``rng`` before the kill moments do.
+        self.faults = FaultInjector(seconds=seconds, rng=rng, say=self.say)
         self.kill_at = kill_times(seconds, rng)
         self._receiver_rng = random.Random(seed + 1)
         self.webhooks = DemoWebhooks()
@@ -255,12 +183,9 @@ class ChaosRun:
         self.base_url = ""
         self.kills = 0
         self.process: trio.Process | None = None
-        # Unix times of the phase boundaries and of each outage's actual end.
+        # Unix times of the phase boundaries.
         self.phase_started = 0.0
         self.phase_ended = 0.0
-        self.outage_ends: list[tuple[str, float]] = []
-        self.outage_spans: list[tuple[str, float, float]] = []
-        self.faults_injected: dict[str, int] = {}
         self.restarts_after_stop = 0
 
     def __repr__(self) -> str:
@@ -272,8 +197,7 @@ class ChaosRun:
             "seed": self.seed,
             "kills": self.kills,
             "kills_planned": len(self.kill_at),
-            "fault_windows": len(self.windows),
-            "outages_ended": len(self.outage_ends),
+            **self.faults.statistics(),
         }
 
     def say(self, line: str) -> None:
@@ -354,12 +278,9 @@ class ChaosRun:
         self.phase_started = time.time()
         began = trio.current_time()
         kills = list(self.kill_at)
-        active: dict[str, dict[str, Any]] = {}
-        storefront: dict[str, Any] = {}
         async with httpx.AsyncClient(base_url=self.base_url, timeout=5.0) as client:
             while (elapsed := trio.current_time() - began) < self.seconds:
-                await self._apply_faults(client, elapsed, active)
-                storefront = await self._apply_storefront_faults(client, elapsed, storefront)
+                await self.faults.apply(client, elapsed)
                 if kills and elapsed >= kills[0]:
                     kills.pop(0)
                     # The second, fourth and sixth kills are aimed at a send.
@@ -372,97 +293,11 @@ class ChaosRun:
                 self.mail.maybe_fault()
                 self._check_alive()
                 await trio.sleep(0.25)
-            for platform in PLATFORMS:
-                self.faults_injected[platform] = await self._injected(client, platform)
-                await self._set_faults(client, platform, NO_FAULTS)
-            self.faults_injected["marketplace"] = await self._storefront_injected(client)
-            await self._post_faults(client, FAULTS_PATH, NO_STOREFRONT_FAULTS)
-            if storefront and is_outage(storefront):
-                self.storefront_outage_ends.append(time.time())
-        self._close_open_outages(active)
+            await self.faults.switch_off(client)
         self.webhooks.receiver.script.clear()
         self.mail.sink.script.clear()
         self.phase_ended = time.time()
         self.say(f"fault phase over after {self.seconds:g} s; {self.kills} kills")
-
-    async def _apply_faults(
-        self, client: httpx.AsyncClient, elapsed: float, active: dict[str, dict[str, Any]]
-    ) -> None:
-        for platform in PLATFORMS:
-            expected = settings_at(platform, elapsed, self.windows)
-            if active.get(platform) == expected:
-                continue
-            await self._set_faults(client, platform, expected)
-            was_down = active.get(platform, {}).get("error_rate") == 1.0
-            down = expected["error_rate"] == 1.0
-            now = time.time()
-            if down and not was_down:
-                self.outage_spans.append((platform, now, float("inf")))
-                self.say(f"{elapsed:6.1f}s  {platform}: outage begins")
-            elif was_down and not down:
-                self._end_outage(platform, now)
-                self.say(f"{elapsed:6.1f}s  {platform}: outage ends")
-            active[platform] = expected
-
-    def _end_outage(self, platform: str, now: float) -> None:
-        self.outage_ends.append((platform, now))
-        self.outage_spans = [
-            (name, start, now if name == platform and end == float("inf") else end)
-            for name, start, end in self.outage_spans
-        ]
-
-    def _close_open_outages(self, active: dict[str, dict[str, Any]]) -> None:
-        for platform, settings in active.items():
-            if settings.get("error_rate") == 1.0:
-                self._end_outage(platform, time.time())
-
-    async def _set_faults(
-        self, client: httpx.AsyncClient, platform: str, settings: dict[str, Any]
-    ) -> None:
-        await self._post_faults(client, faults_path(platform), settings)
-
-    async def _post_faults(
-        self, client: httpx.AsyncClient, path: str, settings: dict[str, Any]
-    ) -> None:
-        response = await client.post(path, json=settings)
-        if response.status_code != 200:
-            raise DemoError(
-                f"the sandbox rejected fault settings {settings!r} at {path}: {response.text}"
-            )
-
-    async def _apply_storefront_faults(
-        self, client: httpx.AsyncClient, elapsed: float, active: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Set the storefront's faults for ``elapsed``; return the settings now in force."""
-        expected = storefront_settings_at(elapsed, self.storefront_windows)
-        if expected == active:
-            return active
-        await self._post_faults(client, FAULTS_PATH, expected)
-        if is_outage(expected) and not (active and is_outage(active)):
-            self.say(f"{elapsed:6.1f}s  marketplace storefront: outage begins")
-        elif active and is_outage(active) and not is_outage(expected):
-            self.storefront_outage_ends.append(time.time())
-            self.say(f"{elapsed:6.1f}s  marketplace storefront: outage ends")
-        return expected
-
-    async def _storefront_injected(self, client: httpx.AsyncClient) -> int:
-        """Return the storefront faults the sandbox injected: errors and challenge pages."""
-        response = await client.get("/_sandbox/stats")
-        response.raise_for_status()
-        faults = response.json()["stand_ins"]["marketplace"]["faults"]
-        injected: dict[str, int] = faults["injected"]
-        errors = sum(count for kind, count in injected.items() if kind != "latency")
-        return errors + int(faults["challenges"])
-
-    async def _injected(self, client: httpx.AsyncClient, platform: str) -> int:
-        """Return how many faults the sandbox injected into ``platform``'s responses."""
-        response = await client.get("/_sandbox/stats")
-        response.raise_for_status()
-        stats = response.json()
-        faults = stats["faults"] if platform == "google" else stats["stand_ins"][platform]["faults"]
-        injected: dict[str, int] = faults["injected"]
-        # Latency counts every response while a spike lasts; the others count faults.
-        return sum(count for kind, count in injected.items() if kind != "latency")
 
     def _maybe_fault_receiver(self) -> None:
         # Called every 0.25 s, so at most 0.4 scripted faults a second; a 40 s
@@ -506,7 +341,7 @@ class ChaosRun:
             await trio.sleep(1.0)
             self._check_alive()
             reviews, _ = await trio.to_thread.run_sync(read_journal, self.journal_path)
-            differences = compare(reviews, await self._truth())
+            differences = compare(reviews, await fetch_truth(self.base_url))
             recovering = open_incidents(self.journal_path)
             if not differences and not self._left_over() and not recovering:
                 return True
@@ -552,109 +387,29 @@ class ChaosRun:
     def _left_over(self) -> int:
         """Return undelivered events plus request steps due in the fault phase and not sent."""
         unsent = self.mail.pending(self.journal_path, due_before=self.phase_ended)
-        return len(self._undelivered()) + unsent
-
-    async def _truth(self) -> list[Review]:
-        async with httpx.AsyncClient(timeout=5.0) as client:
-            response = await client.get(f"{self.base_url}/_sandbox/truth")
-            response.raise_for_status()
-        document = response.json()
-        return (
-            truth_reviews(document)
-            + stand_ins_truth_reviews(document)
-            + marketplace_truth_reviews(document)
-        )
-
-    def _accepted_at(self) -> dict[str, float]:
-        """Return the Unix time each webhook id was first accepted by the receiver."""
-        accepted: dict[str, float] = {}
-        for item in self.webhooks.receiver.received:
-            if _accepted(item) and item.webhook_id not in accepted:
-                accepted[item.webhook_id] = item.at
-        return accepted
-
-    def _repeat_deliveries(self) -> int:
-        """Count accepted requests beyond the first per webhook id (at-least-once repeats)."""
-        accepted = [item.webhook_id for item in self.webhooks.receiver.received if _accepted(item)]
-        return len(accepted) - len(set(accepted))
-
-    def _undelivered(self) -> list[str]:
-        accepted = self._accepted_at()
-        return [
-            key
-            for key, _type, _created in read_events(self.journal_path)
-            if webhook_id(self.webhooks.endpoint, key) not in accepted
-        ]
+        return len(undelivered(self.journal_path, self.webhooks)) + unsent
 
     async def _summarise(self, *, converged: bool, exit_code: int) -> dict[str, Any]:
-        reviews, _ = await trio.to_thread.run_sync(read_journal, self.journal_path)
-        truth = await self._truth()
-        accuracy = sync_accuracy(reviews, truth)
-        storefront = storefront_figures(
-            self.journal_path,
-            outage_ends=self.storefront_outage_ends,
-            reviews=reviews,
-            truth=[review for review in truth if review.platform == MARKETPLACE_SITE],
-        )
-        events = read_events(self.journal_path)
-        sync_jobs = read_sync_jobs(self.journal_path)
-        cycles = scheduled_cycles(
-            sync_jobs, SYNC_INTERVAL, self.phase_started, self.phase_ended, self.outage_spans
-        )
-        recoveries = recovery_seconds(sync_jobs, self.outage_ends)
-        delivery = webhook_figures(
-            events,
-            self._accepted_at(),
-            endpoint=self.webhooks.endpoint,
+        facts = RunFacts(
+            seed=self.seed,
+            seconds=self.seconds,
+            sync_interval=SYNC_INTERVAL,
+            base_url=self.base_url,
+            journal_path=self.journal_path,
+            log_path=self.log_path,
+            phase_started=self.phase_started,
             phase_ended=self.phase_ended,
+            kills=self.kills,
+            restarts_after_stop=self.restarts_after_stop,
         )
-        duplicates = duplicated_created(events)
-        mail = self.mail.figures(self.journal_path, due_before=self.phase_ended)
-        summary: dict[str, Any] = {
-            "seed": self.seed,
-            "seconds": self.seconds,
-            "sync_interval_seconds": SYNC_INTERVAL,
-            "availability": cycles["availability"],
-            "availability_including_outages": cycles["availability_including_outages"],
-            "scheduled_cycles": cycles["counted"],
-            "failed_cycles": cycles["failed"],
-            "webhook_delivery_rate": delivery["within_run"],
-            "webhook_delivered_eventually": delivery["eventually"],
-            "webhook_events": delivery["events"],
-            "recovery_seconds_median": finite(statistics.median(recoveries))
-            if recoveries
-            else None,
-            "recovery_seconds_max": finite(max(recoveries)) if recoveries else None,
-            # API platform outages; the storefront's are counted apart.
-            "outages": len(self.outage_ends),
-            "storefront_outages": len(self.storefront_outage_ends),
-            **accuracy,
-            "lost_side_effects": (
-                delivery["never_delivered"] + duplicates + mail["requests_never_sent"]
-            ),
-            "duplicated_side_effects": mail["duplicated_messages"],
-            "duplicated_created_events": duplicates,
-            **mail,
-            "kills": self.kills,
-            "faults_injected": self.faults_injected,
-            "webhook_failed_attempts": self.webhooks.summary(self.journal_path)["webhooks_failed"],
-            # Accepted more than once: harmless, since receivers dedupe by webhook-id.
-            "webhook_repeat_deliveries": self._repeat_deliveries(),
-            "marketplace": storefront,
-            "converged_in_grace": converged,
-            "daemon_exit_code": exit_code,
-            "restarts_after_stop": self.restarts_after_stop,
-            "journal": str(self.journal_path),
-            "daemon_log": str(self.log_path),
-        }
-        summary["targets"] = target_table()
-        summary["failed_targets"] = failed_targets(summary)
-        return summary
-
-
-def _accepted(item: Received) -> bool:
-    """Return whether the receiver responded 2xx to a request with a valid signature."""
-    return item.verify_error is None and item.status is not None and 200 <= item.status < 300
+        return await summarise(
+            facts,
+            faults=self.faults,
+            webhooks=self.webhooks,
+            mail=self.mail,
+            converged=converged,
+            exit_code=exit_code,
+        )
 
 
 def chaos_main(

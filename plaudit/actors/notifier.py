@@ -14,25 +14,30 @@ Each ``request.send`` job runs in three steps:
    by the journal with backoff.  When the outcome after DATA is unknown (a
    lost connection, or a crash before the result was committed), the step
    is marked sent and unconfirmed instead of being sent a second time.
+
+The decision step is in :mod:`plaudit.actors.notifier_decision`, and the
+journal writes of each outcome are in :mod:`plaudit.actors.notifier_records`.
+This module re-exports their public names.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any, Final, Literal, final
+from typing import Any, final
 
 import msgspec
 import trio
 
 from plaudit.actors.base import Actor, ChildContext, Effects
+from plaudit.actors.notifier_decision import DONE_STATES, Decision, Snapshot, decide
+from plaudit.actors.notifier_records import PROVIDER, Prepared, StepRecords, set_state
 from plaudit.alerts import ALERT_JOB
 from plaudit.config.model import CampaignConfig, Config, VendorConfig
 from plaudit.errors import PlatformError
 from plaudit.journal import AsyncJournal, Job, Tx
 from plaudit.matching.store import review_detected as matched_review
-from plaudit.messaging import request_events
-from plaudit.messaging.campaigns import SEND_JOB, schedule_new_couples, schedule_step, stop_couple
+from plaudit.messaging.campaigns import SEND_JOB, schedule_new_couples
 from plaudit.messaging.channels import (
     SMS_REPLY_JOB,
     Channels,
@@ -40,19 +45,12 @@ from plaudit.messaging.channels import (
     build_channels,
     channel_recipients,
     defer_request,
-    missing_address,
-    missing_consent,
-    send_time,
 )
 from plaudit.messaging.couples import Couple, load_couple
-from plaudit.messaging.deliverability.store import record_event, suppression_of
-from plaudit.messaging.deliverability.suppression import (
-    MessageEvent,
-    SuppressionPolicy,
-)
+from plaudit.messaging.deliverability.store import suppression_of
+from plaudit.messaging.deliverability.suppression import SuppressionPolicy
 from plaudit.messaging.email import (
     SendError,
-    SendReceipt,
     SmtpSender,
     build_message,
     message_id_for,
@@ -60,13 +58,10 @@ from plaudit.messaging.email import (
 )
 from plaudit.messaging.operator_alerts import AlertMailer
 from plaudit.messaging.preview import request_variables
-from plaudit.messaging.receipts import record_receipt
 from plaudit.messaging.submission import (
     clear_submitting,
     mark_submitting,
-    record_bounce,
     record_refusals,
-    record_unconfirmed,
     submission_pending,
 )
 from plaudit.messaging.templates import MessageTemplate, TemplateError
@@ -74,88 +69,21 @@ from plaudit.messaging.unsubscribe import UnsubscribeTokens
 from plaudit.metrics import REVIEW_REQUESTS
 from plaudit.personalisation.ahead import DraftQueue
 from plaudit.personalisation.channel_choice import AUTO
-from plaudit.personalisation.service import Plan, build_personaliser
+from plaudit.personalisation.service import build_personaliser
+
+__all__ = [
+    "DONE_STATES",
+    "PROVIDER",
+    "Decision",
+    "NotifierActor",
+    "Snapshot",
+    "build_notifier",
+    "decide",
+    "review_detected",
+    "runs_notifier",
+]
 
 log = logging.getLogger(__name__)
-
-# A failed request (a template error) is not done: once the template is
-# fixed, `plaudit ctl retry JOB` sends it.
-DONE_STATES: Final = frozenset({"sent", "bounced", "suppressed", "stopped"})
-PROVIDER: Final = "smtp"
-
-
-@final
-class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
-    """The facts the decision step reads about one request."""
-
-    state: str
-    channel: str
-    addresses: list[str]
-    # Suppressed address -> suppression reason.
-    suppressed: dict[str, str]
-    consent_email: bool
-    review_detected: bool
-    # Channels that can send: e-mail, plus SMS and push when configured.
-    channels: frozenset[str] = frozenset({"email"})
-    consent_sms: bool = False
-    # Unix time of the decision and the recipient's IANA zone, for SMS quiet hours.
-    now: float = 0.0
-    timezone: str = "UTC"
-    # The campaign's stop_on lists "complaint": one address's complaint stops the couple.
-    # Recording a complaint already stops the steps (plaudit.messaging.stop_events).  This
-    # check covers complaints recorded before a reload added "complaint" to stop_on.
-    stop_on_complaint: bool = False
-
-
-@final
-class Decision(msgspec.Struct, frozen=True, kw_only=True):
-    """The decision for one request: send to ``recipients``, or end it with ``reason``."""
-
-    action: Literal["send", "skip", "suppress", "stop", "defer"]
-    recipients: list[str] = msgspec.field(default_factory=list)
-    reason: str = ""
-    # For "defer": the Unix time the step may go out.
-    run_at: float = 0.0
-    # Whether a suppress or stop also cancels the couple's other scheduled steps.
-    # False when only this step's channel is out (no SMS consent, a number that
-    # texted STOP, no push subscription): the campaign's next step still follows.
-    couple_wide: bool = True
-
-
-def decide(snapshot: Snapshot) -> Decision:
-    """Decide one request step; pure, so every stop condition is testable alone."""
-    if snapshot.state in DONE_STATES:
-        return Decision(action="skip", reason=f"already {snapshot.state}")
-    couple_wide = snapshot.channel == "email"
-    if snapshot.review_detected:
-        return Decision(action="stop", reason="review")
-    if snapshot.channel not in snapshot.channels:
-        return Decision(
-            action="stop",
-            reason=f"channel {snapshot.channel} is not available",
-            couple_wide=couple_wide,
-        )
-    no_consent = missing_consent(
-        snapshot.channel, consent_email=snapshot.consent_email, consent_sms=snapshot.consent_sms
-    )
-    if no_consent is not None:
-        return Decision(action="suppress", reason=no_consent, couple_wide=couple_wide)
-    if not snapshot.addresses:
-        return Decision(
-            action="suppress", reason=missing_address(snapshot.channel), couple_wide=couple_wide
-        )
-
-    recipients = [address for address in snapshot.addresses if address not in snapshot.suppressed]
-    if not recipients:
-        reasons = sorted(set(snapshot.suppressed.values()))
-        return Decision(action="suppress", reason=",".join(reasons), couple_wide=couple_wide)
-    if snapshot.stop_on_complaint and "complaint" in snapshot.suppressed.values():
-        # A partner's address is still deliverable, but the campaign stops on complaints.
-        return Decision(action="stop", reason="complaint")
-    run_at = send_time(snapshot.channel, now=snapshot.now, timezone=snapshot.timezone)
-    if run_at > snapshot.now:
-        return Decision(action="defer", recipients=recipients, reason="quiet hours", run_at=run_at)
-    return Decision(action="send", recipients=recipients)
 
 
 def review_detected(tx: Tx, couple_id: int) -> bool:
@@ -165,21 +93,6 @@ def review_detected(tx: Tx, couple_id: int) -> bool:
     plaudit.matching.scoring) or by the operator with ``plaudit ctl review match``.
     """
     return matched_review(tx, couple_id)
-
-
-@final
-class _Prepared(msgspec.Struct, frozen=True, kw_only=True):
-    request_id: int
-    couple_id: int
-    channel: str = "email"
-    campaign: str
-    step: int
-    decision: Decision
-    couple: Couple | None = None
-    message_id: str = ""
-    token: str = ""
-    # Variant, send time and opening line; None when the step left the config.
-    plan: Plan | None = None
 
 
 @final
@@ -256,6 +169,7 @@ class NotifierActor(Actor):
         self.campaigns = campaigns
         self.templates = templates
         self.policy = policy
+        self.records = StepRecords(campaigns, policy, personaliser)
 
     async def start(self, ctx: ChildContext) -> None:
         """Run the drafting-ahead worker beside the claim loop."""
@@ -293,7 +207,7 @@ class NotifierActor(Actor):
         except TemplateError as error:
             problem = str(error)
             await self.journal.transaction(
-                lambda tx: _set_state(tx, request_id, "failed", error=problem)
+                lambda tx: set_state(tx, request_id, "failed", error=problem)
             )
             # Logged here because the journal records only the PlatformError text.
             log.error("notifier.template_failed", extra={"request": request_id, "error": problem})  # noqa: TRY400
@@ -309,7 +223,7 @@ class NotifierActor(Actor):
                 text=rendered.text,
             )
             return await self.channels.deliver(
-                self.journal, step_message, on_sent=lambda tx: self._sent_step(tx, prepared)
+                self.journal, step_message, on_sent=lambda tx: self.records.step_sent(tx, prepared)
             )
 
         message = build_message(
@@ -335,7 +249,7 @@ class NotifierActor(Actor):
         except SendError as error:
             if error.unconfirmed:
                 lost = str(error)
-                return lambda tx: self._record_unconfirmed(tx, prepared, lost)
+                return lambda tx: self.records.mark_unconfirmed(tx, prepared, lost)
             if error.after_marker and not error.permanent:
                 # The server replied to DATA, so it did not take the message.
                 await self.journal.transaction(lambda tx: clear_submitting(tx, request_id))
@@ -354,10 +268,10 @@ class NotifierActor(Actor):
                 )
                 raise PlatformError(str(error), retryable=True) from error
             bounce = error
-            return lambda tx: self._record_bounce(tx, prepared, bounce)
-        return lambda tx: self._record_sent(tx, prepared, receipt)
+            return lambda tx: self.records.mark_bounced(tx, prepared, bounce)
+        return lambda tx: self.records.mark_sent(tx, prepared, receipt)
 
-    def _prepare(self, tx: Tx, request_id: int) -> _Prepared | None:
+    def _prepare(self, tx: Tx, request_id: int) -> Prepared | None:
         row = tx.execute(
             "SELECT couple_id, campaign, step, channel, state, message_id, unsubscribe_token"
             " FROM requests WHERE id = ?",
@@ -371,14 +285,14 @@ class NotifierActor(Actor):
             return None
         if submission_pending(tx, request_id):
             # An earlier attempt reached DATA and its outcome was never recorded.
-            unknown = _Prepared(
+            unknown = Prepared(
                 request_id=request_id,
                 couple_id=couple_id,
                 campaign=campaign,
                 step=step,
                 decision=Decision(action="skip", reason="submission unconfirmed"),
             )
-            self._record_unconfirmed(tx, unknown, "the daemon stopped during the submission")
+            self.records.mark_unconfirmed(tx, unknown, "the daemon stopped during the submission")
             return unknown
 
         if channel == AUTO and state not in DONE_STATES:
@@ -402,30 +316,17 @@ class NotifierActor(Actor):
         decision = decide(snapshot)
         if decision.action == "defer":
             defer_request(tx, request_id, decision.run_at)
-        if decision.action in ("suppress", "stop"):
-            _set_state(
-                tx,
-                request_id,
-                "suppressed" if decision.action == "suppress" else "stopped",
-                error=decision.reason,
-            )
-            if decision.couple_wide:
-                stop_couple(tx, couple_id, reason=decision.reason)
-            else:
-                self._schedule_following(tx, campaign, step, couple_id)
-            REVIEW_REQUESTS.labels(channel=channel, outcome=decision.action + "ed").inc()
-            log.info(
-                "notifier.request_ended",
-                extra={"request": request_id, "action": decision.action, "reason": decision.reason},
-            )
         if decision.action != "send":
-            return _Prepared(
+            ended = Prepared(
                 request_id=request_id,
                 couple_id=couple_id,
                 campaign=campaign,
                 step=step,
                 decision=decision,
             )
+            if decision.action in ("suppress", "stop"):
+                self.records.end_request(tx, ended, channel=channel)
+            return ended
 
         plan = self.personaliser.plan_request(
             tx,
@@ -438,7 +339,7 @@ class NotifierActor(Actor):
         if plan is not None and plan.deferred:
             # A later job, enqueued by the plan, sends at the chosen time.
             deferred = Decision(action="skip", reason="deferred to the chosen send time")
-            return _Prepared(
+            return Prepared(
                 request_id=request_id,
                 couple_id=couple_id,
                 campaign=campaign,
@@ -458,7 +359,7 @@ class NotifierActor(Actor):
             " provider = ?, updated_at = ? WHERE id = ?",
             (message_id, token, PROVIDER, tx.now, request_id),
         )
-        return _Prepared(
+        return Prepared(
             request_id=request_id,
             couple_id=couple_id,
             campaign=campaign,
@@ -511,7 +412,7 @@ class NotifierActor(Actor):
         campaign = self.campaigns.get(name)
         return campaign is not None and reason in campaign.stop_on
 
-    def _campaign(self, prepared: _Prepared) -> CampaignConfig:
+    def _campaign(self, prepared: Prepared) -> CampaignConfig:
         campaign = self.campaigns.get(prepared.campaign)
         if campaign is None or prepared.step >= len(campaign.steps):
             raise TemplateError(
@@ -520,7 +421,7 @@ class NotifierActor(Actor):
             )
         return campaign
 
-    def _template(self, prepared: _Prepared) -> MessageTemplate:
+    def _template(self, prepared: Prepared) -> MessageTemplate:
         self._campaign(prepared)
         if prepared.plan is not None:
             variant = self.personaliser.template(prepared.campaign, prepared.step, prepared.plan)
@@ -528,87 +429,13 @@ class NotifierActor(Actor):
                 return variant
         return self.templates[(prepared.campaign, prepared.step)]
 
-    def _variables(self, prepared: _Prepared) -> dict[str, Any]:
+    def _variables(self, prepared: Prepared) -> dict[str, Any]:
         couple = prepared.couple
         if couple is None:
             raise TemplateError("no couple to render for; this is a bug in the notifier")
         step = self._campaign(prepared).steps[prepared.step]
         variables = request_variables(self.vendor, step, couple, token=prepared.token)
         return self.personaliser.variables(variables, prepared.plan)
-
-    def _record_sent(self, tx: Tx, prepared: _Prepared, receipt: SendReceipt | None = None) -> None:
-        tx.execute(
-            "UPDATE requests SET state = 'sent', sent_at = ?, last_error = NULL,"
-            " submitting_at = NULL, updated_at = ? WHERE id = ?",
-            (tx.now, tx.now, prepared.request_id),
-        )
-        accepted = prepared.decision.recipients
-        if receipt is not None and receipt.accepted:
-            accepted = receipt.accepted
-            record_refusals(tx, receipt.refused, message_id=prepared.message_id, policy=self.policy)
-        for address in accepted:
-            event = MessageEvent(
-                address=address,
-                kind="accepted",
-                at=tx.now,
-                provider=PROVIDER,
-                message_id=prepared.message_id,
-            )
-            record_event(tx, event, policy=self.policy)
-        request_events.emit_sent(
-            tx,
-            prepared.request_id,
-            recipients=accepted,
-            provider=PROVIDER,
-            message_id=prepared.message_id,
-        )
-        record_receipt(tx, prepared.message_id, receipt)
-        REVIEW_REQUESTS.labels(channel="email", outcome="sent").inc()
-        self._sent_step(tx, prepared)
-
-    def _sent_step(self, tx: Tx, prepared: _Prepared) -> None:
-        """Record a sent step on any channel and schedule the campaign's next one."""
-        log.info("notifier.sent", extra={"request": prepared.request_id})
-        self.personaliser.record_sent(tx, prepared.request_id)
-        self._schedule_following(tx, prepared.campaign, prepared.step, prepared.couple_id)
-
-    def _schedule_following(self, tx: Tx, name: str, step: int, couple_id: int) -> None:
-        campaign = self.campaigns.get(name)
-        following = step + 1
-        if campaign is not None and following < len(campaign.steps):
-            run_at = tx.now + campaign.steps[following].delay_days * 86400.0
-            schedule_step(tx, couple_id=couple_id, campaign=campaign, step=following, run_at=run_at)
-
-    def _record_bounce(self, tx: Tx, prepared: _Prepared, error: SendError) -> None:
-        campaign = self.campaigns.get(prepared.campaign)
-        outcome = record_bounce(
-            tx,
-            error,
-            request_id=prepared.request_id,
-            couple_id=prepared.couple_id,
-            recipients=prepared.decision.recipients,
-            message_id=prepared.message_id,
-            policy=self.policy,
-            stop_on=campaign.stop_on if campaign is not None else (),
-        )
-        if outcome.continues:
-            self._schedule_following(tx, prepared.campaign, prepared.step, prepared.couple_id)
-        REVIEW_REQUESTS.labels(channel="email", outcome="bounced").inc()
-        log.warning(
-            "notifier.bounced",
-            extra={
-                "request": prepared.request_id,
-                "code": error.code,
-                "status": error.status,
-                "state": outcome.state,
-                "stopped": outcome.stop,
-            },
-        )
-
-    def _record_unconfirmed(self, tx: Tx, prepared: _Prepared, reason: str) -> None:
-        record_unconfirmed(tx, prepared.request_id, reason=reason)
-        REVIEW_REQUESTS.labels(channel="email", outcome="unconfirmed").inc()
-        self._sent_step(tx, prepared)
 
 
 def _suppressed(tx: Tx, addresses: list[str]) -> dict[str, str]:
@@ -618,13 +445,6 @@ def _suppressed(tx: Tx, addresses: list[str]) -> dict[str, str]:
         if suppression is not None:
             found[address] = suppression.reason
     return found
-
-
-def _set_state(tx: Tx, request_id: int, state: str, *, error: str | None = None) -> None:
-    tx.execute(
-        "UPDATE requests SET state = ?, last_error = ?, updated_at = ? WHERE id = ?",
-        (state, error, tx.now, request_id),
-    )
 
 
 def runs_notifier(config: Config) -> bool:
