@@ -32,6 +32,7 @@ from plaudit.config.model import (
 from plaudit.connectors.apiclient import ApiClient, decode_json
 from plaudit.errors import JournalError, PlatformError
 from plaudit.journal import AsyncJournal, Journal, Tx
+from plaudit.metrics import REGISTRY
 from plaudit.reliability.health import HealthState
 from plaudit.reliability.monitor import PlatformHealthMonitor, disk_full
 from plaudit.reviews.store import load_reviews
@@ -134,6 +135,25 @@ async def test_redirect_loop_not_followed(
         await call(server)
     assert raised.value.retryable is False
     assert server.requests == 1
+
+
+def requests_counted(outcome: str) -> float:
+    labels = {"platform": "test", "outcome": outcome}
+    return REGISTRY.get_sample_value("plaudit_platform_requests_total", labels) or 0.0
+
+
+async def test_unsupported_scheme_named_and_not_retried() -> None:
+    client = ApiClient("test", timeout=10.0, retry=RETRY)
+    errors_before = requests_counted("error")
+    retryable_before = requests_counted("retryable")
+    try:
+        with pytest.raises(PlatformError, match=r"platforms\.test\.api_base") as raised:
+            await client.call("GET", "ftp://127.0.0.1/v1/reviews", bytes)
+    finally:
+        await client.aclose()
+    assert raised.value.retryable is False
+    assert requests_counted("error") == errors_before + 1
+    assert requests_counted("retryable") == retryable_before
 
 
 # A full disk under the journal.

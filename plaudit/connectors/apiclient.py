@@ -207,8 +207,10 @@ class ApiClient:
             ) as streamed:
                 response = await read_limited(streamed, f"{method} {url}", platform=self.platform)
         except httpx.HTTPError as error:
-            PLATFORM_REQUESTS.labels(platform=self.platform, outcome="retryable").inc()
-            raise self._translate(error, method, url) from error
+            PLATFORM_REQUESTS.labels(platform=self.platform, outcome=outcome_of_error(error)).inc()
+            raise translate_http_error(
+                error, method, url, platform=self.platform, timeout=self.timeout
+            ) from error
         finally:
             PLATFORM_REQUEST_DURATION.labels(platform=self.platform).observe(self.clock() - started)
 
@@ -224,31 +226,52 @@ class ApiClient:
         self._retries += 1
         count_retry(self.platform, error)
 
-    def _translate(self, error: httpx.HTTPError, method: str, url: str) -> PlatformError:
-        if isinstance(error, httpx.UnsupportedProtocol):
-            return PlatformError(
-                f"{method} {url}: unsupported URL scheme; "
-                f"platforms.{self.platform}.api_base must be an http(s) URL",
-                retryable=False,
-            )
 
-        if isinstance(error, httpx.TimeoutException):
-            return PlatformError(
-                f"{method} {url} timed out after {self.timeout} s ({type(error).__name__}); "
-                f"the call will be retried, raise platforms.{self.platform}.request_timeout "
-                "if this persists",
-                retryable=True,
-            )
+def outcome_of_error(error: httpx.HTTPError) -> str:
+    """Return the metric outcome label of a request that raised ``error``: retried or not."""
+    # httpx counts an unsupported scheme as a transport error, but no retry can help it.
+    if isinstance(error, httpx.UnsupportedProtocol):
+        return "error"
 
-        if isinstance(error, httpx.TransportError):
-            return PlatformError(
-                f"{method} {url} failed: {type(error).__name__}: {error}; the call will be retried",
-                retryable=True,
-            )
+    return "retryable" if isinstance(error, httpx.TransportError) else "error"
 
+
+def translate_http_error(
+    error: httpx.HTTPError,
+    method: str,
+    url: str,
+    *,
+    platform: str,
+    timeout: float,
+    url_keys: tuple[str, ...] = ("api_base",),
+) -> PlatformError:
+    """Return the PlatformError for an httpx exception; transport failures are retryable.
+
+    ``url_keys`` are the keys of ``[platforms.<platform>]`` that hold the
+    request URLs, named when a URL has a scheme httpx cannot send.
+    """
+    if isinstance(error, httpx.UnsupportedProtocol):
+        keys = " and ".join(f"platforms.{platform}.{key}" for key in url_keys)
         return PlatformError(
-            f"{method} {url} failed: {type(error).__name__}: {error}", retryable=False
+            f"{method} {url}: unsupported URL scheme; {keys} must be http(s) URLs",
+            retryable=False,
         )
+
+    if isinstance(error, httpx.TimeoutException):
+        return PlatformError(
+            f"{method} {url} timed out after {timeout} s ({type(error).__name__}); "
+            f"the call will be retried, raise platforms.{platform}.request_timeout "
+            "if this persists",
+            retryable=True,
+        )
+
+    if isinstance(error, httpx.TransportError):
+        return PlatformError(
+            f"{method} {url} failed: {type(error).__name__}: {error}; the call will be retried",
+            retryable=True,
+        )
+
+    return PlatformError(f"{method} {url} failed: {type(error).__name__}: {error}", retryable=False)
 
 
 async def read_limited(streamed: httpx.Response, what: str, *, platform: str) -> httpx.Response:

@@ -29,14 +29,15 @@ import msgspec
 import trio
 
 from plaudit.config.model import GoogleConfig, RetryConfig
-from plaudit.connectors.apiclient import outcome_of, read_limited
-from plaudit.connectors.base import Capability, IngestionMode
-from plaudit.connectors.google_auth import TOKEN_EXPIRY_MARGIN, AccessToken
-from plaudit.connectors.google_errors import (
+from plaudit.connectors.apiclient import (
+    outcome_of,
     outcome_of_error,
-    raise_for_status,
+    read_limited,
     translate_http_error,
 )
+from plaudit.connectors.base import Capability, IngestionMode
+from plaudit.connectors.google_auth import TOKEN_EXPIRY_MARGIN, AccessToken
+from plaudit.connectors.google_errors import raise_for_status
 from plaudit.connectors.google_parse import (
     PLATFORM,
     PostedReply,
@@ -366,7 +367,14 @@ class GoogleClient:
                 response = await read_limited(streamed, f"{method} {url}", platform=PLATFORM)
         except httpx.HTTPError as error:
             PLATFORM_REQUESTS.labels(platform=PLATFORM, outcome=outcome_of_error(error)).inc()
-            raise translate_http_error(error, method, url, self._config.request_timeout) from error
+            raise translate_http_error(
+                error,
+                method,
+                url,
+                platform=PLATFORM,
+                timeout=self._config.request_timeout,
+                url_keys=("api_base", "token_url"),
+            ) from error
         finally:
             PLATFORM_REQUEST_DURATION.labels(platform=PLATFORM).observe(self._clock() - started)
 

@@ -47,40 +47,6 @@ def status_hint(status: int) -> str:
     return "the request was rejected; check the request and the configuration"
 
 
-def outcome_of_error(error: httpx.HTTPError) -> str:
-    """Return the metric outcome label of a request that raised ``error``."""
-    if isinstance(error, httpx.UnsupportedProtocol):
-        return "error"
-
-    return "retryable" if isinstance(error, httpx.TransportError) else "error"
-
-
-def translate_http_error(
-    error: httpx.HTTPError, method: str, url: str, timeout: float
-) -> PlatformError:
-    """Return the PlatformError for an httpx exception; transport failures are retryable."""
-    if isinstance(error, httpx.UnsupportedProtocol):
-        return PlatformError(
-            f"{method} {url}: unsupported URL scheme; api_base and token_url must be http(s) URLs",
-            retryable=False,
-        )
-
-    if isinstance(error, httpx.TimeoutException):
-        return PlatformError(
-            f"{method} {url} timed out after {timeout} s ({type(error).__name__}); "
-            "the call will be retried, raise platforms.google.request_timeout if this persists",
-            retryable=True,
-        )
-
-    if isinstance(error, httpx.TransportError):
-        return PlatformError(
-            f"{method} {url} failed: {type(error).__name__}: {error}; the call will be retried",
-            retryable=True,
-        )
-
-    return PlatformError(f"{method} {url} failed: {type(error).__name__}: {error}", retryable=False)
-
-
 def raise_for_status(response: httpx.Response, what: str, *, now: float) -> None:
     """Raise PlatformError unless the response is 2xx."""
     status = response.status_code
