@@ -223,12 +223,14 @@ async def test_fault_script_reaches_every_platform(base_url: str) -> None:
     targets = [Target(platform=platform, base_url=base_url) for platform in PLATFORMS]
     clean = {target.platform: ids((await target.list_reviews())[0]) for target in targets}
     listed: dict[str, list[str]] = {}
+    rounds = {target.platform: 0 for target in targets}
 
     async def keep_listing(target: Target, done: trio.Event) -> None:
         while not done.is_set():
             # Eight attempts take a platform's whole queue in one call.
             reviews, _ = await target.list_reviews(attempts=8, timeout=2.0)
             listed[target.platform] = ids(reviews)
+            rounds[target.platform] += 1
             await trio.sleep(1.0)
 
     done = trio.Event()
@@ -237,8 +239,12 @@ async def test_fault_script_reaches_every_platform(base_url: str) -> None:
             nursery.start_soon(keep_listing, target, done)
         ready.set()
         await script.run(ready)
-        # Two more rounds of listings, all after the paging loops ended.
-        await trio.sleep(2.5)
+        # Wait for two more listings of every platform, so the last one began
+        # after the paging loops ended.
+        ended = dict(rounds)
+        with trio.fail_after(60):
+            while any(rounds[platform] < ended[platform] + 2 for platform in rounds):
+                await trio.sleep(0.1)
         done.set()
     document = await stats(base_url)
 

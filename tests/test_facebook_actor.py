@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -41,6 +41,7 @@ from plaudit.sandbox import facebook as fb_sandbox
 from plaudit.sandbox import trustpilot as tp_sandbox
 from plaudit.sandbox import yelp as yelp_sandbox
 from plaudit.sandbox.standin import stand_in_truth_reviews
+from tests.support import wait_for
 
 
 class Context:
@@ -79,19 +80,43 @@ def config_for(base_url: str, *, graph_version: str = "v19.0") -> Config:
 
 
 @pytest.fixture
-async def base_url(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> AsyncIterator[str]:
+async def base_url(nursery: trio.Nursery) -> AsyncIterator[str]:
     # No scripted events, so the truth read after the run is what the run listed.
     url: str = await nursery.start(serve_sandbox, SandboxOptions(seed=3, script_seconds=0))
     yield url
 
 
-async def run_actors(actors: list[ListingActor], seconds: float) -> None:
+# Profiles per platform in config_for, each synced once when its actor starts.
+PROFILES = {
+    "facebook": len(fb_sandbox.PAGE_IDS),
+    "trustpilot": len(tp_sandbox.UNIT_IDS),
+    "yelp": len(yelp_sandbox.BUSINESS_IDS),
+}
+
+
+async def run_actors(
+    actors: list[ListingActor], until: Callable[[], bool], *, what: str, settle: float = 0.0
+) -> None:
+    """Run the actors until ``until()`` holds, then ``settle`` more seconds, then stop them.
+
+    The wait is in real time because the journal's worker thread rules out
+    trio's autojump clock.
+    """
     context = Context()
     async with trio.open_nursery() as nursery:
         for actor in actors:
             nursery.start_soon(actor.start, context)
-        await trio.sleep(seconds)
+        await wait_for(until, timeout=60, what=what)
+        await trio.sleep(settle)
         context.stop_requested.set()
+
+
+def synced(path: Path, *platforms: str) -> bool:
+    """Return whether every profile of ``platforms`` has had a successful sync."""
+    return all(
+        job_states(path, platform).count("succeeded") >= PROFILES[platform]
+        for platform in platforms
+    )
 
 
 def job_states(path: Path, owner: str) -> list[str]:
@@ -131,7 +156,8 @@ async def test_sync_stores_truth(base_url: str, journal: AsyncJournal, tmp_path:
         ListingActor(journal, source, sync_interval=300.0, breaker=breaker, lease_seconds=30.0)
         for source, _, breaker in sources.values()
     ]
-    await run_actors(actors, 5.0)
+    path = tmp_path / "journal.sqlite3"
+    await run_actors(actors, lambda: synced(path, *PROFILES), what="a sync of every profile")
     async with httpx.AsyncClient() as http:
         truth = (await http.get(f"{base_url}/_sandbox/truth")).json()
 
@@ -157,7 +183,10 @@ async def test_unsupported_version_stops_syncs(
     config = config_for(base_url, graph_version="v22.0")
     source, _, breaker = build_sources(config)["facebook"]
     actor = ListingActor(journal, source, sync_interval=1.0, breaker=breaker, lease_seconds=30.0)
-    await run_actors([actor], 10.0)
+    # Five more sync intervals show that no sync follows the first response.
+    await run_actors(
+        [actor], lambda: actor.health == UNSUPPORTED, what="the version rejected", settle=5.0
+    )
     states = job_states(tmp_path / "journal.sqlite3", "facebook")
     assert actor.health == UNSUPPORTED
     assert actor.unsupported is not None
@@ -185,7 +214,14 @@ async def test_one_failing_platform_spares_others(
         )
         for name, (source, _, breaker) in sources.items()
     }
-    await run_actors(list(actors.values()), 5.0)
+    path = tmp_path / "journal.sqlite3"
+    await run_actors(
+        list(actors.values()),
+        lambda: (
+            actors["trustpilot"].health == "reconnect-required" and synced(path, "facebook", "yelp")
+        ),
+        what="the Trustpilot failure and the other platforms' syncs",
+    )
 
     assert actors["trustpilot"].health == "reconnect-required"
     assert actors["facebook"].health == "healthy"

@@ -31,8 +31,11 @@ from plaudit.sandbox import SandboxOptions, serve_sandbox
 from plaudit.sandbox import app as google_sandbox
 from plaudit.sandbox.truth import truth_reviews
 from plaudit.sandbox.world import DEFAULT_EPOCH
+from tests.support import query, wait_for
 
 PROFILE = "accounts/1001/locations/2001"
+# Sandbox seconds over which the scripted events happen.
+SCRIPT_SECONDS = 30.0
 
 
 def review(review_id: str, updated_at: str) -> Review:
@@ -152,9 +155,10 @@ class Context:
 
 
 @pytest.fixture
-async def base_url(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> AsyncIterator[str]:
+async def base_url(nursery: trio.Nursery) -> AsyncIterator[str]:
     # Scripted events from 1 s to 30 s of sandbox time: arrivals, edits, replies, deletions.
-    url: str = await nursery.start(serve_sandbox, SandboxOptions(seed=11, script_seconds=30))
+    options = SandboxOptions(seed=11, script_seconds=SCRIPT_SECONDS)
+    url: str = await nursery.start(serve_sandbox, options)
     yield url
 
 
@@ -194,15 +198,31 @@ def stored(path: Path) -> list[Review]:
     return sorted(reviews, key=lambda item: item.review_id)
 
 
+def sync_states(path: Path, key: str = "%") -> list[str]:
+    rows = query(path, "SELECT state FROM jobs WHERE kind = 'google.sync' AND key LIKE ?", (key,))
+    return [str(row[0]) for row in rows]
+
+
 async def sync_once(actor: GoogleActor, writer: AsyncJournal, name: str) -> None:
+    key = f"google.sync:{PROFILE}:{name}"
     await writer.enqueue(
         kind="google.sync",
         owner="google",
-        key=f"google.sync:{PROFILE}:{name}",
+        key=key,
         payload={"account": "accounts/1001", "location": "locations/2001"},
     )
     actor.wake()
-    await trio.sleep(3.0)
+    await wait_for(
+        lambda: sync_states(writer.journal.path, key) == ["succeeded"],
+        timeout=60,
+        what=f"the sync job {key}",
+    )
+
+
+async def wait_until_script_ends(base_url: str) -> None:
+    with trio.fail_after(120):
+        while (await sandbox(base_url, "/_sandbox/stats"))["elapsed"] <= SCRIPT_SECONDS:
+            await trio.sleep(0.5)
 
 
 async def test_incremental_then_full_sync(base_url: str, tmp_path: Path) -> None:
@@ -220,16 +240,21 @@ async def test_incremental_then_full_sync(base_url: str, tmp_path: Path) -> None
         )
         nursery.start_soon(actor.start, context)
         # The first sync is full: nothing is stored yet.
-        await trio.sleep(0.5)
+        # NOTE: the sandbox clock is real time here, so this sync must list before
+        # the first scripted event, which comes 1 to 2 s after the sandbox starts.
+        await wait_for(
+            lambda: "succeeded" in sync_states(path), timeout=60, what="the first full sync"
+        )
         first_requests = await list_requests(base_url)
         after_full = stored(path)
-        cursor = opened.query(
+        cursor = query(
+            path,
             "SELECT value FROM cursors WHERE owner = 'google' AND name = ?",
-            [FULL_SYNC_CURSOR.format(profile=PROFILE)],
+            (FULL_SYNC_CURSOR.format(profile=PROFILE),),
         )
 
         # Let the whole script happen, then sync incrementally.
-        await trio.sleep(40.0)
+        await wait_until_script_ends(base_url)
         await sync_once(actor, writer, "incremental")
         incremental_requests = await list_requests(base_url) - first_requests
         after_incremental = stored(path)

@@ -17,6 +17,7 @@ from plaudit.inbound.inbox import sync_job_for
 from plaudit.inbound.testing import pubsub_body
 from plaudit.journal import AsyncJournal, Journal
 from plaudit.sandbox import SandboxOptions, serve_sandbox
+from tests.support import query
 from tests.test_google_concurrency import Context, config_for
 
 LOCATION = "accounts/1001/locations/2001"
@@ -124,7 +125,9 @@ async def test_push_job_targets_review_or_lists(
         inner.start_soon(actor.start, context)
 
         def pushed_job_done() -> bool:
-            rows = opened.query("SELECT state FROM jobs WHERE key = 'google.sync:push:1'")
+            # A separate connection reads only committed work, and ``opened``
+            # belongs to the writer's worker thread while it runs.
+            rows = query(opened.path, "SELECT state FROM jobs WHERE key = 'google.sync:push:1'")
             return bool(rows) and rows[0][0] == "succeeded"
 
         with trio.move_on_after(60.0):

@@ -30,7 +30,7 @@ from plaudit.daemon.supervisor import ChildContext
 from plaudit.demo import demo_config
 from plaudit.errors import ConfigError, ControlError, JournalError
 from plaudit.journal import AsyncJournal, Journal
-from tests.support import DaemonDirs, open_daemon, start_sandbox, stop_daemon, wait_for
+from tests.support import DaemonDirs, open_daemon, query, start_sandbox, stop_daemon, wait_for
 
 # Deeper than the recursion limits of msgspec's and tomllib's decoders, and
 # small enough to fit one 64 KiB control request line.
@@ -253,11 +253,14 @@ async def run_until_synced(actor: Any, journal: AsyncJournal, *, count: int) -> 
     ctx = ChildContext(actor.name)
 
     def succeeded() -> int:
-        return sum(n for _kind, state, n in journal.journal.counts() if state == "succeeded")
+        # A separate connection reads only committed jobs, and the journal's own
+        # connection belongs to its worker thread.
+        rows = query(journal.journal.path, "SELECT count(*) FROM jobs WHERE state = 'succeeded'")
+        return int(rows[0][0]) if rows else 0
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(actor.start, ctx)
-        await wait_for(lambda: succeeded() >= count, timeout=20, what=f"{count} synced jobs")
+        await wait_for(lambda: succeeded() >= count, timeout=60, what=f"{count} synced jobs")
         ctx.stop_requested.set()
 
 

@@ -103,6 +103,22 @@ def health_of(dirs: DaemonDirs, platform: str, profile: str) -> dict[str, object
     return {}
 
 
+async def wait_for_degraded(dirs: DaemonDirs, platform: str, profile: str) -> dict[str, object]:
+    """Poll ``ctl health`` until the profile is degraded, for up to 60 s.
+
+    ``ctl`` runs in a thread because on the event loop it would stop the sandbox
+    in this process from serving the daemon while it waits.
+    """
+    row: dict[str, object] = {}
+    with trio.move_on_after(60):
+        while True:
+            row = await trio.to_thread.run_sync(health_of, dirs, platform, profile)
+            if row.get("state") == "degraded":
+                return row
+            await trio.sleep(0.1)
+    pytest.fail(f"timed out after 60 s waiting for {platform} {profile} to turn degraded: {row}")
+
+
 async def test_daemon_marketplace_modes(tmp_path: Path) -> None:
     """Storefront, mailbox and import all reach the journal; challenge and verify show in health."""
     dirs = DaemonDirs(tmp_path)
@@ -127,18 +143,15 @@ async def test_daemon_marketplace_modes(tmp_path: Path) -> None:
             )
             authors = query(dirs.journal, "SELECT author FROM reviews WHERE platform = 'hitched'")
             assert ("Ana & Luis",) in authors
-            assert not list((tmp_path / "mail" / "new").iterdir())
+            # Messages move out of new/ only after their reviews are committed.
+            await wait_for(
+                lambda: not list((tmp_path / "mail" / "new").iterdir()),
+                timeout=60.0,
+                what="the read messages moved out of new/",
+            )
             assert len(ids) >= 5
 
-            challenge = await wait_for(
-                lambda: (
-                    (row := health_of(dirs, "hitched", "challenge"))
-                    and row["state"] == "degraded"
-                    and row
-                ),
-                timeout=60.0,
-                what="the challenge profile turning degraded",
-            )
+            challenge = await wait_for_degraded(dirs, "hitched", "challenge")
             assert "bot challenge" in str(challenge["cause"])
             assert not query(dirs.journal, "SELECT 1 FROM reviews WHERE profile = 'challenge'")
 
@@ -154,7 +167,10 @@ async def test_daemon_marketplace_modes(tmp_path: Path) -> None:
             result = json.loads(mismatch.stdout)
             assert result["state"] == "mismatch"
             assert "Oak Barn Weddings" in result["problems"][0]
-            assert health_of(dirs, "bodas", "finca-olivos/verify")["state"] == "degraded"
+            verify_row = await trio.to_thread.run_sync(
+                health_of, dirs, "bodas", "finca-olivos/verify"
+            )
+            assert verify_row["state"] == "degraded"
 
             unknown = ctl(dirs, "verify", "no-such-profile")
             assert unknown.returncode == 1

@@ -105,7 +105,12 @@ async def test_reload_applies_mode_and_url(tmp_path: Path) -> None:
                 timeout=60.0,
                 what="a storefront sync of the paginated URL",
             )
-            assert not list((tmp_path / "mail" / "new").iterdir())
+            # Messages move out of new/ only after their reviews are committed.
+            await wait_for(
+                lambda: not list((tmp_path / "mail" / "new").iterdir()),
+                timeout=60.0,
+                what="the read messages moved out of new/",
+            )
 
             bodas = """
 [[platforms.marketplace.profiles]]

@@ -49,6 +49,7 @@ from plaudit.sandbox import app as google_sandbox
 from plaudit.sandbox import facebook as fb_sandbox
 from plaudit.sandbox import trustpilot as tp_sandbox
 from plaudit.sandbox import yelp as yelp_sandbox
+from tests.support import query, wait_for
 
 PLATFORMS = ("google", "facebook", "trustpilot", "yelp")
 GOOGLE_ACCOUNT = "accounts/1001"
@@ -340,6 +341,14 @@ def snapshot(path: Path, platform: str) -> tuple[list[Review], int]:
     return reviews, int(events)
 
 
+def kind_states(path: Path, kind: str) -> list[str]:
+    return [str(row[0]) for row in query(path, "SELECT state FROM jobs WHERE kind = ?", (kind,))]
+
+
+def key_states(path: Path, key: str) -> list[str]:
+    return [str(row[0]) for row in query(path, "SELECT state FROM jobs WHERE key LIKE ?", (key,))]
+
+
 async def test_reset_degrades_health_keeps_store(target: Target, journal_file: Path) -> None:
     monitor = PlatformHealthMonitor(policy=HealthPolicy(minimum_jobs=1))
     opened = Journal.open(journal_file, instance="faults-1")
@@ -349,13 +358,22 @@ async def test_reset_degrades_health_keeps_store(target: Target, journal_file: P
         await nursery.start(writer.run)
         actor = target.actor(writer, monitor)
         nursery.start_soon(actor.start, context)
-        await trio.sleep(5.0)
+        # Real time, because the journal's worker thread rules out the autojump clock.
+        await wait_for(
+            lambda: "succeeded" in kind_states(journal_file, f"{target.platform}.sync"),
+            timeout=60,
+            what=f"the first {target.platform} sync",
+        )
         before = snapshot(journal_file, target.platform)
 
         await target.set_faults(reset_rate=1.0)
         await writer.enqueue(**target.extra_job("after-reset"))
         actor.wake()
-        await trio.sleep(5.0)
+        await wait_for(
+            lambda: key_states(journal_file, "%:after-reset") == ["failed"],
+            timeout=60,
+            what="the sync after the reset to fail",
+        )
         context.stop_requested.set()
         actor.wake()
         await trio.sleep(1.0)

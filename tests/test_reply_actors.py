@@ -1,8 +1,10 @@
-"""Replies posted by the platform actors to the sandbox stand-ins, on a virtual clock.
+"""Replies posted by the platform actors to the sandbox stand-ins, in real time.
 
 Each test runs a real journal file, the real connector and actor, and the
 sandbox on loopback: the reply is queued as ``ctl review reply`` queues it,
-the actor posts it, and a later sync reads it back from the stand-in.
+the actor posts it, and a later sync reads it back from the stand-in.  The
+journal's worker thread rules out trio's autojump clock, which would skip
+ahead while the thread works, so each step waits for its job's state.
 """
 
 from __future__ import annotations
@@ -41,13 +43,14 @@ from plaudit.sandbox import SandboxOptions, serve_sandbox
 from plaudit.sandbox import app as google_sandbox
 from plaudit.sandbox import facebook as fb_sandbox
 from plaudit.sandbox import trustpilot as tp_sandbox
+from tests.support import query, wait_for
 
 GOOGLE_ACCOUNT = "accounts/1001"
 GOOGLE_LOCATION = "locations/2001"
 GOOGLE_PROFILE = f"{GOOGLE_ACCOUNT}/{GOOGLE_LOCATION}"
 REPLY_ROUTES = {"google": "reviews.reply", "facebook": "fb.comment", "trustpilot": "tp.reply"}
-# Virtual seconds; the autojump clock skips them at once.
-SETTLE = 10.0
+# Real seconds allowed for one job to finish, generous for a loaded machine.
+JOB_TIMEOUT = 60.0
 # Long enough that a job waiting for the edit limiter keeps its lease.
 LEASE = 600.0
 
@@ -62,7 +65,7 @@ class Context:
 
 
 @pytest.fixture
-async def base_url(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> AsyncIterator[str]:
+async def base_url(nursery: trio.Nursery) -> AsyncIterator[str]:
     # No scripted events: only the replies change the stand-ins.
     url: str = await nursery.start(serve_sandbox, SandboxOptions(seed=6, script_seconds=0))
     yield url
@@ -153,15 +156,19 @@ class Running:
             profile = fb_sandbox.PAGE_IDS[0] if platform == "facebook" else tp_sandbox.UNIT_IDS[0]
             payload = {"profile": profile}
         kind = f"{platform}.sync"
-        await self.writer.enqueue(kind=kind, owner=platform, key=f"{kind}:{name}", payload=payload)
+        key = f"{kind}:{name}"
+        await self.writer.enqueue(kind=kind, owner=platform, key=key, payload=payload)
         self.actor.wake()
-        await trio.sleep(SETTLE)
+        await wait_for(
+            lambda: job_state(self.writer.journal.path, key) == "succeeded",
+            timeout=JOB_TIMEOUT,
+            what=f"the sync job {key}",
+        )
 
 
 async def run_actor(path: Path, make_actor: Any, body: Any, *, before: Any = None) -> None:
     """Open the journal, run ``before(tx)`` if given, start the actor, await ``body(running)``."""
-    # The journal's retry times are wall-clock seconds, which the virtual
-    # clock does not move, so a failed job is due again almost at once.
+    # A failed job is due again 0.01 s of wall-clock time later, so it retries at once.
     opened = Journal.open(path, instance="replies", retry_initial=0.01)
     if before is not None:
         with opened.transaction() as tx:
@@ -173,7 +180,12 @@ async def run_actor(path: Path, make_actor: Any, body: Any, *, before: Any = Non
             await nursery.start(writer.run)
             actor = make_actor(writer)
             nursery.start_soon(actor.start, context)
-            await trio.sleep(SETTLE)
+            # The actor's first sync stores the reviews that the body replies to.
+            await wait_for(
+                lambda: "succeeded" in job_states(path, f"{actor.name}.sync"),
+                timeout=JOB_TIMEOUT,
+                what=f"the first {actor.name} sync",
+            )
             await body(Running(writer, actor, context))
             context.stop_requested.set()
             actor.wake()
@@ -194,6 +206,25 @@ def replied_events(path: Path, review_id: str) -> list[dict[str, Any]]:
             "SELECT key FROM events WHERE type = 'review.replied' AND subject = ?", (review_id,)
         ).fetchall()
     return [{"key": row[0]} for row in rows]
+
+
+def job_state(path: Path, key: str) -> str:
+    rows = query(path, "SELECT state FROM jobs WHERE key = ?", (key,))
+    return str(rows[0][0]) if rows else ""
+
+
+def job_states(path: Path, kind: str) -> list[str]:
+    return [str(row[0]) for row in query(path, "SELECT state FROM jobs WHERE kind = ?", (kind,))]
+
+
+async def wait_for_replies_finished(path: Path) -> None:
+    """Wait until every reply job has succeeded or is dead."""
+
+    def finished() -> bool:
+        states = job_states(path, "review.reply")
+        return bool(states) and set(states) <= {"succeeded", "dead"}
+
+    await wait_for(finished, timeout=JOB_TIMEOUT, what="every reply job to succeed or die")
 
 
 def reply_jobs(path: Path) -> list[tuple[str, int, str | None]]:
@@ -238,7 +269,7 @@ async def test_reply_reaches_stand_in_once(platform: str, base_url: str, tmp_pat
         target.extend(unreplied(path, platform))
         queued = await running.queue(f"{platform}:{target[0].review_id}", "Thank you both!")
         assert queued["state"] == "queued"
-        await trio.sleep(SETTLE)
+        await wait_for_replies_finished(path)
         await running.sync_again("after-reply")
 
     await run_actor(path, make, body)
@@ -259,12 +290,13 @@ async def test_google_limiter_spaces_edits(base_url: str, tmp_path: Path) -> Non
     async def body(running: Running) -> None:
         for number, review in enumerate(unreplied(path, "google", 4)):
             await running.queue(f"google:{review.review_id}", f"Thank you, guest {number}!")
-        # A burst of 2 edits, then one every 30 s at 2 edits a minute.
-        await trio.sleep(5.0)
+        # A burst of 2 edits, then one every 30 s at 2 edits a minute.  In real
+        # time, each count is read at least 15 s from the edits before and after it.
+        await trio.sleep(15.0)
         counts.append(await route_count(base_url, route))
         await trio.sleep(30.0)
         counts.append(await route_count(base_url, route))
-        await trio.sleep(60.0)
+        await trio.sleep(50.0)
         counts.append(await route_count(base_url, route))
 
     await run_actor(path, lambda writer: google_actor(base_url, writer, edits_per_minute=2), body)
@@ -294,7 +326,7 @@ async def test_reply_to_deleted_review_fails(base_url: str, tmp_path: Path) -> N
         queue_reply(tx, "google:GoneReview1", "Thank you!")
 
     async def body(running: Running) -> None:
-        await trio.sleep(SETTLE)
+        await wait_for_replies_finished(path)
 
     await run_actor(path, lambda writer: google_actor(base_url, writer), body, before=before)
 
@@ -315,7 +347,7 @@ async def test_reply_5xx_retries_through_journal(base_url: str, tmp_path: Path) 
         await set_faults(base_url, "google", next_statuses=[503], routes=["reviews.reply"])
         target.extend(unreplied(path, "google"))
         await running.queue(f"google:{target[0].review_id}", "Thank you!")
-        await trio.sleep(30.0)
+        await wait_for_replies_finished(path)
 
     await run_actor(path, lambda writer: google_actor(base_url, writer), body)
 
@@ -355,7 +387,7 @@ async def test_facebook_reply_lost_response_posts_once(base_url: str, tmp_path: 
     async def body(running: Running) -> None:
         target.extend(unreplied(path, "facebook"))
         await running.queue(f"facebook:{target[0].review_id}", "Thank you both!")
-        await trio.sleep(30.0)
+        await wait_for_replies_finished(path)
 
     await run_actor(
         path, lambda writer: listing_actor("facebook", base_url, writer, transport), body

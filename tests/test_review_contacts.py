@@ -30,6 +30,7 @@ from plaudit.reviews.contacts import (
 from plaudit.reviews.model import Contact
 from plaudit.sandbox import SandboxOptions, serve_sandbox
 from plaudit.sandbox import trustpilot as tp_sandbox
+from tests.support import query, wait_for
 
 
 @pytest.fixture
@@ -136,7 +137,7 @@ class Context:
 
 
 @pytest.fixture
-async def base_url(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> AsyncIterator[str]:
+async def base_url(nursery: trio.Nursery) -> AsyncIterator[str]:
     url: str = await nursery.start(serve_sandbox, SandboxOptions(seed=4, script_seconds=0))
     yield url
 
@@ -152,6 +153,13 @@ def trustpilot_config(base_url: str) -> Config:
     return Config(platforms=PlatformsConfig(trustpilot=trustpilot))
 
 
+def succeeded_syncs(path: Path) -> int:
+    rows = query(
+        path, "SELECT count(*) FROM jobs WHERE kind = 'trustpilot.sync' AND state = 'succeeded'"
+    )
+    return int(rows[0][0]) if rows else 0
+
+
 async def test_sync_stores_sandbox_contacts(base_url: str, tmp_path: Path) -> None:
     opened = Journal.open(tmp_path / "journal.sqlite3", instance="contacts-2")
     source, interval, breaker = build_sources(trustpilot_config(base_url))["trustpilot"]
@@ -163,7 +171,12 @@ async def test_sync_stores_sandbox_contacts(base_url: str, tmp_path: Path) -> No
         )
         context = Context()
         nursery.start_soon(actor.start, context)
-        await trio.sleep(5.0)
+        # Real time, because the journal's worker thread rules out the autojump clock.
+        await wait_for(
+            lambda: succeeded_syncs(tmp_path / "journal.sqlite3") >= len(tp_sandbox.UNIT_IDS),
+            timeout=60,
+            what="one sync of every business unit",
+        )
         context.stop_requested.set()
         await trio.sleep(1.0)
         nursery.cancel_scope.cancel()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,22 @@ def created_keys(dirs: DaemonDirs) -> set[str]:
     return {str(row[0]) for row in rows}
 
 
+async def ctl_in_thread(dirs: DaemonDirs, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``plaudit ctl`` in a thread, so the receiver in this process keeps serving.
+
+    On the event loop, ctl would hold up the receiver past the endpoint's 2 s timeout.
+    """
+    return await trio.to_thread.run_sync(ctl, dirs, *args)
+
+
+async def wait_until_disabled(dirs: DaemonDirs) -> None:
+    with trio.move_on_after(60):
+        while '"disabled"' not in (await ctl_in_thread(dirs, "--json", "webhooks")).stdout:
+            await trio.sleep(0.3)
+        return
+    pytest.fail("timed out after 60 s waiting for the endpoint disabled by 410 Gone")
+
+
 def delivered(receiver: Receiver, dirs: DaemonDirs) -> bool:
     keys = created_keys(dirs)
     wanted = {webhook_id("crm", key) for key in keys}
@@ -66,8 +83,10 @@ async def test_reviews_reach_receiver_signed(tmp_path: Path) -> None:
                 interval=0.2,
                 what="every review.created delivered",
             )
-            overview = ctl(dirs, "--json", "webhooks")
-            attempts = ctl(dirs, "--json", "deliveries", "--endpoint", "crm", "--limit", "1000")
+            overview = await ctl_in_thread(dirs, "--json", "webhooks")
+            attempts = await ctl_in_thread(
+                dirs, "--json", "deliveries", "--endpoint", "crm", "--limit", "1000"
+            )
         finally:
             exit_code = await stop_daemon(process)
         nursery.cancel_scope.cancel()
@@ -105,16 +124,12 @@ async def test_gone_then_replay(tmp_path: Path) -> None:
         dirs.write_config(base_url, sync_interval=1.0, extra=endpoint_config(receiver_url))
         process = await open_daemon(dirs)
         try:
-            await wait_for(
-                lambda: '"disabled"' in ctl(dirs, "--json", "webhooks").stdout,
-                timeout=60,
-                interval=0.3,
-                what="the endpoint disabled by 410 Gone",
-            )
-            refused = ctl(dirs, "replay", "--endpoint", "crm", "--since", "2000-01-01T00:00:00Z")
-            enabled = ctl(dirs, "webhooks", "--enable", "crm")
-            replayed = ctl(
-                dirs, "--json", "replay", "--endpoint", "crm", "--since", "2000-01-01T00:00:00Z"
+            await wait_until_disabled(dirs)
+            since = "2000-01-01T00:00:00Z"
+            refused = await ctl_in_thread(dirs, "replay", "--endpoint", "crm", "--since", since)
+            enabled = await ctl_in_thread(dirs, "webhooks", "--enable", "crm")
+            replayed = await ctl_in_thread(
+                dirs, "--json", "replay", "--endpoint", "crm", "--since", since
             )
             await wait_for(
                 lambda: delivered(receiver, dirs),
@@ -122,7 +137,7 @@ async def test_gone_then_replay(tmp_path: Path) -> None:
                 interval=0.2,
                 what="every review.created delivered after the replay",
             )
-            text = ctl(dirs, "deliveries", "--state", "disabled")
+            text = await ctl_in_thread(dirs, "deliveries", "--state", "disabled")
         finally:
             exit_code = await stop_daemon(process)
         nursery.cancel_scope.cancel()
@@ -150,8 +165,9 @@ async def test_reload_adds_endpoint(tmp_path: Path) -> None:
     first = Receiver(secrets=[Secret.parse(OLD_SECRET)])
     second = Receiver(secrets=[Secret.parse(OLD_SECRET)])
     async with trio.open_nursery() as nursery:
-        # Scripted reviews keep arriving for 10 s, after the reload too.
-        base_url = await start_sandbox(nursery, seed=9, script_seconds=10.0)
+        # Scripted reviews keep arriving every 1 to 2 s for 60 s, so some arrive
+        # after the reload even when the daemon starts slowly.
+        base_url = await start_sandbox(nursery, seed=9, script_seconds=60.0)
         first_url = await nursery.start(serve_receiver, first)
         second_url = await nursery.start(serve_receiver, second)
         dirs.write_config(base_url, sync_interval=1.0, extra=endpoint_config(first_url))
@@ -163,14 +179,14 @@ async def test_reload_adds_endpoint(tmp_path: Path) -> None:
                 sync_interval=1.0,
                 extra=endpoint_config(first_url) + endpoint_config(second_url, name="sheet"),
             )
-            reloaded = ctl(dirs, "reload")
+            reloaded = await ctl_in_thread(dirs, "reload")
             await wait_for(
                 second.accepted_ids,
                 timeout=60,
                 interval=0.1,
                 what="a delivery to the endpoint added by the reload",
             )
-            table = ctl(dirs, "webhooks")
+            table = await ctl_in_thread(dirs, "webhooks")
         finally:
             exit_code = await stop_daemon(process)
         nursery.cancel_scope.cancel()
