@@ -157,7 +157,8 @@ class Context:
 @pytest.fixture
 async def base_url(nursery: trio.Nursery) -> AsyncIterator[str]:
     # Scripted events from 1 s to 30 s of sandbox time: arrivals, edits, replies, deletions.
-    options = SandboxOptions(seed=11, script_seconds=SCRIPT_SECONDS)
+    # Held until the first full sync has listed the initial reviews.
+    options = SandboxOptions(seed=11, script_seconds=SCRIPT_SECONDS, hold_script=True)
     url: str = await nursery.start(serve_sandbox, options)
     yield url
 
@@ -219,6 +220,12 @@ async def sync_once(actor: GoogleActor, writer: AsyncJournal, name: str) -> None
     )
 
 
+async def release_script(base_url: str) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{base_url}/_sandbox/script", json={"held": False})
+    response.raise_for_status()
+
+
 async def wait_until_script_ends(base_url: str) -> None:
     with trio.fail_after(120):
         while (await sandbox(base_url, "/_sandbox/stats"))["elapsed"] <= SCRIPT_SECONDS:
@@ -240,12 +247,11 @@ async def test_incremental_then_full_sync(base_url: str, tmp_path: Path) -> None
         )
         nursery.start_soon(actor.start, context)
         # The first sync is full: nothing is stored yet.
-        # NOTE: the sandbox clock is real time here, so this sync must list before
-        # the first scripted event, which comes 1 to 2 s after the sandbox starts.
         await wait_for(
             lambda: "succeeded" in sync_states(path), timeout=60, what="the first full sync"
         )
         first_requests = await list_requests(base_url)
+        await release_script(base_url)
         after_full = stored(path)
         cursor = query(
             path,

@@ -288,6 +288,33 @@ async def test_advance_rejects_negative_seconds(autojump_clock: trio.abc.Clock) 
     assert response.status_code == 400
 
 
+async def test_held_script_waits_until_released(autojump_clock: trio.abc.Clock) -> None:
+    async with trio.open_nursery() as nursery:
+        base_url = await start(nursery, script_seconds=10.0, hold_script=True)
+        async with httpx.AsyncClient() as client:
+            advanced = await client.post(f"{base_url}/_sandbox/advance", json={"seconds": 30})
+            held = (await client.get(f"{base_url}/_sandbox/truth")).json()
+            released = await client.post(f"{base_url}/_sandbox/script", json={"held": False})
+            truth = (await client.get(f"{base_url}/_sandbox/truth")).json()
+        nursery.cancel_scope.cancel()
+
+    assert advanced.json()["applied"] == []
+    assert held["events_pending"] > 0
+    assert len(released.json()["applied"]) == held["events_pending"]
+    assert truth["events_pending"] == 0
+
+
+async def test_script_hold_rejects_a_malformed_request(autojump_clock: trio.abc.Clock) -> None:
+    async with trio.open_nursery() as nursery:
+        base_url = await start(nursery)
+        async with httpx.AsyncClient() as client:
+            response = await client.post(f"{base_url}/_sandbox/script", json={"held": "soon"})
+        nursery.cancel_scope.cancel()
+
+    assert response.status_code == 400
+    assert '{"held": false}' in response.json()["error"]
+
+
 async def test_truth_endpoint_matches_world(autojump_clock: trio.abc.Clock) -> None:
     async with trio.open_nursery() as nursery:
         base_url = await start(nursery, seed=9)

@@ -9,6 +9,9 @@ Routes, all under the sandbox's base URL:
 - ``GET .../reviews/{id}`` and ``PUT .../reviews/{id}/reply``.
 - ``GET /_sandbox/truth``: every review, deleted ones flagged.
 - ``POST /_sandbox/advance``: move sandbox time forward by ``seconds``.
+- ``POST /_sandbox/script``: ``{"held": true}`` holds the Google world's
+  script, so no scripted event happens; ``{"held": false}`` lets it go on,
+  and the events due meanwhile happen at the next request.
 - ``GET /_sandbox/stats``: requests served and faults injected.
 - ``GET|POST /_sandbox/faults``: read or change the fault settings;
   ``page_token_loop`` (bool) makes every later page repeat its own token.
@@ -95,6 +98,10 @@ class _Advance(msgspec.Struct, forbid_unknown_fields=True):
     seconds: float = msgspec.field(default=0.0)
 
 
+class _ScriptHold(msgspec.Struct, forbid_unknown_fields=True):
+    held: bool
+
+
 class _AuthChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     revoke_access_tokens: bool = False
     refresh_token_valid: bool | None = None
@@ -121,9 +128,12 @@ class SandboxApp:
         faults: FaultInjector,
         *,
         clock: Callable[[], float] = trio.current_time,
+        script_held: bool = False,
     ) -> None:
         self.world = world
         self.faults = faults
+        # While True, the Google world's scripted events wait (POST /_sandbox/script).
+        self.script_held = script_held
         self._clock = clock
         self._start = clock()
         self._advanced = 0.0
@@ -139,6 +149,7 @@ class SandboxApp:
             ("PUT", re.compile(_REVIEWS + r"/([^/]+)/reply$"), "reviews.reply", self._put_reply),
             ("GET", re.compile(r"^/_sandbox/truth$"), "truth", self._truth),
             ("POST", re.compile(r"^/_sandbox/advance$"), "advance", self._advance),
+            ("POST", re.compile(r"^/_sandbox/script$"), "script", self._hold_script),
             ("GET", re.compile(r"^/_sandbox/stats$"), "stats", self._stats),
             ("GET", re.compile(r"^/_sandbox/faults$"), "faults", self._get_faults),
             ("POST", re.compile(r"^/_sandbox/faults$"), "faults", self._set_faults),
@@ -182,6 +193,7 @@ class SandboxApp:
         """Return requests by route, faults injected, tokens issued and the world's counts."""
         return {
             "elapsed": self.elapsed(),
+            "script_held": self.script_held,
             "requests_total": self._requests.total(),
             "requests": dict(self._requests),
             "faults": self.faults.statistics(),
@@ -200,7 +212,8 @@ class SandboxApp:
 
     async def handle(self, request: Request) -> Response:
         """Route one request, after applying the scripted events due by now."""
-        self.world.advance_to(self.elapsed())
+        if not self.script_held:
+            self.world.advance_to(self.elapsed())
         allowed: list[str] = []
         for method, pattern, name, handler in self._routes:
             match = pattern.match(request.path)
@@ -357,9 +370,22 @@ class SandboxApp:
             return json_response(400, {"error": message})
 
         self._advanced += advance.seconds
-        applied = self.world.advance_to(self.elapsed())
+        applied = [] if self.script_held else self.world.advance_to(self.elapsed())
         return json_response(
             200, {"elapsed": self.elapsed(), "applied": [event.describe() for event in applied]}
+        )
+
+    async def _hold_script(self, request: Request, match: re.Match[str]) -> Response:
+        try:
+            hold = msgspec.json.decode(request.body or b"{}", type=_ScriptHold)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            message = f'invalid script request: {error}; send {{"held": true}} or {{"held": false}}'
+            return json_response(400, {"error": message})
+
+        self.script_held = hold.held
+        applied = [] if hold.held else self.world.advance_to(self.elapsed())
+        return json_response(
+            200, {"held": hold.held, "applied": [event.describe() for event in applied]}
         )
 
     async def _stats(self, request: Request, match: re.Match[str]) -> Response:

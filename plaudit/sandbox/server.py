@@ -87,6 +87,9 @@ class SandboxOptions(FaultSettings, frozen=True, kw_only=True, forbid_unknown_fi
     epoch: float = DEFAULT_EPOCH
     # Google reviews written at set times on top of the random script.
     scripted_reviews: tuple[ScriptedReview, ...] = ()
+    # Start with the Google world's script held until POST /_sandbox/script
+    # {"held": false}, so a test can read the initial reviews first.
+    hold_script: bool = False
 
     def world_options(self) -> WorldOptions:
         """Return the options of the world this sandbox serves."""
@@ -158,7 +161,7 @@ async def serve_sandbox(
         world = GoogleWorld(options.world_options())
     except ValueError as error:
         raise SandboxError(f"invalid sandbox world: {error}") from error
-    app = SandboxApp(world, faults)
+    app = SandboxApp(world, faults, script_held=options.hold_script)
     sock = _bind(address, options.port)
     literal = f"[{address}]" if ":" in address else address
     base_url = f"http://{literal}:{sock.getsockname()[1]}"
