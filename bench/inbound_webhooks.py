@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from plaudit.config.model import InboundConfig, InboundMailgun  # noqa: E402
 from plaudit.inbound.providers import Verifiers  # noqa: E402
 from plaudit.inbound.server import InboundServer  # noqa: E402
-from plaudit.inbound.testing import mailgun_signature  # noqa: E402
+from plaudit.inbound.testing import mailgun_event_body  # noqa: E402
 from plaudit.journal import AsyncJournal, Journal  # noqa: E402
 
 TARGET_PER_S = 1000.0
@@ -41,17 +41,13 @@ SIGNING_KEY = "key-bench-inbound"
 
 
 def event_body(number: int, now: int) -> bytes:
-    return json.dumps(
-        {
-            "signature": mailgun_signature(SIGNING_KEY, now, f"token-{number}"),
-            "event-data": {
-                "id": f"bench-{number}",
-                "event": "delivered",
-                "timestamp": float(now),
-                "recipient": f"couple{number}@example.com",
-            },
-        }
-    ).encode()
+    data = {
+        "id": f"bench-{number}",
+        "event": "delivered",
+        "timestamp": float(now),
+        "recipient": f"couple{number}@example.com",
+    }
+    return mailgun_event_body(SIGNING_KEY, data, timestamp=now, token=f"token-{number}")
 
 
 async def _client(

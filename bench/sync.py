@@ -47,6 +47,7 @@ from plaudit.connectors.facebook import facebook_client  # noqa: E402
 from plaudit.connectors.google import GoogleClient  # noqa: E402
 from plaudit.connectors.trustpilot import trustpilot_client  # noqa: E402
 from plaudit.connectors.yelp import yelp_client  # noqa: E402
+from plaudit.daemon.children import ChildContext  # noqa: E402
 from plaudit.journal import AsyncJournal, Journal  # noqa: E402
 
 TARGET_REVIEWS_PER_S: Final = 5000.0
@@ -225,17 +226,6 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-class Context:
-    """The supervisor's handle on one child, reduced to what an actor uses."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.stop_requested = trio.Event()
-
-    def started(self) -> None:
-        return None
-
-
 def build_actors(
     config: Config, journal: AsyncJournal, pages: list[tuple[str, bytes]]
 ) -> dict[str, tuple[Actor, int]]:
@@ -310,7 +300,7 @@ async def ingest(
     Raises RuntimeError when the syncs do not finish within ``seconds``.
     """
     actors = build_actors(config, journal, pages)
-    contexts = {name: Context(name) for name in actors}
+    contexts = {name: ChildContext(name) for name in actors}
     finished: dict[str, float] = {}
     began = time.perf_counter()
     with trio.move_on_after(seconds) as deadline:

@@ -42,6 +42,7 @@ from inbound_webhooks import measure_inbound  # noqa: E402
 
 from plaudit.actors.webhooks import WebhookActor  # noqa: E402
 from plaudit.config.model import DEFAULT_WEBHOOK_SCHEDULE  # noqa: E402
+from plaudit.daemon.children import ChildContext  # noqa: E402
 from plaudit.journal import AsyncJournal, Event, Journal, Tx  # noqa: E402
 from plaudit.sandbox.receiver import Receiver, serve_receiver  # noqa: E402
 from plaudit.webhooks.delivery import delivery_body  # noqa: E402
@@ -62,17 +63,6 @@ class Stop:
     def __init__(self, count: int, seconds: float) -> None:
         self.count = count
         self.deadline = time.perf_counter() + seconds
-
-
-class Context:
-    """The handle the actor expects from its supervisor."""
-
-    def __init__(self) -> None:
-        self.name = "webhooks"
-        self.stop_requested = trio.Event()
-
-    def started(self) -> None:
-        pass
 
 
 def endpoint(url: str, in_flight: int = IN_FLIGHT) -> Endpoint:
@@ -119,7 +109,7 @@ async def run_journal(
             actor = WebhookActor(
                 async_journal, [target], lease_seconds=120.0, batch=256, poll_interval=0.05
             )
-            context = Context()
+            context = ChildContext("webhooks")
             began = time.perf_counter()
             # The actor stops, and hands back what it holds, before the writer is cancelled.
             async with trio.open_nursery() as actors:

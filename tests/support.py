@@ -9,13 +9,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
+from plaudit.daemon.children import ChildContext
 from plaudit.demo import demo_config
 from plaudit.sandbox import SandboxOptions, serve_sandbox
 
@@ -99,6 +100,28 @@ async def wait_for(
             return value
         await trio.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Startable(Protocol):
+    """An actor or monitor that runs until its child context requests a stop."""
+
+    async def start(self, context: ChildContext, /) -> None: ...
+
+
+async def run_actor_until(
+    actor: Startable, done: Callable[[], object], *, name: str, timeout: float
+) -> None:
+    """Run ``actor`` in real time until ``done()`` is truthy, then request its stop.
+
+    Raises ``trio.TooSlowError`` when ``done()`` stays falsy for ``timeout`` seconds.
+    """
+    context = ChildContext(name)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(actor.start, context)
+        with trio.fail_after(timeout):
+            while not done():
+                await trio.sleep(0.05)
+        context.stop_requested.set()
 
 
 async def stop_daemon(process: trio.Process, *, timeout: float = 30.0) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from plaudit.inbound.testing import mailgun_signature
+from plaudit.inbound.testing import mailgun_event_body
 from plaudit.sandbox.smtp import SmtpSink
 from tests.support import DaemonDirs, ctl, open_daemon, start_sandbox, stop_daemon, wait_for
 
@@ -111,8 +111,7 @@ def signed_mailgun_event(
         "message": {"headers": {"message-id": message_id.strip("<>")}},
         **extra,
     }
-    signature = mailgun_signature(key, now, f"token-{event_id}")
-    return json.dumps({"signature": signature, "event-data": data}).encode()
+    return mailgun_event_body(key, data, timestamp=now, token=f"token-{event_id}")
 
 
 def request_add_args(
@@ -182,3 +181,29 @@ async def campaign_daemon(
         finally:
             run.exit_code = await stop_daemon(process)
         nursery.cancel_scope.cancel()
+
+
+# A daemon that evaluates deliverability from the first attempt on and reads the
+# "bounces" Maildir, both every 0.5 s, so a bounce shows within a test.
+DELIVERABILITY_TOML = """\
+[daemon]
+shutdown_timeout = 10.0
+
+[metrics]
+port = 0
+
+[deliverability]
+min_attempts = 1
+evaluate_interval = 0.5
+
+[deliverability.mailbox]
+maildir = "bounces"
+poll_interval = 0.5
+"""
+
+
+def write_deliverability_config(dirs: DaemonDirs, extra: str = "") -> None:
+    """Write :data:`DELIVERABILITY_TOML` and ``extra`` as the config, and create the Maildir."""
+    dirs.config.write_text(DELIVERABILITY_TOML + extra, encoding="utf-8")
+    for folder in ("new", "cur", "tmp"):
+        (dirs.state / "bounces" / folder).mkdir(parents=True)

@@ -2,7 +2,8 @@
 
 :func:`notifier_bench` opens the journal, serves the sink, stores the
 couples of a CSV and schedules their campaign steps.  Tests then claim and
-run the notifier's jobs one at a time.
+run the notifier's jobs one at a time.  :func:`channel_stand_ins` serves
+the SMS and push stand-ins too, for tests that build their notifier themselves.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from plaudit.journal import AsyncJournal, Job, Journal
 from plaudit.messaging.campaigns import schedule_new_couples
 from plaudit.messaging.couples import parse_couples_csv, store_couples
 from plaudit.sandbox.smtp import SmtpSink
+from plaudit.sandbox.twilio import TwilioStandIn
+from plaudit.sandbox.webpush import PushStandIn
 
 GOOGLE_ONLY = {"google": "https://reviews.invalid/google"}
 
@@ -115,6 +118,50 @@ async def notifier_bench(
             actor = build_notifier(built, facade)
             assert actor is not None, "the config has no campaign, so there is no notifier"
             yield kind(tmp_path, journal, facade, sink, actor, built), nursery
+            nursery.cancel_scope.cancel()
+    finally:
+        journal.close()
+
+
+@dataclass
+class ChannelStandIns:
+    """A journal whose clock the test sets, and the Twilio, push and SMTP stand-ins it sends to.
+
+    ``clock[0]`` is the journal's current time in Unix seconds.
+    """
+
+    journal: Journal
+    facade: AsyncJournal
+    twilio: TwilioStandIn
+    push: PushStandIn
+    sink: SmtpSink
+    twilio_url: str
+    smtp_port: int
+    clock: list[float]
+    nursery: trio.Nursery
+
+
+@asynccontextmanager
+async def channel_stand_ins(
+    tmp_path: Path, *, twilio: TwilioStandIn, push: PushStandIn, now: float
+) -> AsyncIterator[ChannelStandIns]:
+    """Serve ``twilio``, ``push`` and an SMTP sink on loopback with a journal at ``now``.
+
+    The nursery in the result serves further loopback servers until the block ends.
+    """
+    clock = [now]
+    journal = Journal.open(tmp_path / "journal.sqlite3", lease_seconds=60, clock=lambda: clock[0])
+    facade = AsyncJournal(journal)
+    sink = SmtpSink()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(facade.run)
+            twilio_url: str = await nursery.start(twilio.serve)
+            await nursery.start(push.serve)
+            smtp_port: int = await nursery.start(sink.serve)
+            yield ChannelStandIns(
+                journal, facade, twilio, push, sink, twilio_url, smtp_port, clock, nursery
+            )
             nursery.cancel_scope.cancel()
     finally:
         journal.close()

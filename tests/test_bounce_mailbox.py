@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from plaudit.actors.bounces import (
     decide,
 )
 from plaudit.config.model import BounceMailboxConfig, DeliverabilityConfig
+from plaudit.daemon.children import ChildContext
 from plaudit.journal import AsyncJournal, Journal
 from plaudit.messaging.deliverability import parse_bounce
 from plaudit.messaging.deliverability.mime import MAX_MESSAGE_BYTES
@@ -114,37 +114,12 @@ AUTO_REPLY = (
 )
 
 
-class Context:
-    def __init__(self) -> None:
-        self.name = "bounces"
-        self.stop_requested = trio.Event()
-        self.ready = False
-
-    def started(self) -> None:
-        self.ready = True
-
-
 @pytest.fixture
 def maildir(tmp_path: Path) -> Path:
     root = tmp_path / "bounces"
     for folder in ("new", "cur", "tmp"):
         (root / folder).mkdir(parents=True)
     return root
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Journal:
-    return Journal.open(tmp_path / "journal.sqlite3", instance="bounces-test")
-
-
-@pytest.fixture
-async def writer(journal: Journal) -> AsyncIterator[AsyncJournal]:
-    async with trio.open_nursery() as nursery:
-        async_journal = AsyncJournal(journal)
-        await nursery.start(async_journal.run)
-        yield async_journal
-        nursery.cancel_scope.cancel()
-    journal.close()
 
 
 def deliver(maildir: Path, name: str, data: bytes) -> None:
@@ -176,66 +151,72 @@ def emitted(journal: Journal, event_type: str) -> list[dict[str, Any]]:
 
 
 async def test_hard_bounce_suppresses_and_moves(
-    writer: AsyncJournal, journal: Journal, maildir: Path
+    writer: AsyncJournal, sync_journal: Journal, maildir: Path
 ) -> None:
     deliver(maildir, "1001.a.host", dsn("Guest@Guest.test", "5.1.1"))
     actor = actor_for(writer, maildir)
     assert await actor.read_once() == 1
 
-    assert events(journal) == [("guest@guest.test", "hard_bounce", "5.1.1", "smtp", REQUEST_ID)]
-    assert suppressions(journal) == {"guest@guest.test": "hard_bounce"}
+    assert events(sync_journal) == [
+        ("guest@guest.test", "hard_bounce", "5.1.1", "smtp", REQUEST_ID)
+    ]
+    assert suppressions(sync_journal) == {"guest@guest.test": "hard_bounce"}
     assert list((maildir / "new").iterdir()) == []
     assert [path.name for path in (maildir / "cur").iterdir()] == ["1001.a.host:2,S"]
     assert actor.statistics().recorded == 1
 
 
 async def test_delay_warning_is_deferred(
-    writer: AsyncJournal, journal: Journal, maildir: Path
+    writer: AsyncJournal, sync_journal: Journal, maildir: Path
 ) -> None:
     delay = dsn("b@guest.test", "4.2.2", action="delayed", diagnostic="smtp; 452 4.2.2 full")
     deliver(maildir, "1002.a.host", delay)
     await actor_for(writer, maildir).read_once()
 
-    assert [row[1] for row in events(journal)] == ["deferred"]
-    assert suppressions(journal) == {}
+    assert [row[1] for row in events(sync_journal)] == ["deferred"]
+    assert suppressions(sync_journal) == {}
 
 
 async def test_policy_block_alerts_without_suppression(
-    writer: AsyncJournal, journal: Journal, maildir: Path
+    writer: AsyncJournal, sync_journal: Journal, maildir: Path
 ) -> None:
     block = dsn("c@guest.test", "5.7.1", diagnostic="smtp; 550 5.7.1 rejected by policy")
     deliver(maildir, "1003.a.host", block)
     await actor_for(writer, maildir).read_once()
 
-    assert [row[1] for row in events(journal)] == ["policy_block"]
-    assert suppressions(journal) == {}
-    alerts = emitted(journal, "deliverability.alert")
+    assert [row[1] for row in events(sync_journal)] == ["policy_block"]
+    assert suppressions(sync_journal) == {}
+    alerts = emitted(sync_journal, "deliverability.alert")
     assert len(alerts) == 1
     assert alerts[0]["alert"] == "sender_reputation"
     assert alerts[0]["status"] == "5.7.1"
     assert alerts[0]["domain"] == "guest.test"
 
 
-async def test_complaint_suppresses(writer: AsyncJournal, journal: Journal, maildir: Path) -> None:
+async def test_complaint_suppresses(
+    writer: AsyncJournal, sync_journal: Journal, maildir: Path
+) -> None:
     deliver(maildir, "1004.a.host", complaint("d@guest.test"))
     await actor_for(writer, maildir).read_once()
 
-    assert suppressions(journal) == {"d@guest.test": "complaint"}
-    assert events(journal)[0][4] == REQUEST_ID
+    assert suppressions(sync_journal) == {"d@guest.test": "complaint"}
+    assert events(sync_journal)[0][4] == REQUEST_ID
 
 
-async def test_auto_reply_ignored(writer: AsyncJournal, journal: Journal, maildir: Path) -> None:
+async def test_auto_reply_ignored(
+    writer: AsyncJournal, sync_journal: Journal, maildir: Path
+) -> None:
     deliver(maildir, "1005.a.host", AUTO_REPLY)
     actor = actor_for(writer, maildir)
     await actor.read_once()
 
-    assert events(journal) == []
+    assert events(sync_journal) == []
     assert [path.name for path in (maildir / "cur").iterdir()] == ["1005.a.host:2,S"]
     assert actor.statistics().ignored == 1
 
 
 async def test_unreadable_moved_aside_others_processed(
-    writer: AsyncJournal, journal: Journal, maildir: Path
+    writer: AsyncJournal, sync_journal: Journal, maildir: Path
 ) -> None:
     deliver(maildir, "1006.a.host", b"  \r\n")
     deliver(maildir, "1007.a.host", b"X" * (MAX_MESSAGE_BYTES + 10))
@@ -247,13 +228,13 @@ async def test_unreadable_moved_aside_others_processed(
     assert (rejected / "1006.a.host").read_bytes() == b"  \r\n"
     assert "empty" in (rejected / "1006.a.host.error").read_text()
     assert "limit" in (rejected / "1007.a.host.error").read_text()
-    assert suppressions(journal) == {"e@guest.test": "hard_bounce"}
+    assert suppressions(sync_journal) == {"e@guest.test": "hard_bounce"}
     assert actor.statistics().rejected == 2
     assert list((maildir / "new").iterdir()) == []
 
 
 async def test_reread_after_crash_adds_nothing(
-    writer: AsyncJournal, journal: Journal, maildir: Path
+    writer: AsyncJournal, sync_journal: Journal, maildir: Path
 ) -> None:
     message = dsn("f@guest.test", "5.2.2", diagnostic="smtp; 552 5.2.2 mailbox full")
     deliver(maildir, "1009.a.host", message)
@@ -263,12 +244,12 @@ async def test_reread_after_crash_adds_nothing(
     deliver(maildir, "1009.a.host", message)
     await actor.read_once()
 
-    assert len(events(journal)) == 1
+    assert len(events(sync_journal)) == 1
     assert list((maildir / "new").iterdir()) == []
 
 
 async def test_repeated_soft_bounces_suppress(
-    writer: AsyncJournal, journal: Journal, maildir: Path
+    writer: AsyncJournal, sync_journal: Journal, maildir: Path
 ) -> None:
     actor = actor_for(writer, maildir)
     for index in range(3):
@@ -276,11 +257,11 @@ async def test_repeated_soft_bounces_suppress(
         deliver(maildir, f"10{index}.soft.host", message)
         await actor.read_once()
         expected = {"g@guest.test": "repeated_soft_bounce"} if index == 2 else {}
-        assert suppressions(journal) == expected
+        assert suppressions(sync_journal) == expected
 
 
 async def test_missing_maildir_reports_then_recovers(
-    writer: AsyncJournal, journal: Journal, tmp_path: Path
+    writer: AsyncJournal, sync_journal: Journal, tmp_path: Path
 ) -> None:
     root = tmp_path / "later"
     actor = actor_for(writer, root)
@@ -293,28 +274,29 @@ async def test_missing_maildir_reports_then_recovers(
         (root / folder).mkdir(parents=True)
     deliver(root, "1010.a.host", dsn("h@guest.test", "5.1.1"))
     assert await actor.read_once() == 1
-    assert suppressions(journal) == {"h@guest.test": "hard_bounce"}
+    assert suppressions(sync_journal) == {"h@guest.test": "hard_bounce"}
 
 
 async def test_actor_polls_until_stopped(
-    writer: AsyncJournal, journal: Journal, maildir: Path
+    writer: AsyncJournal, sync_journal: Journal, maildir: Path
 ) -> None:
     """Real time, because the Maildir is read in worker threads; the bound is 30 s."""
     actor = actor_for(writer, maildir)
     actor.poll_interval = 0.05
-    ctx = Context()
+    ready = trio.Event()
+    ctx = ChildContext("bounces", on_started=ready.set)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(actor.start, ctx)
             while actor.statistics().passes < 1:
                 await trio.sleep(0.05)
-            assert ctx.ready
+            assert ready.is_set()
             deliver(maildir, "1011.a.host", dsn("i@guest.test", "5.1.1"))
-            while not suppressions(journal):
+            while not suppressions(sync_journal):
                 await trio.sleep(0.05)
             ctx.stop_requested.set()
 
-    assert suppressions(journal) == {"i@guest.test": "hard_bounce"}
+    assert suppressions(sync_journal) == {"i@guest.test": "hard_bounce"}
     assert actor.statistics().passes >= 2
 
 
@@ -327,18 +309,17 @@ def test_decide_outcomes() -> None:
     assert record.events[0].at == NOW
 
 
-def test_build_needs_maildir(tmp_path: Path, journal: Journal) -> None:
+def test_build_needs_maildir(tmp_path: Path, sync_journal: Journal) -> None:
     config = DeliverabilityConfig()
-    assert build_bounce_actor(config, AsyncJournal(journal), state_dir=tmp_path) is None
+    assert build_bounce_actor(config, AsyncJournal(sync_journal), state_dir=tmp_path) is None
     with_mailbox = DeliverabilityConfig(mailbox=BounceMailboxConfig(maildir="bounces"))
-    actor = build_bounce_actor(with_mailbox, AsyncJournal(journal), state_dir=tmp_path)
+    actor = build_bounce_actor(with_mailbox, AsyncJournal(sync_journal), state_dir=tmp_path)
     assert actor is not None
     assert [source.label for source in actor.sources] == [str(tmp_path / "bounces")]
-    journal.close()
 
 
 async def test_reload_switches_maildir(
-    writer: AsyncJournal, journal: Journal, tmp_path: Path
+    writer: AsyncJournal, sync_journal: Journal, tmp_path: Path
 ) -> None:
     for name in ("first", "second"):
         for folder in ("new", "cur", "tmp"):
@@ -350,13 +331,13 @@ async def test_reload_switches_maildir(
     assert actor is not None
     deliver(tmp_path / "second", "3001.a.host", dsn("l@guest.test", "5.1.1"))
     await actor.read_once()
-    assert suppressions(journal) == {}
+    assert suppressions(sync_journal) == {}
 
     current["config"] = DeliverabilityConfig(
         soft_bounce_limit=7, mailbox=BounceMailboxConfig(maildir="second", poll_interval=5.0)
     )
     await actor.read_once()
-    assert suppressions(journal) == {"l@guest.test": "hard_bounce"}
+    assert suppressions(sync_journal) == {"l@guest.test": "hard_bounce"}
     assert actor.poll_interval == 5.0
     assert actor.policy.soft_bounce_limit == 7
 
@@ -386,36 +367,36 @@ def request_state(journal: Journal, request_id: int) -> tuple[Any, ...]:
 
 
 async def test_bounce_marks_request_bounced(
-    writer: AsyncJournal, journal: Journal, maildir: Path
+    writer: AsyncJournal, sync_journal: Journal, maildir: Path
 ) -> None:
     request_id = await add_request(writer, state="sent")
     deliver(maildir, "4001.a.host", dsn("r@guest.test", "5.1.1"))
     await actor_for(writer, maildir).read_once()
 
-    state, error = request_state(journal, request_id)
+    state, error = request_state(sync_journal, request_id)
     assert state == "bounced"
     assert error == "hard_bounce 5.1.1 for r@guest.test"
 
 
 async def test_delay_leaves_request_sent(
-    writer: AsyncJournal, journal: Journal, maildir: Path
+    writer: AsyncJournal, sync_journal: Journal, maildir: Path
 ) -> None:
     request_id = await add_request(writer, state="sent")
     delay = dsn("r@guest.test", "4.4.1", action="delayed", diagnostic="smtp; 451 4.4.1 later")
     deliver(maildir, "4002.a.host", delay)
     await actor_for(writer, maildir).read_once()
 
-    assert request_state(journal, request_id) == ("sent", None)
+    assert request_state(sync_journal, request_id) == ("sent", None)
 
 
 async def test_policy_alert_names_request(
-    writer: AsyncJournal, journal: Journal, maildir: Path
+    writer: AsyncJournal, sync_journal: Journal, maildir: Path
 ) -> None:
     request_id = await add_request(writer, state="sent")
     block = dsn("r@guest.test", "5.7.1", diagnostic="smtp; 550 5.7.1 rejected by policy")
     deliver(maildir, "4003.a.host", block)
     await actor_for(writer, maildir).read_once()
 
-    alerts = emitted(journal, "deliverability.alert")
+    alerts = emitted(sync_journal, "deliverability.alert")
     assert alerts[0]["request_id"] == request_id
-    assert request_state(journal, request_id)[0] == "bounced"
+    assert request_state(sync_journal, request_id)[0] == "bounced"

@@ -11,6 +11,7 @@ import trio.testing
 
 from plaudit.actors.base import Actor, Effects
 from plaudit.config.model import BreakerConfig
+from plaudit.daemon.children import ChildContext
 from plaudit.errors import IllegalTransitionError, PlatformError
 from plaudit.journal import AsyncJournal, Job, Journal
 from plaudit.metrics import REGISTRY
@@ -211,15 +212,6 @@ def test_repr_and_statistics() -> None:
 # --- the breaker in the actor shell, with a real journal ------------------------------------
 
 
-class Context:
-    def __init__(self) -> None:
-        self.name = "flaky"
-        self.stop_requested = trio.Event()
-
-    def started(self) -> None:
-        pass
-
-
 class FlakyActor(Actor):
     """Fails every job with a retryable error while ``failing`` is set."""
 
@@ -280,7 +272,7 @@ async def test_open_breaker_holds_jobs_unattempted(
 ) -> None:
     journal, async_journal = writer
     actor, ids = await make_actor(async_journal, 3)
-    ctx = Context()
+    ctx = ChildContext("flaky")
     began = trio.current_time()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(actor.start, ctx)
@@ -310,7 +302,7 @@ async def test_probe_brings_failed_job_forward(
 ) -> None:
     journal, async_journal = writer
     actor, ids = await make_actor(async_journal, 2)
-    ctx = Context()
+    ctx = ChildContext("flaky")
     began = trio.current_time()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(actor.start, ctx)

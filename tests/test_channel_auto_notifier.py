@@ -18,7 +18,6 @@ from typing import Any
 
 import msgspec
 import pytest
-import trio
 
 from plaudit.actors.notifier import NotifierActor, build_notifier
 from plaudit.config.model import CampaignConfig, CampaignPersonalisation, CampaignStep
@@ -34,7 +33,9 @@ from plaudit.personalisation.variants import VariantStats
 from plaudit.sandbox.smtp import SmtpSink
 from plaudit.sandbox.twilio import TwilioStandIn
 from plaudit.sandbox.webpush import PushStandIn
-from tests.test_notifier_channels import COUPLES, DUE, PHONE, free_port, make_config
+from tests.support_mail import free_port
+from tests.support_notifier import channel_stand_ins
+from tests.test_notifier_channels import COUPLES, DUE, PHONE, make_config
 
 TEXT = "Hi {{ couple_names }}, a review helps: {{ review_links[0].url }} Reply STOP to opt out."
 SMS_WINS = [
@@ -78,54 +79,42 @@ async def auto_world(
     channels: list[Any] | None = None,
     clock_at: float = DUE,
 ) -> AsyncIterator[AutoWorld]:
-    clock = [DUE]
-    journal = Journal.open(tmp_path / "journal.sqlite3", lease_seconds=60, clock=lambda: clock[0])
-    facade = AsyncJournal(journal)
     twilio = TwilioStandIn()
-    push = PushStandIn()
-    sink = SmtpSink()
     listener = f"http://127.0.0.1:{free_port()}"
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(facade.run)
-            twilio_url = await nursery.start(twilio.serve)
-            await nursery.start(push.serve)
-            smtp_port = await nursery.start(sink.serve)
-            base = make_config(
-                tmp_path,
-                channels=["email"],
-                twilio_url=twilio_url,
-                smtp_port=smtp_port,
-                listener=listener,
-            )
-            step = CampaignStep(
-                channel="auto",
-                channels=channels or ["email", "sms"],
-                delay_days=10,
-                subject="Thank you",
-                text=TEXT,
-            )
-            # send_time off keeps the send at the due time, so no deferral.
-            campaign = CampaignConfig(
-                name="after-wedding",
-                steps=[step],
-                personalisation=CampaignPersonalisation(send_time=False, holdout=holdout),
-            )
-            config = msgspec.structs.replace(base, campaigns=[campaign])
+    async with channel_stand_ins(tmp_path, twilio=twilio, push=PushStandIn(), now=DUE) as served:
+        facade = served.facade
+        base = make_config(
+            tmp_path,
+            channels=["email"],
+            twilio_url=served.twilio_url,
+            smtp_port=served.smtp_port,
+            listener=listener,
+        )
+        step = CampaignStep(
+            channel="auto",
+            channels=channels or ["email", "sms"],
+            delay_days=10,
+            subject="Thank you",
+            text=TEXT,
+        )
+        # send_time off keeps the send at the due time, so no deferral.
+        campaign = CampaignConfig(
+            name="after-wedding",
+            steps=[step],
+            personalisation=CampaignPersonalisation(send_time=False, holdout=holdout),
+        )
+        config = msgspec.structs.replace(base, campaigns=[campaign])
 
-            parsed = parse_couples_csv(COUPLES.format(consent=consent))
-            assert parsed.errors == []
-            await facade.transaction(
-                lambda tx: store_couples(tx, parsed.couples, vendor="Willow Studio")
-            )
-            await facade.transaction(lambda tx: schedule_new_couples(tx, config))
-            actor = build_notifier(config, facade)
-            assert actor is not None
-            clock[0] = clock_at
-            yield AutoWorld(journal, facade, twilio, sink, actor)
-            nursery.cancel_scope.cancel()
-    finally:
-        journal.close()
+        parsed = parse_couples_csv(COUPLES.format(consent=consent))
+        assert parsed.errors == []
+        await facade.transaction(
+            lambda tx: store_couples(tx, parsed.couples, vendor="Willow Studio")
+        )
+        await facade.transaction(lambda tx: schedule_new_couples(tx, config))
+        actor = build_notifier(config, facade)
+        assert actor is not None
+        served.clock[0] = clock_at
+        yield AutoWorld(served.journal, facade, twilio, served.sink, actor)
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from plaudit.config import load_config
 from plaudit.daemon.control_wire import InvalidArgument
@@ -19,6 +17,7 @@ from plaudit.messaging.deliverability.store import record_event, suppression_of
 from plaudit.messaging.deliverability.suppression import MessageEvent, SuppressionPolicy
 from plaudit.messaging.push_ctl import couple_by_email, parse_subscription
 from plaudit.messaging.sms_events import apply_keyword
+from plaudit.sandbox.webpush import write_vapid_key
 
 PHONE = "+13125550142"
 SID = "AC" + "0" * 31 + "1"
@@ -32,22 +31,11 @@ def problems_of(tmp_path: Path, text: str) -> list[str]:
     return caught.value.problems
 
 
-def write_key(path: Path) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-
-
 def valid_tables(folder: Path) -> str:
     token = folder / "token"
     token.write_text("secret")
     token.chmod(0o600)
-    write_key(folder / "vapid.pem")
+    write_vapid_key(folder / "vapid.pem")
     return f"""
 [sms]
 account_sid = "{SID}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,16 @@ from plaudit.messaging.deliverability.service import report
 from plaudit.messaging.deliverability.store import record_event
 from plaudit.messaging.deliverability.suppression import MessageEvent, SuppressionPolicy
 from plaudit.metrics import REGISTRY
-from tests.support import DaemonDirs, ctl, open_daemon, query, stop_daemon, wait_for
+from tests.support import (
+    DaemonDirs,
+    ctl,
+    open_daemon,
+    query,
+    run_actor_until,
+    stop_daemon,
+    wait_for,
+)
+from tests.support_mail import write_deliverability_config
 from tests.test_bounce_mailbox import dsn
 
 NOW = 1_800_000_000.0
@@ -88,21 +96,6 @@ def test_events_outside_windows_ignored() -> None:
     assert evaluate(old, now=NOW, config=CONFIG).rates == ()
 
 
-@pytest.fixture
-def journal(tmp_path: Path) -> Journal:
-    return Journal.open(tmp_path / "journal.sqlite3", instance="monitor-test")
-
-
-@pytest.fixture
-async def writer(journal: Journal) -> AsyncIterator[AsyncJournal]:
-    async with trio.open_nursery() as nursery:
-        async_journal = AsyncJournal(journal)
-        await nursery.start(async_journal.run)
-        yield async_journal
-        nursery.cancel_scope.cancel()
-    journal.close()
-
-
 async def store(writer: AsyncJournal, events: list[Any]) -> None:
     policy = SuppressionPolicy()
 
@@ -114,7 +107,7 @@ async def store(writer: AsyncJournal, events: list[Any]) -> None:
 
 
 async def test_monitor_sets_gauges_and_alerts_once(
-    writer: AsyncJournal, journal: Journal, caplog: pytest.LogCaptureFixture
+    writer: AsyncJournal, sync_journal: Journal, caplog: pytest.LogCaptureFixture
 ) -> None:
     provider = "monitor-test"
     events = [
@@ -132,7 +125,7 @@ async def test_monitor_sets_gauges_and_alerts_once(
     labels = {"provider": provider}
     assert REGISTRY.get_sample_value(gauge, {**labels, "kind": "hard_bounce"}) == pytest.approx(0.1)
     assert REGISTRY.get_sample_value(gauge, {**labels, "kind": "delivery"}) == pytest.approx(0.9)
-    rows = journal.query("SELECT payload FROM events WHERE type = 'deliverability.alert'")
+    rows = sync_journal.query("SELECT payload FROM events WHERE type = 'deliverability.alert'")
     # Two scopes (provider, domain) over two windows, emitted by the first evaluation only.
     assert len(rows) == 4
     assert {json.loads(row[0])["level"] for row in rows} == {"alert"}
@@ -142,13 +135,13 @@ async def test_monitor_sets_gauges_and_alerts_once(
     assert monitor.statistics().active_alerts == 4
 
 
-async def test_report_counts_suppressions(writer: AsyncJournal, journal: Journal) -> None:
+async def test_report_counts_suppressions(writer: AsyncJournal, sync_journal: Journal) -> None:
     events = traffic("bad.test", delivered=10, hard=2, complaints=1)
     for event in events:
         status = "5.1.1" if event.kind == "hard_bounce" else None
         await store(writer, [msgspec.structs.replace(event, status=status)])
 
-    result = report(journal, Config(deliverability=CONFIG), now=NOW)
+    result = report(sync_journal, Config(deliverability=CONFIG), now=NOW)
     assert result["suppressions"] == {"complaint": 1, "hard_bounce": 2}
     assert result["thresholds"]["complaint_alert"] == 0.001
     assert result["windows"] == [86400.0, 7 * 86400.0]
@@ -157,34 +150,11 @@ async def test_report_counts_suppressions(writer: AsyncJournal, journal: Journal
     assert "bad.test" in text
 
 
-def daemon_config(dirs: DaemonDirs) -> None:
-    dirs.config.write_text(
-        """\
-[daemon]
-shutdown_timeout = 10.0
-
-[metrics]
-port = 0
-
-[deliverability]
-min_attempts = 1
-evaluate_interval = 0.5
-
-[deliverability.mailbox]
-maildir = "bounces"
-poll_interval = 0.5
-""",
-        encoding="utf-8",
-    )
-    for folder in ("new", "cur", "tmp"):
-        (dirs.state / "bounces" / folder).mkdir(parents=True)
-
-
 @pytest.mark.slow
 async def test_ctl_deliverability_on_daemon(tmp_path: Path) -> None:
     """A bounce in the Maildir shows in ``ctl deliverability``; each wait allows 60 s."""
     dirs = DaemonDirs(tmp_path)
-    daemon_config(dirs)
+    write_deliverability_config(dirs)
     (dirs.state / "bounces" / "new" / "2001.a.host").write_bytes(dsn("k@guest.test", "5.1.1"))
     process = await open_daemon(dirs)
     try:
@@ -218,7 +188,7 @@ async def test_ctl_deliverability_on_daemon(tmp_path: Path) -> None:
     assert list((dirs.state / "bounces" / "cur").iterdir())
 
 
-async def test_unknown_event_kind_skipped(writer: AsyncJournal, journal: Journal) -> None:
+async def test_unknown_event_kind_skipped(writer: AsyncJournal, sync_journal: Journal) -> None:
     await store(writer, traffic("isp.test", delivered=3))
 
     def insert(tx: Any) -> None:
@@ -230,7 +200,7 @@ async def test_unknown_event_kind_skipped(writer: AsyncJournal, journal: Journal
         )
 
     await writer.transaction(insert)
-    result = report(journal, Config(deliverability=CONFIG), now=NOW)
+    result = report(sync_journal, Config(deliverability=CONFIG), now=NOW)
     provider_day = next(rate for rate in result["rates"] if rate["domain"] == "")
     assert provider_day["delivered"] == 3
     assert provider_day["attempts"] == 3
@@ -240,21 +210,9 @@ async def test_monitor_evaluates_until_stopped(writer: AsyncJournal) -> None:
     """Real time, because the journal reads run in a worker thread; the bound is 30 s."""
     config = msgspec.structs.replace(CONFIG, evaluate_interval=0.05)
     monitor = DeliverabilityMonitor(writer, lambda: config, clock=lambda: NOW)
-    stop = trio.Event()
-
-    class Context:
-        name = "deliverability"
-        stop_requested = stop
-
-        def started(self) -> None:
-            pass
-
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(monitor.start, Context())
-            while monitor.statistics().evaluations < 3:
-                await trio.sleep(0.05)
-            stop.set()
+    await run_actor_until(
+        monitor, lambda: monitor.statistics().evaluations >= 3, name="deliverability", timeout=30
+    )
 
     evaluations = monitor.statistics().evaluations
     assert evaluations >= 3

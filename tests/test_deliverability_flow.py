@@ -31,6 +31,7 @@ from plaudit.messaging.deliverability.suppression import MessageEvent, Suppressi
 from plaudit.messaging.email import SendError
 from plaudit.sandbox.demo_mail import COUPLES_CSV, EXPECTED_SENT, DemoMail
 from tests.support import DaemonDirs, ctl, open_daemon, query, stop_daemon, wait_for
+from tests.support_mail import write_deliverability_config
 from tests.support_notifier import NotifierBench, notifier_bench
 from tests.test_bounce_mailbox import dsn
 from tests.test_notifier import make_config
@@ -293,27 +294,7 @@ async def test_rate_alert_survives_restart_and_resolves(tmp_path: Path) -> None:
 
 def daemon_config(dirs: DaemonDirs, mail: DemoMail, smtp_port: int) -> None:
     # The review links are only printed into the messages; nothing requests them.
-    tables = mail.config(smtp_port, "https://willow-vine.example")
-    dirs.config.write_text(
-        f"""\
-[daemon]
-shutdown_timeout = 10.0
-
-[metrics]
-port = 0
-
-[deliverability]
-min_attempts = 1
-evaluate_interval = 0.5
-
-[deliverability.mailbox]
-maildir = "bounces"
-poll_interval = 0.5
-{tables}""",
-        encoding="utf-8",
-    )
-    for folder in ("new", "cur", "tmp"):
-        (dirs.state / "bounces" / folder).mkdir(parents=True)
+    write_deliverability_config(dirs, mail.config(smtp_port, "https://willow-vine.example"))
 
 
 @pytest.mark.slow

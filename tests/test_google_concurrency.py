@@ -13,6 +13,7 @@ import trio
 from plaudit.actors.google import GoogleActor
 from plaudit.config.model import GoogleConfig, GoogleLocation
 from plaudit.connectors.google import GoogleClient
+from plaudit.daemon.children import ChildContext
 from plaudit.journal import AsyncJournal, Journal
 from plaudit.sandbox import SandboxOptions, serve_sandbox
 from plaudit.sandbox import app as google_sandbox
@@ -51,15 +52,6 @@ class CountingTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-class Context:
-    def __init__(self) -> None:
-        self.name = "test"
-        self.stop_requested = trio.Event()
-
-    def started(self) -> None:
-        pass
-
-
 def config_for(base_url: str, locations: int) -> GoogleConfig:
     return GoogleConfig(
         api_base=f"{base_url}/google/v4",
@@ -90,7 +82,7 @@ async def run_actor(
 ) -> None:
     """Start the actor, add ``extra_jobs`` jobs for location 2001, and let everything run."""
     opened = Journal.open(path, instance="concurrency-1")
-    context = Context()
+    context = ChildContext("test")
 
     def client(settings: GoogleConfig) -> GoogleClient:
         return GoogleClient(

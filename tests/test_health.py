@@ -12,6 +12,7 @@ import trio.testing
 
 from plaudit.actors.base import Actor, Effects
 from plaudit.config.loader import load_config
+from plaudit.daemon.children import ChildContext
 from plaudit.daemon.ctl import render_health
 from plaudit.errors import ConfigError, ReconnectRequiredError
 from plaudit.journal import AsyncJournal, Job, Journal
@@ -418,15 +419,6 @@ def test_repr_and_statistics() -> None:
 # --- reconnect-required in the actor shell ---------------------------------------------------
 
 
-class Context:
-    def __init__(self) -> None:
-        self.name = "revoked"
-        self.stop_requested = trio.Event()
-
-    def started(self) -> None:
-        pass
-
-
 class RevokedActor(Actor):
     """Raises ReconnectRequiredError until ``revoked`` is cleared."""
 
@@ -456,7 +448,7 @@ async def test_reconnect_required_stops_claiming(opened: tuple[Journal, AsyncJou
         # None would mean the key existed already; these keys are new.
         assert job_id is not None
         ids.append(job_id)
-    ctx = Context()
+    ctx = ChildContext("revoked")
     async with trio.open_nursery() as nursery:
         nursery.start_soon(actor.start, ctx)
         with trio.fail_after(10):

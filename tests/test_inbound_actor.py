@@ -3,45 +3,27 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 
 from plaudit.inbound import inbox
 from plaudit.inbound.events import map_events
 from plaudit.inbound.inbox import InboxActor
 from plaudit.journal import AsyncJournal, Journal
-
-
-class Context:
-    def __init__(self) -> None:
-        self.name = "inbound"
-        self.stop_requested = trio.Event()
-        self.ready = False
-
-    def started(self) -> None:
-        self.ready = True
+from tests.support import run_actor_until
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
+def sync_journal(tmp_path: Path) -> Iterator[Journal]:
+    """A journal file that retries a failed job after 0.05 s to 0.1 s, so a retry fits in a test."""
     journal = Journal.open(
         tmp_path / "journal.sqlite3", instance="inbox-test", retry_initial=0.05, retry_max=0.1
     )
     yield journal
     journal.close()
-
-
-@pytest.fixture
-async def writer(journal: Journal) -> AsyncIterator[AsyncJournal]:
-    async with trio.open_nursery() as nursery:
-        async_journal = AsyncJournal(journal)
-        await nursery.start(async_journal.run)
-        yield async_journal
-        nursery.cancel_scope.cancel()
 
 
 def delivery_body(event_id: str) -> bytes:
@@ -69,28 +51,22 @@ def states(journal: Journal) -> list[Any]:
     return journal.query("SELECT provider_event_id, state FROM inbound_events ORDER BY id")
 
 
-async def run_until(actor: InboxActor, done: Any, *, limit: float = 30.0) -> None:
-    ctx = Context()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(actor.start, ctx)
-        with trio.fail_after(limit):
-            while not done():
-                await trio.sleep(0.05)
-        ctx.stop_requested.set()
-
-
-async def test_actor_processes_stored_requests(writer: AsyncJournal, journal: Journal) -> None:
+async def test_actor_processes_stored_requests(writer: AsyncJournal, sync_journal: Journal) -> None:
     await store(writer, "a")
     await store(writer, "b")
     actor = InboxActor(writer, lease_seconds=30, platforms=frozenset(), poll_interval=0.05)
-    await run_until(actor, lambda: all(state == "processed" for _, state in states(journal)))
-    assert states(journal) == [("a", "processed"), ("b", "processed")]
-    assert len(journal.query("SELECT id FROM message_events")) == 2
+
+    def all_processed() -> bool:
+        return all(state == "processed" for _, state in states(sync_journal))
+
+    await run_actor_until(actor, all_processed, name="inbound", timeout=30)
+    assert states(sync_journal) == [("a", "processed"), ("b", "processed")]
+    assert len(sync_journal.query("SELECT id FROM message_events")) == 2
     assert actor.statistics().jobs_succeeded == 2
 
 
 async def test_failed_processing_is_retried(
-    writer: AsyncJournal, journal: Journal, monkeypatch: pytest.MonkeyPatch
+    writer: AsyncJournal, sync_journal: Journal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = []
     real = map_events
@@ -104,14 +80,16 @@ async def test_failed_processing_is_retried(
     monkeypatch.setattr(inbox, "map_events", flaky)
     await store(writer, "c")
     actor = InboxActor(writer, lease_seconds=30, platforms=frozenset(), poll_interval=0.05)
-    await run_until(actor, lambda: states(journal) == [("c", "processed")])
+    await run_actor_until(
+        actor, lambda: states(sync_journal) == [("c", "processed")], name="inbound", timeout=30
+    )
     assert len(calls) == 2
-    jobs = journal.query("SELECT state, attempts FROM jobs WHERE kind = 'inbound.process'")
+    jobs = sync_journal.query("SELECT state, attempts FROM jobs WHERE kind = 'inbound.process'")
     assert jobs == [("succeeded", 2)]
-    assert len(journal.query("SELECT id FROM message_events")) == 1
+    assert len(sync_journal.query("SELECT id FROM message_events")) == 1
 
 
-async def test_repeat_request_enqueues_nothing(writer: AsyncJournal, journal: Journal) -> None:
+async def test_repeat_request_enqueues_nothing(writer: AsyncJournal, sync_journal: Journal) -> None:
     assert await store(writer, "d") is not None
     assert await store(writer, "d") is None
-    assert len(journal.query("SELECT id FROM jobs")) == 1
+    assert len(sync_journal.query("SELECT id FROM jobs")) == 1

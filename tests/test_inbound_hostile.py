@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import trio
 from plaudit import metrics
 from plaudit.actors.base import Actor, Effects
 from plaudit.config.model import InboundConfig, InboundMailgun, InboundSes
+from plaudit.daemon.children import ChildContext
 from plaudit.inbound import inbox
 from plaudit.inbound.events import map_events
 from plaudit.inbound.inbox import InboxActor
@@ -25,21 +26,13 @@ from plaudit.inbound.providers import Verifiers
 from plaudit.inbound.server import InboundServer
 from plaudit.inbound.testing import SnsSigner, mailgun_signature
 from plaudit.journal import AsyncJournal, Job, Journal, Tx
+from tests.support import run_actor_until
 
 KEY = "key-hostile-test"
 MAX_BODY = 4096
 IDLE_SECONDS = 0.5
 BODY_SECONDS = 2.0
 DEEP = b'{"x":' + b"[" * 2000 + b"]" * 2000 + b"}"
-
-
-class Context:
-    def __init__(self) -> None:
-        self.name = "inbound"
-        self.stop_requested = trio.Event()
-
-    def started(self) -> None:
-        pass
 
 
 class Listener:
@@ -57,7 +50,8 @@ class Listener:
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
+def sync_journal(tmp_path: Path) -> Iterator[Journal]:
+    """A journal file that gives a job 3 attempts, 0.01 s to 0.02 s apart."""
     journal = Journal.open(
         tmp_path / "journal.sqlite3",
         instance="hostile-test",
@@ -70,17 +64,8 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
 
 
 @pytest.fixture
-async def writer(journal: Journal) -> AsyncIterator[AsyncJournal]:
-    async with trio.open_nursery() as nursery:
-        async_journal = AsyncJournal(journal)
-        await nursery.start(async_journal.run)
-        yield async_journal
-        nursery.cancel_scope.cancel()
-
-
-@pytest.fixture
 async def listener(
-    tmp_path: Path, journal: Journal, writer: AsyncJournal
+    tmp_path: Path, sync_journal: Journal, writer: AsyncJournal
 ) -> AsyncIterator[Listener]:
     (tmp_path / "mailgun.key").write_text(KEY + "\n")
     certs = tmp_path / "sns"
@@ -102,7 +87,7 @@ async def listener(
     )
     async with trio.open_nursery() as nursery:
         host, port = await nursery.start(server.serve, "127.0.0.1", 0)
-        yield Listener(host, port, journal, server)
+        yield Listener(host, port, sync_journal, server)
         nursery.cancel_scope.cancel()
 
 
@@ -143,14 +128,10 @@ async def exchange(listener: Listener, data: bytes, *, wait: float = 30.0) -> by
     return received
 
 
-async def run_actor(actor: InboxActor, done: Any) -> None:
-    ctx = Context()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(actor.start, ctx)
-        with trio.fail_after(60):
-            while not done():
-                await trio.sleep(0.05)
-        ctx.stop_requested.set()
+async def process_inbox(writer: AsyncJournal, done: Callable[[], object]) -> None:
+    """Run an inbox actor until ``done()`` is truthy, for at most 60 s."""
+    actor = InboxActor(writer, lease_seconds=30, platforms=frozenset(), poll_interval=0.05)
+    await run_actor_until(actor, done, name="inbound", timeout=60)
 
 
 def poison_count(provider: str) -> float:
@@ -175,8 +156,7 @@ async def test_infinite_timestamp_ignored_with_reason(
 ) -> None:
     response = await post(listener, "mailgun", mailgun_raw("mg-inf", "1e400"))
     assert response.status_code == 200
-    actor = InboxActor(writer, lease_seconds=30, platforms=frozenset(), poll_interval=0.05)
-    await run_actor(actor, lambda: listener.states()[0][1] != "pending")
+    await process_inbox(writer, lambda: listener.states()[0][1] != "pending")
     [(_, state, reason)] = listener.states()
     assert state == "ignored"
     assert "mg-inf has the time inf" in reason
@@ -245,8 +225,9 @@ async def test_poison_event_failed_others_processed(
         response = await post(listener, "mailgun", mailgun_raw(event_id, "1700000000"))
         assert response.status_code == 200
 
-    actor = InboxActor(writer, lease_seconds=30, platforms=frozenset(), poll_interval=0.05)
-    await run_actor(actor, lambda: all(state != "pending" for _, state, _ in listener.states()))
+    await process_inbox(
+        writer, lambda: all(state != "pending" for _, state, _ in listener.states())
+    )
     states = {event_id: (state, reason) for event_id, state, reason in listener.states()}
     assert states["mg-before"][0] == "processed"
     assert states["mg-after"][0] == "processed"
@@ -268,8 +249,7 @@ async def test_mapper_bug_fails_after_max_attempts(
     monkeypatch.setattr(inbox, "map_events", broken)
     response = await post(listener, "mailgun", mailgun_raw("mg-bug", "1700000000"))
     assert response.status_code == 200
-    actor = InboxActor(writer, lease_seconds=30, platforms=frozenset(), poll_interval=0.05)
-    await run_actor(actor, lambda: listener.states()[0][1] != "pending")
+    await process_inbox(writer, lambda: listener.states()[0][1] != "pending")
     [(_, state, reason)] = listener.states()
     assert state == "failed"
     assert "mapper bug" in reason
@@ -421,15 +401,15 @@ class CrashingActor(Actor):
         return write
 
 
-async def test_crashing_job_counts_attempt(journal: Journal, writer: AsyncJournal) -> None:
+async def test_crashing_job_counts_attempt(sync_journal: Journal, writer: AsyncJournal) -> None:
     await writer.transaction(
         lambda tx: tx.enqueue(kind="crash.test", owner="crasher", key="crash:1", payload={})
     )
     actor = CrashingActor("crasher", writer, lease_seconds=30, poll_interval=0.05)
     # The error still reaches the supervisor, which restarts the actor by its policy.
     with pytest.raises(LookupError, match="effects bug"):
-        await actor.start(Context())
-    [(state, attempts, error)] = journal.query("SELECT state, attempts, last_error FROM jobs")
+        await actor.start(ChildContext("inbound"))
+    [(state, attempts, error)] = sync_journal.query("SELECT state, attempts, last_error FROM jobs")
     assert state == "failed"
     assert attempts == 1
     assert "effects bug" in error

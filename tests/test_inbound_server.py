@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from plaudit.inbound.testing import (
     SendgridSigner,
     SnsSigner,
     basic_auth,
-    mailgun_signature,
+    mailgun_event_body,
     pubsub_body,
     twilio_headers,
 )
@@ -121,20 +121,13 @@ def keys(tmp_path: Path) -> Keys:
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    journal = Journal.open(tmp_path / "journal.sqlite3", instance="inbound-test")
-    yield journal
-    journal.close()
-
-
-@pytest.fixture
-async def listener(journal: Journal, keys: Keys) -> AsyncIterator[Listener]:
+async def listener(
+    sync_journal: Journal, writer: AsyncJournal, keys: Keys
+) -> AsyncIterator[Listener]:
     async with trio.open_nursery() as nursery:
-        writer = AsyncJournal(journal)
-        await nursery.start(writer.run)
         server = InboundServer(writer, Verifiers(keys.config), max_body_bytes=MAX_BODY)
         host, port = await nursery.start(server.serve, "127.0.0.1", 0)
-        yield Listener(f"http://{host}:{port}", journal, writer, keys)
+        yield Listener(f"http://{host}:{port}", sync_journal, writer, keys)
         nursery.cancel_scope.cancel()
 
 
@@ -151,20 +144,16 @@ def sendgrid_body(*events: dict[str, Any]) -> bytes:
 
 def mailgun_body(event_id: str, event: str, *, timestamp: float | None = None) -> bytes:
     now = int(time.time())
-    return json.dumps(
-        {
-            "signature": mailgun_signature(MAILGUN_KEY, now, f"token-{event_id}"),
-            "event-data": {
-                "id": event_id,
-                "event": event,
-                "timestamp": timestamp or float(now),
-                "recipient": "couple@example.com",
-                "severity": "permanent",
-                "delivery-status": {"message": "550 5.1.1 no such user"},
-                "message": {"headers": {"message-id": "req-1@plaudit.test"}},
-            },
-        }
-    ).encode()
+    data = {
+        "id": event_id,
+        "event": event,
+        "timestamp": timestamp or float(now),
+        "recipient": "couple@example.com",
+        "severity": "permanent",
+        "delivery-status": {"message": "550 5.1.1 no such user"},
+        "message": {"headers": {"message-id": "req-1@plaudit.test"}},
+    }
+    return mailgun_event_body(MAILGUN_KEY, data, timestamp=now, token=f"token-{event_id}")
 
 
 def outcome_count(provider: str, outcome: str) -> float:
@@ -455,10 +444,8 @@ async def test_garbage_request_line_rejected(listener: Listener) -> None:
     assert listener.rows() == []
 
 
-async def test_stalled_client_disconnected(journal: Journal, keys: Keys) -> None:
+async def test_stalled_client_disconnected(writer: AsyncJournal, keys: Keys) -> None:
     async with trio.open_nursery() as nursery:
-        writer = AsyncJournal(journal)
-        await nursery.start(writer.run)
         server = InboundServer(
             writer, Verifiers(keys.config), max_body_bytes=MAX_BODY, idle_timeout=0.5
         )

@@ -17,6 +17,7 @@ from plaudit.config import load_config
 from plaudit.config.model import MarketplaceConfig, MarketplaceProfile
 from plaudit.connectors.marketplace.fetch import FetchResult
 from plaudit.connectors.marketplace.sites import get_site
+from plaudit.daemon.children import ChildContext
 from plaudit.errors import ConfigError
 from plaudit.journal import AsyncJournal, Journal
 from plaudit.metrics import REGISTRY
@@ -207,17 +208,6 @@ def test_decide_loopback_same_host() -> None:
 # The shell against the sandbox, in real time on loopback.
 
 
-class Context:
-    """The supervisor's handle, for running one actor in a test."""
-
-    def __init__(self) -> None:
-        self.name = "hitched"
-        self.stop_requested = trio.Event()
-
-    def started(self) -> None:
-        pass
-
-
 @pytest.fixture
 async def sandbox() -> AsyncIterator[str]:
     async with trio.open_nursery() as nursery:
@@ -249,7 +239,7 @@ async def stored(journal: AsyncJournal, name: str) -> int:
 
 
 async def run_until(actor: MarketplaceActor, check: Any, *, timeout: float) -> None:
-    context = Context()
+    context = ChildContext("hitched")
     with trio.fail_after(timeout):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(actor.start, context)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import trio
 
 from plaudit.actors.notifier import NotifierActor, Snapshot, decide
 from plaudit.config.model import Config
+from plaudit.daemon.children import ChildContext
 from plaudit.errors import PlatformError
 from plaudit.journal import AsyncJournal, Journal, Tx
 from plaudit.messaging.campaigns import first_step_at
@@ -207,15 +207,6 @@ def test_first_step_at_local_ten(zone: str, wedding: str, expected_utc: str) -> 
     assert datetime.fromtimestamp(at, tz=UTC).isoformat() == expected_utc
 
 
-@dataclass
-class Context:
-    name: str
-    stop_requested: trio.Event
-
-    def started(self) -> None:
-        pass
-
-
 async def test_actor_retries_temporary_failure(tmp_path: Path) -> None:
     """The shell records the 4xx as a failed attempt, and the retry sends the same message."""
     journal = Journal.open(tmp_path / "journal.sqlite3", retry_initial=0.1, retry_max=0.2)
@@ -233,7 +224,7 @@ async def test_actor_retries_temporary_failure(tmp_path: Path) -> None:
             actor = NotifierActor(
                 facade, config, SmtpSender(config.smtp), lease_seconds=30, poll_interval=0.05
             )
-            context = Context("notifier", trio.Event())
+            context = ChildContext("notifier")
             # The actor stops before the journal writer, as under the supervisor.
             async with trio.open_nursery() as actors:
                 actors.start_soon(actor.start, context)

@@ -7,7 +7,6 @@ HTTP between the parts takes real time.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,8 +17,6 @@ from typing import Any, Literal
 
 import pytest
 import trio
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from plaudit.actors.notifier import NotifierActor, Snapshot, build_notifier, decide
 from plaudit.config.model import (
@@ -44,9 +41,10 @@ from plaudit.messaging.channel_sends import UNKNOWN_OUTCOME_WAIT, begin_send
 from plaudit.messaging.couples import parse_couples_csv, store_couples
 from plaudit.messaging.deliverability.suppression import SuppressionPolicy
 from plaudit.messaging.push import add_subscription
-from plaudit.sandbox.smtp import SmtpSink
 from plaudit.sandbox.twilio import ACCOUNT_SID, AUTH_TOKEN, Outcome, TwilioStandIn
-from plaudit.sandbox.webpush import PushStandIn
+from plaudit.sandbox.webpush import PushStandIn, write_vapid_key
+from tests.support_mail import free_port
+from tests.support_notifier import channel_stand_ins
 
 ChannelName = Literal["email", "sms", "push"]
 PHONE = "+13125550142"
@@ -59,23 +57,6 @@ TEXT = "Hi {{ couple_names }}, a review of {{ venue }} helps: {{ review_links[0]
 RETRY = RetryConfig(max_attempts=2, backoff_initial=0.01, backoff_max=0.05, retry_after_max=2.0)
 # The first step is due at 10:00 in Chicago (CDT, UTC-5) ten days after the wedding.
 DUE = datetime(2026, 5, 12, 15, 0, tzinfo=UTC).timestamp()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def write_vapid_key(path: Path) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
 
 
 def make_config(
@@ -187,45 +168,34 @@ async def world(
     consent: str = "yes",
     push_script: tuple[int, ...] = (),
 ) -> AsyncIterator[World]:
-    clock = [DUE]
-    journal = Journal.open(tmp_path / "journal.sqlite3", lease_seconds=60, clock=lambda: clock[0])
-    facade = AsyncJournal(journal)
     twilio = TwilioStandIn(script=script)
     push = PushStandIn(script=push_script)
-    sink = SmtpSink()
     port = free_port()
     listener = f"http://127.0.0.1:{port}"
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(facade.run)
-            twilio_url = await nursery.start(twilio.serve)
-            await nursery.start(push.serve)
-            smtp_port = await nursery.start(sink.serve)
-            config = make_config(
-                tmp_path,
-                channels=list(channels),
-                twilio_url=twilio_url,
-                smtp_port=smtp_port,
-                listener=listener,
-            )
-            assert config.inbound is not None
-            server = InboundServer(facade, Verifiers(config.inbound), max_body_bytes=65536)
-            await nursery.start(server.serve, "127.0.0.1", port)
+    async with channel_stand_ins(tmp_path, twilio=twilio, push=push, now=DUE) as served:
+        facade = served.facade
+        config = make_config(
+            tmp_path,
+            channels=list(channels),
+            twilio_url=served.twilio_url,
+            smtp_port=served.smtp_port,
+            listener=listener,
+        )
+        assert config.inbound is not None
+        server = InboundServer(facade, Verifiers(config.inbound), max_body_bytes=65536)
+        await served.nursery.start(server.serve, "127.0.0.1", port)
 
-            parsed = parse_couples_csv(COUPLES.format(consent=consent))
-            assert parsed.errors == []
-            await facade.transaction(
-                lambda tx: store_couples(tx, parsed.couples, vendor="Willow Studio")
-            )
-            subscription = push.subscribe()
-            await facade.transaction(lambda tx: add_subscription(tx, 1, subscription))
-            await facade.transaction(lambda tx: schedule_new_couples(tx, config))
-            actor = build_notifier(config, facade)
-            assert actor is not None
-            yield World(journal, facade, twilio, push, actor, listener, clock)
-            nursery.cancel_scope.cancel()
-    finally:
-        journal.close()
+        parsed = parse_couples_csv(COUPLES.format(consent=consent))
+        assert parsed.errors == []
+        await facade.transaction(
+            lambda tx: store_couples(tx, parsed.couples, vendor="Willow Studio")
+        )
+        subscription = push.subscribe()
+        await facade.transaction(lambda tx: add_subscription(tx, 1, subscription))
+        await facade.transaction(lambda tx: schedule_new_couples(tx, config))
+        actor = build_notifier(config, facade)
+        assert actor is not None
+        yield World(served.journal, facade, twilio, push, actor, listener, served.clock)
 
 
 async def test_sms_step_sent_and_delivered(tmp_path: Path) -> None:

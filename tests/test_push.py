@@ -9,8 +9,6 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from plaudit.config.model import PushConfig, RetryConfig
 from plaudit.errors import PlauditError
@@ -30,22 +28,9 @@ from plaudit.messaging.push import (
     vapid_public_key,
 )
 from plaudit.messaging.push_ctl import parse_subscription
-from plaudit.sandbox.webpush import SUBSCRIBE_PATH, PushStandIn
+from plaudit.sandbox.webpush import SUBSCRIBE_PATH, PushStandIn, write_vapid_key
 
 RETRY = RetryConfig(max_attempts=3, backoff_initial=0.01, backoff_max=0.05, retry_after_max=2.0)
-
-
-def write_vapid_key(folder: Path) -> Path:
-    key = ec.generate_private_key(ec.SECP256R1())
-    path = folder / "vapid.pem"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
 
 
 def push_config(key_path: Path, *, allow_private: bool = True) -> PushConfig:
@@ -64,7 +49,8 @@ async def push_service(
     tmp_path: Path, *script: int, allow_private: bool = True
 ) -> AsyncIterator[tuple[PushStandIn, PushSender]]:
     service = PushStandIn(script=script)
-    key_path = write_vapid_key(tmp_path)
+    key_path = tmp_path / "vapid.pem"
+    write_vapid_key(key_path)
     sender = PushSender(
         push_config(key_path, allow_private=allow_private), load_vapid_key(str(key_path))
     )

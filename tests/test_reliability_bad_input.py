@@ -30,6 +30,7 @@ from plaudit.config.model import (
     YelpConfig,
 )
 from plaudit.connectors.apiclient import ApiClient, decode_json
+from plaudit.daemon.children import ChildContext
 from plaudit.errors import JournalError, PlatformError
 from plaudit.journal import AsyncJournal, Journal, Tx
 from plaudit.metrics import REGISTRY
@@ -159,15 +160,6 @@ async def test_unsupported_scheme_named_and_not_retried() -> None:
 # A full disk under the journal.
 
 
-class Context:
-    def __init__(self) -> None:
-        self.name = "test"
-        self.stop_requested = trio.Event()
-
-    def started(self) -> None:
-        pass
-
-
 def config_for(base_url: str) -> Config:
     trustpilot = TrustpilotConfig(
         api_base=f"{base_url}/trustpilot/v1",
@@ -260,7 +252,7 @@ async def test_full_journal_waits_then_recovers(
     await fill_journal(writer)
 
     trustpilot, yelp = actors
-    context = Context()
+    context = ChildContext("test")
     caplog.set_level(logging.INFO)
     async with trio.open_nursery() as actor_nursery:
         for actor in actors:

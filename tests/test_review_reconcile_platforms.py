@@ -12,9 +12,8 @@ each field.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -96,17 +95,10 @@ async def base_url(nursery: trio.Nursery, mock_clock: MockClock) -> AsyncIterato
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Journal]:
-    opened = Journal.open(tmp_path / "journal.sqlite3", instance="reconcile-1")
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-async def journal(store: Journal) -> AsyncIterator[AsyncJournal]:
+async def journal(sync_journal: Journal) -> AsyncIterator[AsyncJournal]:
     async with trio.open_nursery() as nursery:
         # No grouping window: the test's clock moves only when the test moves it.
-        async_journal = AsyncJournal(store, window=0)
+        async_journal = AsyncJournal(sync_journal, window=0)
         await nursery.start(async_journal.run)
         yield async_journal
         nursery.cancel_scope.cancel()
@@ -163,14 +155,18 @@ def exercised(truth: list[Review], epoch_iso: str) -> dict[str, int]:
 
 @pytest.mark.parametrize("platform", ["facebook", "trustpilot"])
 async def test_api_platform_agrees_each_step(
-    platform: str, base_url: str, journal: AsyncJournal, store: Journal, mock_clock: MockClock
+    platform: str,
+    base_url: str,
+    journal: AsyncJournal,
+    sync_journal: Journal,
+    mock_clock: MockClock,
 ) -> None:
     source, _, _ = build_sources(config_for(base_url))[platform]
     for step in range(STEPS):
         mock_clock.jump(STEP_SECONDS)
         await reconcile_source(journal, source)
         truth = stand_in_truth_reviews(await truth_of(base_url), platform)
-        assert differences(stored(store, platform), truth) == [], f"after step {step}"
+        assert differences(stored(sync_journal, platform), truth) == [], f"after step {step}"
     await source.aclose()
 
     counts = exercised(truth, SANDBOX_EPOCH)
@@ -190,7 +186,7 @@ def yelp_truth(truth: dict[str, Any]) -> tuple[list[Review], set[str]]:
 
 
 async def test_yelp_agrees_on_visible_excerpts(
-    base_url: str, journal: AsyncJournal, store: Journal, mock_clock: MockClock
+    base_url: str, journal: AsyncJournal, sync_journal: Journal, mock_clock: MockClock
 ) -> None:
     source, _, _ = build_sources(config_for(base_url))["yelp"]
     seen: set[str] = set()
@@ -199,7 +195,7 @@ async def test_yelp_agrees_on_visible_excerpts(
         await reconcile_source(journal, source)
         listed, visible = yelp_truth(await truth_of(base_url))
         seen |= visible
-        journal_reviews = stored(store, "yelp")
+        journal_reviews = stored(sync_journal, "yelp")
 
         # The three newest excerpts agree exactly with the platform.
         now_shown = [review for review in listed if review.review_id in visible]
@@ -283,7 +279,7 @@ async def reconcile_storefronts(
 
 
 async def test_storefront_agrees_each_step(
-    base_url: str, journal: AsyncJournal, store: Journal, mock_clock: MockClock
+    base_url: str, journal: AsyncJournal, sync_journal: Journal, mock_clock: MockClock
 ) -> None:
     async with httpx.AsyncClient(timeout=30.0) as client:
         fetcher = StorefrontFetcher(client, contact="ops@example.com", min_interval=STEP_SECONDS)
@@ -292,7 +288,7 @@ async def test_storefront_agrees_each_step(
             mock_clock.jump(STEP_SECONDS)
             fetched += await reconcile_storefronts(fetcher, journal, base_url)
             truth = storefront_truth(await truth_of(base_url))
-            journal_reviews = stored(store, "hitched") + stored(store, "bodas")
+            journal_reviews = stored(sync_journal, "hitched") + stored(sync_journal, "bodas")
             assert differences(journal_reviews, truth) == [], f"after step {step}"
 
     counts = exercised(truth, SANDBOX_EPOCH[:10])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -45,13 +44,6 @@ def review(platform: str = "google", review_id: str = "r1", **changes: str) -> R
         updated_at="2026-06-01T10:00:00.000Z",
     )
     return msgspec.structs.replace(base, **changes)
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    opened = Journal.open(tmp_path / "journal.sqlite3", instance="replies")
-    yield opened
-    opened.close()
 
 
 def store(journal: Journal, *reviews: Review) -> None:
@@ -134,9 +126,9 @@ def plan_reply_request() -> ReplyRequest:
     return plan
 
 
-def test_find_review_by_platform_and_id(journal: Journal) -> None:
-    store(journal, review("google", "same"), review("trustpilot", "same"))
-    with journal.transaction() as tx:
+def test_find_review_by_platform_and_id(sync_journal: Journal) -> None:
+    store(sync_journal, review("google", "same"), review("trustpilot", "same"))
+    with sync_journal.transaction() as tx:
         assert find_review(tx, "trustpilot:same").platform == "trustpilot"
         with pytest.raises(ReplyRejectedError, match="several platforms"):
             find_review(tx, "same")
@@ -144,15 +136,15 @@ def test_find_review_by_platform_and_id(journal: Journal) -> None:
             find_review(tx, "google:other")
 
 
-def test_find_review_id_with_colon(journal: Journal) -> None:
-    store(journal, review("google", "a:b"))
-    with journal.transaction() as tx:
+def test_find_review_id_with_colon(sync_journal: Journal) -> None:
+    store(sync_journal, review("google", "a:b"))
+    with sync_journal.transaction() as tx:
         assert find_review(tx, "a:b").review_id == "a:b"
 
 
-def test_same_reply_queues_one_job(journal: Journal) -> None:
-    store(journal, review())
-    with journal.transaction() as tx:
+def test_same_reply_queues_one_job(sync_journal: Journal) -> None:
+    store(sync_journal, review())
+    with sync_journal.transaction() as tx:
         first = queue_reply(tx, "google:r1", "  Thank you!\n")
         second = queue_reply(tx, "r1", "Thank you!")
         other = queue_reply(tx, "r1", "Thanks again!")
@@ -160,47 +152,47 @@ def test_same_reply_queues_one_job(journal: Journal) -> None:
     assert second["state"] == "already_queued"
     assert second["job"] == first["job"]
     assert other["job"] != first["job"]
-    job = journal.get(first["job"])
+    job = sync_journal.get(first["job"])
     assert job.payload["text"] == "Thank you!"
 
 
-def test_marketplace_reply_queues_nothing(journal: Journal) -> None:
-    store(journal, review("theknot", "k1"))
-    with journal.transaction() as tx:
+def test_marketplace_reply_queues_nothing(sync_journal: Journal) -> None:
+    store(sync_journal, review("theknot", "k1"))
+    with sync_journal.transaction() as tx:
         result = queue_reply(tx, "theknot:k1", "Thank you!")
     assert result["state"] == "dashboard"
     assert result["dashboard_url"] == "https://www.theknot.com/emp-AdminOpiniones.php"
-    assert journal.query("SELECT count(*) FROM jobs") == [(0,)]
+    assert sync_journal.query("SELECT count(*) FROM jobs") == [(0,)]
 
 
-def test_stored_reply_emits_one_event(journal: Journal) -> None:
-    store(journal, review())
+def test_stored_reply_emits_one_event(sync_journal: Journal) -> None:
+    store(sync_journal, review())
     request = plan_reply_request()
-    with journal.transaction() as tx:
+    with sync_journal.transaction() as tx:
         assert store_reply(tx, request, replied_at="2026-08-01T00:00:00.000Z")
     # The next sync lists the same reply, with the platform's own time.
     synced = review(reply_text="Thank you!", reply_updated_at="2026-08-01T00:00:01.000Z")
-    store(journal, synced)
+    store(sync_journal, synced)
 
-    assert len(replied_events(journal)) == 1
-    with journal.transaction() as tx:
+    assert len(replied_events(sync_journal)) == 1
+    with sync_journal.transaction() as tx:
         stored = load_reviews(tx, "google")
     assert stored[0].reply_text == "Thank you!"
 
 
-def test_stored_reply_skips_deleted_review(journal: Journal) -> None:
-    store(journal, review())
-    with journal.transaction() as tx:
+def test_stored_reply_skips_deleted_review(sync_journal: Journal) -> None:
+    store(sync_journal, review())
+    with sync_journal.transaction() as tx:
         tx.execute("UPDATE reviews SET deleted_at = '2026-07-01T00:00:00.000Z'", ())
-    with journal.transaction() as tx:
+    with sync_journal.transaction() as tx:
         stored = store_reply(tx, plan_reply_request(), replied_at="2026-08-01T00:00:00.000Z")
     assert not stored
-    assert replied_events(journal) == []
+    assert replied_events(sync_journal) == []
 
 
-def test_status_lists_jobs(journal: Journal) -> None:
-    store(journal, review())
-    with journal.transaction() as tx:
+def test_status_lists_jobs(sync_journal: Journal) -> None:
+    store(sync_journal, review())
+    with sync_journal.transaction() as tx:
         queued = queue_reply(tx, "r1", "Thank you!")
         status = reply_status(tx, "google:r1")
     assert status["reply_text"] is None
@@ -249,9 +241,9 @@ def created_payloads(journal: Journal) -> list[dict[str, object]]:
     return [msgspec.json.decode(row[0]) for row in rows]
 
 
-def test_created_marketplace_event_links_dashboard(journal: Journal) -> None:
-    store(journal, review("hitched", "h1"), review("google", "g1"))
-    hitched, google_event = created_payloads(journal)
+def test_created_marketplace_event_links_dashboard(sync_journal: Journal) -> None:
+    store(sync_journal, review("hitched", "h1"), review("google", "g1"))
+    hitched, google_event = created_payloads(sync_journal)
     assert hitched["dashboard_url"] == "https://www.hitched.co.uk/emp-AdminOpiniones.php"
     assert "dashboard_url" not in google_event
 
@@ -264,8 +256,8 @@ class DaemonStub:
         self.actors: dict[str, object] = {}
 
 
-async def test_command_queues_and_passes_others(journal: Journal) -> None:
-    store(journal, review())
+async def test_command_queues_and_passes_others(sync_journal: Journal) -> None:
+    store(sync_journal, review())
     passed: list[dict[str, object]] = []
 
     async def other(args: dict[str, object]) -> dict[str, object]:
@@ -273,7 +265,7 @@ async def test_command_queues_and_passes_others(journal: Journal) -> None:
         return {"subcommand": "links"}
 
     async with trio.open_nursery() as nursery:
-        writer = AsyncJournal(journal)
+        writer = AsyncJournal(sync_journal)
         await nursery.start(writer.run)
         command = with_review_replies(DaemonStub(writer), other)  # type: ignore[arg-type]
         queued = await command({"subcommand": "reply", "review": "r1", "text": "Thanks!"})

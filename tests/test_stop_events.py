@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 
 from plaudit.actors.bounces import BounceMailboxActor, MaildirSource
 from plaudit.config.model import CampaignConfig, CampaignStep, Config, VendorConfig
@@ -16,6 +15,7 @@ from plaudit.journal import AsyncJournal, Journal, Tx
 from plaudit.messaging.deliverability.suppression import SuppressionPolicy
 from plaudit.messaging.event_rules import CampaignRules, campaign_rules_of, no_rules
 from plaudit.messaging.requests import show_request
+from tests.support import run_actor_until
 from tests.test_bounce_mailbox import complaint, dsn
 
 NOW = 1_800_000_000.0
@@ -229,22 +229,13 @@ async def test_inbox_actor_reads_rules_source(writer: AsyncJournal, sync_journal
     actor = inbox.InboxActor(
         writer, lease_seconds=30, platforms=frozenset(), poll_interval=0.05, rules=lambda: RULES
     )
-    stop = trio.Event()
-
-    class Context:
-        name = "inbound"
-        stop_requested = stop
-
-        def started(self) -> None:
-            pass
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(actor.start, Context())
-        # Generous: the machine runs several suites at once.
-        with trio.fail_after(60):
-            while sync_journal.query("SELECT state FROM inbound_events") != [("processed",)]:
-                await trio.sleep(0.05)
-        stop.set()
+    # Generous: the machine runs several suites at once.
+    await run_actor_until(
+        actor,
+        lambda: sync_journal.query("SELECT state FROM inbound_events") == [("processed",)],
+        name="inbound",
+        timeout=60,
+    )
 
     assert (await shown(writer, reminder))["stop_reason"] == "stopped: complaint"
 

@@ -25,6 +25,7 @@ import trio.testing
 from plaudit.actors.webhooks import WebhookActor
 from plaudit.config import load_config
 from plaudit.config.model import DEFAULT_WEBHOOK_SCHEDULE
+from plaudit.daemon.children import ChildContext
 from plaudit.daemon.ctl import build_parser, render, request_args
 from plaudit.errors import ConfigError
 from plaudit.journal import AsyncJournal, Journal, Tx
@@ -252,15 +253,6 @@ def test_webhook_id_is_stable_per_endpoint() -> None:
 # The actor over real HTTP, on a virtual clock
 
 
-@dataclass
-class Context:
-    name: str
-    stop_requested: trio.Event
-
-    def started(self) -> None:
-        pass
-
-
 def read(path: Path, sql: str) -> list[tuple[Any, ...]]:
     """Query the journal file on a connection of its own (WAL lets it read beside the writer)."""
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -335,7 +327,7 @@ async def harness(
     journal = Journal.open(path, clock=lambda: START + clock.current_time())
     receiver = Receiver(secrets=[SECRET], clock=lambda: START + clock.current_time())
     receiver.add_faults(faults)
-    stop = trio.Event()
+    context = ChildContext("webhooks")
     try:
         async with trio.open_nursery() as nursery:
             url = await nursery.start(serve_receiver, receiver)
@@ -355,9 +347,9 @@ async def harness(
             )
             # The actor stops (and hands back its jobs) before the journal writer does.
             async with trio.open_nursery() as actors:
-                actors.start_soon(actor.start, Context("webhooks", stop))
+                actors.start_soon(actor.start, context)
                 yield Harness(path, async_journal, receiver, actor, url, clock)
-                stop.set()
+                context.stop_requested.set()
             nursery.cancel_scope.cancel()
     finally:
         journal.close()

@@ -25,6 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from plaudit.actors.webhooks import WebhookActor
 from plaudit.config.model import DEFAULT_WEBHOOK_SCHEDULE, WebhookEndpoint, WebhooksConfig
+from plaudit.daemon.children import ChildContext
 from plaudit.journal import AsyncJournal, Journal, Tx
 from plaudit.webhooks.endpoints import Endpoint, check_endpoints
 from plaudit.webhooks.router import Router
@@ -209,13 +210,13 @@ async def deliver_once(tmp_path: Path, *, server_name: str, wrong_ca: bool = Fal
             )
             await writer.transaction(emit_review)
 
-            stop = trio.Event()
+            context = ChildContext("webhooks")
             with trio.fail_after(DEADLINE_SECONDS):
                 async with trio.open_nursery() as actors:
-                    actors.start_soon(actor.start, Context("webhooks", stop))
+                    actors.start_soon(actor.start, context)
                     while not journal_rows(path, "SELECT 1 FROM webhook_attempts"):
                         await trio.sleep(0.02)
-                    stop.set()
+                    context.stop_requested.set()
                     actor.wake()
             nursery.cancel_scope.cancel()
     finally:
@@ -225,15 +226,6 @@ async def deliver_once(tmp_path: Path, *, server_name: str, wrong_ca: bool = Fal
         path, "SELECT status_code, outcome, error FROM webhook_attempts ORDER BY id"
     )
     return Run(receiver, attempts)
-
-
-@dataclass
-class Context:
-    name: str
-    stop_requested: trio.Event
-
-    def started(self) -> None:
-        pass
 
 
 def endpoint(url: str, **fields: Any) -> Endpoint:

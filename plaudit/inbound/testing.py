@@ -55,6 +55,14 @@ def mailgun_signature(signing_key: str, timestamp: int, token: str) -> dict[str,
     return {"timestamp": str(timestamp), "token": token, "signature": digest}
 
 
+def mailgun_event_body(
+    signing_key: str, event_data: dict[str, Any], *, timestamp: int, token: str
+) -> bytes:
+    """Return a Mailgun event webhook body: ``event_data`` signed at Unix time ``timestamp``."""
+    signature = mailgun_signature(signing_key, timestamp, token)
+    return json.dumps({"signature": signature, "event-data": event_data}).encode()
+
+
 def basic_auth(username: str, password: str) -> dict[str, str]:
     encoded = base64.b64encode(f"{username}:{password}".encode()).decode()
     return {"Authorization": f"Basic {encoded}"}

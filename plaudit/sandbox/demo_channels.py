@@ -21,14 +21,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final, final
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from plaudit.daemon.control_client import request
 from plaudit.errors import ControlError
 from plaudit.sandbox.demo_mail import DemoMail
 from plaudit.sandbox.twilio import ACCOUNT_SID, AUTH_TOKEN, TwilioStandIn
-from plaudit.sandbox.webpush import PushStandIn
+from plaudit.sandbox.webpush import PushStandIn, write_vapid_key
 
 SMS_COUPLE_EMAIL: Final = "priya.nair@example.com"
 SMS_COUPLE_CSV: Final = """\
@@ -90,14 +87,7 @@ class DemoChannels:
         token.write_text(AUTH_TOKEN, encoding="utf-8")
         token.chmod(0o600)
         key = state_dir / "vapid.pem"
-        key.write_bytes(
-            ec.generate_private_key(ec.SECP256R1()).private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        key.chmod(0o600)
+        write_vapid_key(key)
         listener = f"http://127.0.0.1:{inbound_port}"
         return f"""
 [sms]

@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from functools import partial
+from pathlib import Path
 from typing import Any, Final, final
 
 import http_ece
@@ -28,7 +29,12 @@ import jwt
 import msgspec
 import trio
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 
 from plaudit.messaging.push import PushSubscription, b64url_decode
 from plaudit.sandbox.http_stub import StubRequest, StubResponse, serve_stub
@@ -179,6 +185,15 @@ class PushStandIn:
         if not str(claims.get("sub", "")).startswith(("mailto:", "https://")):
             return "VAPID token needs a mailto: or https: subject"
         return None
+
+
+def write_vapid_key(path: Path) -> None:
+    """Write a new P-256 VAPID private key to ``path`` as PKCS#8 PEM, readable by its owner only."""
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
+    )
+    path.write_bytes(pem)
+    path.chmod(0o600)
 
 
 def _b64url(data: bytes) -> str:
