@@ -33,6 +33,7 @@ from plaudit.config.model import (
     YelpBusiness,
     YelpConfig,
 )
+from plaudit.daemon.children import ChildContext
 from plaudit.journal import AsyncJournal
 from plaudit.reviews.model import Review
 from plaudit.reviews.store import load_reviews
@@ -42,17 +43,6 @@ from plaudit.sandbox import trustpilot as tp_sandbox
 from plaudit.sandbox import yelp as yelp_sandbox
 from plaudit.sandbox.standin import stand_in_truth_reviews
 from tests.support import wait_for
-
-
-class Context:
-    """The supervisor's child handle, reduced to what an actor reads."""
-
-    def __init__(self) -> None:
-        self.name = "test"
-        self.stop_requested = trio.Event()
-
-    def started(self) -> None:
-        pass
 
 
 def config_for(base_url: str, *, graph_version: str = "v19.0") -> Config:
@@ -102,7 +92,7 @@ async def run_actors(
     The wait is in real time because the journal's worker thread rules out
     trio's autojump clock.
     """
-    context = Context()
+    context = ChildContext("test")
     async with trio.open_nursery() as nursery:
         for actor in actors:
             nursery.start_soon(actor.start, context)

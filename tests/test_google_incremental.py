@@ -24,6 +24,7 @@ from plaudit.actors.google import (
 )
 from plaudit.config.model import GoogleConfig, GoogleLocation
 from plaudit.connectors.google import GoogleClient, ReviewPage
+from plaudit.daemon.children import ChildContext
 from plaudit.journal import AsyncJournal, Journal
 from plaudit.reviews.model import Review, format_timestamp
 from plaudit.reviews.store import load_reviews
@@ -145,15 +146,6 @@ def test_repeated_page_token_ends_listing() -> None:
 # On the sandbox.
 
 
-class Context:
-    def __init__(self) -> None:
-        self.name = "test"
-        self.stop_requested = trio.Event()
-
-    def started(self) -> None:
-        pass
-
-
 @pytest.fixture
 async def base_url(nursery: trio.Nursery) -> AsyncIterator[str]:
     # Scripted events from 1 s to 30 s of sandbox time: arrivals, edits, replies, deletions.
@@ -235,7 +227,7 @@ async def wait_until_script_ends(base_url: str) -> None:
 async def test_incremental_then_full_sync(base_url: str, tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite3"
     opened = Journal.open(path, instance="incremental-1")
-    context = Context()
+    context = ChildContext("test")
     async with trio.open_nursery() as nursery:
         writer = AsyncJournal(opened)
         await nursery.start(writer.run)

@@ -38,6 +38,7 @@ from plaudit.connectors.facebook import facebook_client
 from plaudit.connectors.google import GoogleClient
 from plaudit.connectors.trustpilot import parse_reviews, trustpilot_client
 from plaudit.connectors.yelp import yelp_client
+from plaudit.daemon.children import ChildContext
 from plaudit.errors import PlatformError
 from plaudit.journal import AsyncJournal, Journal
 from plaudit.reliability.health import HealthPolicy
@@ -320,15 +321,6 @@ async def test_latency_past_timeout_is_retryable(target: Target) -> None:
 # Actor level: a reset during a sync leaves the journal as it was.
 
 
-class Context:
-    def __init__(self) -> None:
-        self.name = "test"
-        self.stop_requested = trio.Event()
-
-    def started(self) -> None:
-        pass
-
-
 @pytest.fixture
 def journal_file(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "journal.sqlite3"
@@ -352,7 +344,7 @@ def key_states(path: Path, key: str) -> list[str]:
 async def test_reset_degrades_health_keeps_store(target: Target, journal_file: Path) -> None:
     monitor = PlatformHealthMonitor(policy=HealthPolicy(minimum_jobs=1))
     opened = Journal.open(journal_file, instance="faults-1")
-    context = Context()
+    context = ChildContext("test")
     async with trio.open_nursery() as nursery:
         writer = AsyncJournal(opened)
         await nursery.start(writer.run)

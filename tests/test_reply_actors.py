@@ -35,6 +35,7 @@ from plaudit.config.model import (
 from plaudit.connectors.facebook import facebook_client
 from plaudit.connectors.google import GoogleClient
 from plaudit.connectors.trustpilot import trustpilot_client
+from plaudit.daemon.children import ChildContext
 from plaudit.journal import AsyncJournal, Journal, Tx
 from plaudit.reviews.model import Review
 from plaudit.reviews.reply_commands import queue_reply
@@ -53,15 +54,6 @@ REPLY_ROUTES = {"google": "reviews.reply", "facebook": "fb.comment", "trustpilot
 JOB_TIMEOUT = 60.0
 # Long enough that a job waiting for the edit limiter keeps its lease.
 LEASE = 600.0
-
-
-class Context:
-    def __init__(self) -> None:
-        self.name = "test"
-        self.stop_requested = trio.Event()
-
-    def started(self) -> None:
-        pass
 
 
 @pytest.fixture
@@ -135,7 +127,7 @@ def listing_actor(
 class Running:
     """A journal writer and one actor, running until the test's block ends."""
 
-    def __init__(self, writer: AsyncJournal, actor: Actor, context: Context) -> None:
+    def __init__(self, writer: AsyncJournal, actor: Actor, context: ChildContext) -> None:
         self.writer = writer
         self.actor = actor
         self.context = context
@@ -173,7 +165,7 @@ async def run_actor(path: Path, make_actor: Any, body: Any, *, before: Any = Non
     if before is not None:
         with opened.transaction() as tx:
             before(tx)
-    context = Context()
+    context = ChildContext("test")
     try:
         async with trio.open_nursery() as nursery:
             writer = AsyncJournal(opened)

@@ -20,6 +20,7 @@ from plaudit.config.model import (
     TrustpilotConfig,
 )
 from plaudit.connectors.platform_json import parse_platform_json
+from plaudit.daemon.children import ChildContext
 from plaudit.journal import AsyncJournal, Journal
 from plaudit.reviews.contacts import (
     find_by_email,
@@ -127,15 +128,6 @@ def test_inspect_adds_contact_keys() -> None:
 # Against the sandbox.
 
 
-class Context:
-    def __init__(self) -> None:
-        self.name = "test"
-        self.stop_requested = trio.Event()
-
-    def started(self) -> None:
-        pass
-
-
 @pytest.fixture
 async def base_url(nursery: trio.Nursery) -> AsyncIterator[str]:
     url: str = await nursery.start(serve_sandbox, SandboxOptions(seed=4, script_seconds=0))
@@ -169,7 +161,7 @@ async def test_sync_stores_sandbox_contacts(base_url: str, tmp_path: Path) -> No
         actor = ListingActor(
             writer, source, sync_interval=interval, breaker=breaker, lease_seconds=30.0
         )
-        context = Context()
+        context = ChildContext("test")
         nursery.start_soon(actor.start, context)
         # Real time, because the journal's worker thread rules out the autojump clock.
         await wait_for(
