@@ -96,9 +96,9 @@ from plaudit.chaos_faults import (
 from plaudit.chaos_figures import print_chaos_summary
 from plaudit.chaos_mail import ChaosMail, campaign_config, step_count
 from plaudit.chaos_storefront import open_incidents, storefront_config
-from plaudit.chaos_summary import RunFacts, fetch_truth, summarise, undelivered
+from plaudit.chaos_summary import RunFacts, summarise, undelivered
 from plaudit.daemon.control_client import request
-from plaudit.demo import DemoError, compare, demo_config, read_journal
+from plaudit.demo import DemoError, compare, demo_config, fetch_truth, read_journal
 from plaudit.demo_dirs import demo_dirs, without_removed_files
 from plaudit.errors import ControlError
 from plaudit.sandbox import SandboxOptions, serve_sandbox

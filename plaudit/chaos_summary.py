@@ -13,7 +13,6 @@ import statistics
 from pathlib import Path
 from typing import Any, final
 
-import httpx
 import trio
 
 from plaudit.chaos_faults import FaultInjector
@@ -31,11 +30,8 @@ from plaudit.chaos_figures import (
 )
 from plaudit.chaos_mail import ChaosMail
 from plaudit.chaos_storefront import storefront_figures
-from plaudit.demo import MARKETPLACE_SITE, marketplace_truth_reviews, read_journal
-from plaudit.reviews.model import Review
+from plaudit.demo import MARKETPLACE_SITE, fetch_truth, read_journal
 from plaudit.sandbox.receiver import DemoWebhooks, Received
-from plaudit.sandbox.standin import stand_ins_truth_reviews
-from plaudit.sandbox.truth import truth_reviews
 from plaudit.webhooks.router import webhook_id
 
 
@@ -56,19 +52,6 @@ class RunFacts:
     phase_ended: float
     kills: int
     restarts_after_stop: int
-
-
-async def fetch_truth(base_url: str) -> list[Review]:
-    """Return the sandbox's truth: every review of every platform and the storefront."""
-    async with httpx.AsyncClient(timeout=5.0) as client:
-        response = await client.get(f"{base_url}/_sandbox/truth")
-        response.raise_for_status()
-    document = response.json()
-    return (
-        truth_reviews(document)
-        + stand_ins_truth_reviews(document)
-        + marketplace_truth_reviews(document)
-    )
 
 
 def accepted(item: Received) -> bool:

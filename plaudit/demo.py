@@ -226,6 +226,19 @@ def marketplace_truth_reviews(truth: dict[str, Any]) -> list[Review]:
     return reviews
 
 
+async def fetch_truth(base_url: str) -> list[Review]:
+    """Return the sandbox's truth: every review of every platform and the demo's storefront."""
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        response = await client.get(f"{base_url}/_sandbox/truth")
+        response.raise_for_status()
+    document = response.json()
+    return (
+        truth_reviews(document)
+        + stand_ins_truth_reviews(document)
+        + marketplace_truth_reviews(document)
+    )
+
+
 class Discrepancy(msgspec.Struct, frozen=True):
     """One way the journal differs from the truth."""
 
@@ -476,16 +489,8 @@ class Demo:
         return unmatched
 
     async def _truth(self) -> list[Review]:
-        async with httpx.AsyncClient(timeout=5.0) as client:
-            response = await client.get(f"{self.base_url}/_sandbox/truth")
-            response.raise_for_status()
-        document = response.json()
-        return (
-            truth_reviews(document)
-            + stand_ins_truth_reviews(document)
-            + marketplace_truth_reviews(document)
-            + (self.notices.truth_reviews() if self.notices is not None else [])
-        )
+        notices = self.notices.truth_reviews() if self.notices is not None else []
+        return await fetch_truth(self.base_url) + notices
 
     async def _stop(self, process: trio.Process) -> int:
         """SIGTERM the daemon and wait for its drain; SIGKILL after 30 s."""
