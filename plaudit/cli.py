@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from plaudit import __version__
-from plaudit.errors import PlauditError
+from plaudit.errors import ConfigError, PlauditError
 
 DEFAULT_CONFIG = "/etc/plaudit/plaudit.toml"
 
@@ -19,6 +20,12 @@ def _run(args: argparse.Namespace) -> int:
     from plaudit.daemon.app import Daemon
     from plaudit.daemon.logs import configure_logging
 
+    if args.config == DEFAULT_CONFIG and not os.path.exists(DEFAULT_CONFIG):
+        problem = (
+            f"{DEFAULT_CONFIG}: file not found; pass --config PATH, "
+            "such as a copy of config/plaudit.example.toml"
+        )
+        raise ConfigError(DEFAULT_CONFIG, [problem])
     config = load_config(args.config)
     paths = resolve_paths(config, state_dir=args.state_dir, runtime_dir=args.runtime_dir)
     configure_logging(config.daemon.log_level, config.daemon.log_format)
@@ -128,6 +135,17 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return leaves
 
 
+def _is_interrupt(group: BaseExceptionGroup[BaseException]) -> bool:
+    """Return True when Ctrl-C ended the command: a KeyboardInterrupt beside operator errors only.
+
+    A group that also contains any other exception keeps its traceback, because it is a bug.
+    """
+    leaves = _leaves(group)
+    interrupted = any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves)
+    expected = all(isinstance(leaf, KeyboardInterrupt | PlauditError) for leaf in leaves)
+    return interrupted and expected
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plaudit", description="Review-collection daemon for wedding vendors."
@@ -135,7 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"plaudit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the daemon in the foreground")
+    run = commands.add_parser(
+        "run",
+        help="run the daemon in the foreground",
+        description="Run the daemon in the foreground. SIGTERM or SIGINT drains it and exits 0, "
+        "and SIGHUP reloads the configuration.",
+    )
     run.add_argument(
         "--config", default=DEFAULT_CONFIG, help=f"configuration file (default {DEFAULT_CONFIG})"
     )
@@ -148,7 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
 
     check = commands.add_parser(
-        "check-config", help="validate a configuration file and list every problem"
+        "check-config",
+        help="validate a configuration file and list every problem",
+        description="Validate a configuration file. Exit 0 when it is valid, and otherwise "
+        "print every problem and exit 1.",
     )
     check.add_argument("path", help="the TOML file to check")
     check.set_defaults(func=_check_config)
@@ -306,6 +332,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except BaseExceptionGroup as group:
         # Errors raised inside Trio nurseries arrive wrapped in groups.
+        if _is_interrupt(group):
+            print("plaudit: interrupted", file=sys.stderr)
+            return 130
         operator_errors, rest = group.split(PlauditError)
         if operator_errors is None or rest is not None:
             raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -47,6 +48,30 @@ IMPORT_TIMEOUT_HINT = (
     "same file again stores no row twice (reviews already stored count as unchanged, couples are "
     "updated by e-mail address), so run the same command again with a longer --timeout"
 )
+
+
+def socket_path_problem(path: Path) -> str | None:
+    """Return why ``path`` cannot be a control socket, or None when it may be one.
+
+    A missing or unreadable path returns None, so the connection error reports it.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISSOCK(mode):
+        return None
+    hint = (
+        "pass the daemon's socket with --socket: control.sock in its --runtime-dir, "
+        "unless [control] socket names another path"
+    )
+    if not stat.S_ISDIR(mode):
+        return f"control socket path {path} is a file but not a socket; {hint}"
+
+    inside = path / "control.sock"
+    if inside.is_socket():
+        hint = f"pass the socket file in it: --socket {inside}"
+    return f"control socket path {path} is a directory, not a socket; {hint}"
 
 
 def default_socket_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -194,6 +219,11 @@ def ctl_main(argv: Sequence[str]) -> int:
         return exc.code if isinstance(exc.code, int) else 2
 
     socket_path = options.socket or default_socket_path()
+    problem = socket_path_problem(socket_path)
+    if problem is not None:
+        print(f"plaudit ctl: {problem}", file=sys.stderr)
+        return 1
+
     timeout = command_timeout(options)
     if options.command == "watch":
         return watch_main(socket_path, as_json=options.json, timeout=timeout)
