@@ -97,8 +97,27 @@ def test_metrics_port_taken_is_reported(tmp_path: Path) -> None:
         write_minimal(dirs, port=port)
         result = run_to_exit(dirs)
     assert result.returncode == 1
-    assert f"127.0.0.1:{port}" in result.stderr
+    assert f"metrics address 127.0.0.1:{port} is already in use" in result.stderr
+    assert "[metrics] port" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_inbound_port_taken_stops_start(tmp_path: Path) -> None:
+    dirs = DaemonDirs(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = MINIMAL.format(port=0) + f'\n[inbound]\nhost = "127.0.0.1"\nport = {port}\n'
+        dirs.config.write_text(config, encoding="utf-8")
+        result = run_to_exit(dirs)
+    assert result.returncode == 1
+    assert f"inbound address 127.0.0.1:{port} is already in use" in result.stderr
+    assert "[inbound] port" in result.stderr
+    assert "metrics" not in result.stderr
+    assert "Traceback" not in result.stderr
+    # It stopped before the journal was created.
+    assert not dirs.journal.exists()
 
 
 async def test_second_daemon_on_same_state_dir_refused(tmp_path: Path) -> None:

@@ -13,7 +13,12 @@ import trio
 import trio.testing
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from plaudit.daemon.metrics_http import MetricsAddressError, MetricsServer, serve_metrics
+from plaudit.daemon.metrics_http import (
+    ListenAddressError,
+    MetricsServer,
+    open_listeners,
+    serve_metrics,
+)
 from plaudit.metrics import READY, REGISTRY
 
 
@@ -164,12 +169,26 @@ async def test_port_in_use_raises() -> None:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        with pytest.raises(MetricsAddressError) as caught:
+        with pytest.raises(ListenAddressError) as caught:
             await serve_metrics("127.0.0.1", port)
 
     assert str(caught.value) == (
         f"metrics address 127.0.0.1:{port} is already in use; "
         f"set [metrics] port to a free port or stop the other process"
+    )
+
+
+async def test_inbound_port_in_use_names_the_inbound_table() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(ListenAddressError) as caught:
+            await open_listeners("127.0.0.1", port, table="inbound")
+
+    assert str(caught.value) == (
+        f"inbound address 127.0.0.1:{port} is already in use; "
+        f"set [inbound] port to a free port or stop the other process"
     )
 
 

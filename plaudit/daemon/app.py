@@ -42,7 +42,7 @@ from plaudit.daemon.platforms import (
     check_platform_secrets,
     reconfigure_platform_actors,
 )
-from plaudit.daemon.preflight import check_control_socket, check_metrics_port
+from plaudit.daemon.preflight import check_control_socket, check_listen_port
 from plaudit.daemon.supervisor import (
     ChildContext,
     ChildSpec,
@@ -126,7 +126,13 @@ class Daemon:
             except ConfigError as error:
                 raise ConfigError(self.config_path, error.problems) from error
             if self.config.metrics.enabled:
-                check_metrics_port(self.config.metrics.host, self.config.metrics.port)
+                check_listen_port(
+                    self.config.metrics.host, self.config.metrics.port, table="metrics"
+                )
+            if self.config.inbound is not None:
+                check_listen_port(
+                    self.config.inbound.host, self.config.inbound.port, table="inbound"
+                )
             journal = self._open_journal()
             try:
                 await self._run_with_journal(journal)

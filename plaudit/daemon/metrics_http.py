@@ -36,8 +36,8 @@ MAX_REQUEST_BODY = 16 * 1024
 TEXT_PLAIN = "text/plain; charset=utf-8"
 
 
-class MetricsAddressError(PlauditError):
-    """The metrics endpoint could not listen on its configured address."""
+class ListenAddressError(PlauditError):
+    """A listener (the metrics endpoint or the inbound webhooks) could not bind its address."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,30 +244,35 @@ async def _reject_busy(stream: trio.SocketStream) -> None:
         await stream.send_all(head.encode() + body)
 
 
-async def open_listeners(host: str, port: int) -> list[trio.SocketListener]:
-    """Open TCP listeners on ``host:port``, translating bind errors into MetricsAddressError."""
+async def open_listeners(
+    host: str, port: int, *, table: str = "metrics"
+) -> list[trio.SocketListener]:
+    """Open TCP listeners on ``host:port``, translating bind errors into ListenAddressError.
+
+    ``table`` is the config table that sets the address, named in the messages.
+    """
     shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         return await trio.open_tcp_listeners(port, host=host)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             message = (
-                f"metrics address {shown} is already in use; "
-                f"set [metrics] port to a free port or stop the other process"
+                f"{table} address {shown} is already in use; "
+                f"set [{table}] port to a free port or stop the other process"
             )
         elif exc.errno == errno.EADDRNOTAVAIL:
             message = (
-                f"metrics address {shown} is not an address of this host; "
-                f"set [metrics] host to a local address such as 127.0.0.1"
+                f"{table} address {shown} is not an address of this host; "
+                f"set [{table}] host to a local address such as 127.0.0.1"
             )
         elif exc.errno == errno.EACCES:
             message = (
-                f"permission denied listening on metrics address {shown}; "
-                f"set [metrics] port to 1024 or above"
+                f"permission denied listening on {table} address {shown}; "
+                f"set [{table}] port to 1024 or above"
             )
         else:
-            message = f"cannot listen on metrics address {shown}: {exc.strerror or exc}"
-        raise MetricsAddressError(message) from exc
+            message = f"cannot listen on {table} address {shown}: {exc.strerror or exc}"
+        raise ListenAddressError(message) from exc
 
 
 async def serve_metrics(

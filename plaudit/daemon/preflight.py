@@ -17,8 +17,8 @@ class PreflightError(PlauditError):
     """A resource the daemon needs is taken or unusable."""
 
 
-def check_metrics_port(host: str, port: int) -> None:
-    """Raise PreflightError when ``host:port`` cannot be bound."""
+def check_listen_port(host: str, port: int, *, table: str) -> None:
+    """Raise PreflightError when ``host:port`` of the ``[table]`` listener cannot be bound."""
     if port == 0:
         return
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -33,7 +33,7 @@ def check_metrics_port(host: str, port: int) -> None:
                 else f"cannot be bound ({error.strerror})"
             )
             raise PreflightError(
-                f"metrics address {host}:{port} {reason}; set [metrics] port to a free port, "
+                f"{table} address {host}:{port} {reason}; set [{table}] port to a free port, "
                 "or stop the other process"
             ) from error
 

@@ -147,7 +147,7 @@ class InboundServer:
         task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen on ``host:port``, report the bound address, and serve until cancelled."""
-        listeners = await open_listeners(host, port)
+        listeners = await open_listeners(host, port, table="inbound")
         bound = listeners[0].socket.getsockname()
         self._address = (str(bound[0]), int(bound[1]))
         log.info(
