@@ -82,7 +82,13 @@ location = "locations/2"
     result = run_to_exit(dirs)
     assert result.returncode == 1
     assert str(missing) in result.stderr
-    assert str(dirs.config) in result.stderr
+    # Located at the key's line, as check-config does.
+    key_line = (
+        dirs.config.read_text(encoding="utf-8")
+        .splitlines()
+        .index(f'client_secret_file = "{missing}"')
+    )
+    assert f"{dirs.config}:{key_line + 1}:1: " in result.stderr
     assert "Traceback" not in result.stderr
     # It stopped before the journal was created.
     assert not dirs.journal.exists()

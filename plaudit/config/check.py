@@ -35,7 +35,7 @@ def check_config(path: str, *, out: TextIO, err: TextIO) -> int:
 
     problems, file_warnings = _check_secret_files(config)
     if problems:
-        _print_problems(_located(path, problems), err)
+        _print_problems(locate_problems(path, problems), err)
         return 1
 
     print(f"{path}: OK", file=out)
@@ -137,7 +137,7 @@ def _google_secrets(google: GoogleConfig) -> list[tuple[str, str, str]]:
     ]
 
 
-def _located(path: str, problems: list[str]) -> list[str]:
+def locate_problems(path: str, problems: list[str]) -> list[str]:
     """Prefix each credential-file problem with the config file and the line of its key.
 
     A problem names its key as ``: key.path:`` (see load_file); one that names

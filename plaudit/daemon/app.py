@@ -29,6 +29,7 @@ from plaudit.actors.base import Actor
 from plaudit.actors.marketplace import marketplace_restart_pending
 from plaudit.actors.webhooks import WebhookActor
 from plaudit.config import Config, Paths, load_config, resolve_paths
+from plaudit.config.check import locate_problems
 from plaudit.config.credential_files import require_inbound_files
 from plaudit.config.paths import create_state_folders, resolve_state_folders
 from plaudit.daemon.child_alerts import ChildAlerts
@@ -118,13 +119,15 @@ class Daemon:
         """Open the journal, start the tree, serve until drained."""
         with StateLock(self.paths.lock_path, state_dir=self.paths.state_dir):
             check_control_socket(self.paths.control_socket)
-            create_state_folders(self.config, self.paths.state_dir)
-            require_inbound_files(self.config, self.config_path)
-            # An unreadable platform secret stops the start, as it stops a reload.
+            # An unreadable credential file stops the start, as it stops a
+            # reload, before any folder or the journal is created.
             try:
+                require_inbound_files(self.config, self.config_path)
                 check_platform_secrets(self.config)
             except ConfigError as error:
-                raise ConfigError(self.config_path, error.problems) from error
+                located = locate_problems(self.config_path, error.problems)
+                raise ConfigError(self.config_path, located) from error
+            create_state_folders(self.config, self.paths.state_dir)
             if self.config.metrics.enabled:
                 check_listen_port(
                     self.config.metrics.host, self.config.metrics.port, table="metrics"
