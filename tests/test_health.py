@@ -451,7 +451,7 @@ async def test_reconnect_required_stops_claiming(opened: tuple[Journal, AsyncJou
     ctx = ChildContext("revoked")
     async with trio.open_nursery() as nursery:
         nursery.start_soon(actor.start, ctx)
-        with trio.fail_after(10):
+        with trio.fail_after(60):
             while not actor.reconnect_required:
                 await trio.sleep(0.01)
         await trio.sleep(0.3)
@@ -461,7 +461,7 @@ async def test_reconnect_required_stops_claiming(opened: tuple[Journal, AsyncJou
 
         actor.revoked = False
         actor.credentials_replaced()
-        with trio.fail_after(10):
+        with trio.fail_after(60):
             while len(actor.handled) < 3:
                 await trio.sleep(0.01)
         ctx.stop_requested.set()
