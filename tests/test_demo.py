@@ -36,7 +36,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
         "--state-dir",
         str(tmp_path_factory.mktemp("demo")),
     ]
-    # The demo stops as soon as everything agrees; the limit only matters on a loaded machine.
+    # The sandbox script lasts half of --seconds; the other half leaves room to converge.
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=180, env=plaudit_env(), check=False
     )

@@ -41,7 +41,7 @@ def plaudit(*arguments: str, timeout: float) -> subprocess.CompletedProcess[str]
 def demo_state(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """One demo run: its state directory and its ``--json`` summary."""
     state = tmp_path_factory.mktemp("demo")
-    # The demo stops as soon as everything agrees; the limit only matters on a loaded machine.
+    # The sandbox script lasts half of --seconds; the other half leaves room to converge.
     result = plaudit("demo", "--seconds", "30", "--json", "--state-dir", str(state), timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     return state, json.loads(result.stdout.strip().splitlines()[-1])
