@@ -14,6 +14,7 @@ from plaudit import cli
 from plaudit.daemon.ctl import ctl_main, socket_path_problem
 from plaudit.errors import PlauditError
 from plaudit.sandbox.server import DEFAULT_PORT
+from plaudit.sandbox.server import build_parser as build_sandbox_parser
 from plaudit.sandbox.smtp_options import DEFAULT_SMTP_PORT
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -199,3 +200,11 @@ def test_readme_port_list_matches_defaults() -> None:
     assert f"{config['metrics']['port']} (`[metrics]`)" in text
     assert f"{config['inbound']['port']} (`[inbound]`)" in text
     assert f":{config['inbound']['port']}/" in config["vendor"]["unsubscribe_url"]
+
+
+def test_sandbox_help_names_default_port(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_sandbox_parser().parse_args(["--help"])
+
+    assert exited.value.code == 0
+    assert f"TCP port (default {DEFAULT_PORT})" in " ".join(capsys.readouterr().out.split())

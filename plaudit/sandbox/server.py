@@ -230,9 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="plaudit sandbox",
         description="Serve stand-ins for the review platforms on loopback, for demos and tests.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="TCP port; 0 picks a free port"
+        "--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"TCP port (default {DEFAULT_PORT}); 0 picks a free port",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the world and the faults")
     parser.add_argument(
