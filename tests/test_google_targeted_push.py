@@ -12,13 +12,14 @@ import trio
 from plaudit.actors.google import GoogleActor
 from plaudit.config.model import GoogleConfig
 from plaudit.connectors.google import GoogleClient
+from plaudit.daemon.children import ChildContext
 from plaudit.inbound.events import map_events
 from plaudit.inbound.inbox import sync_job_for
 from plaudit.inbound.testing import pubsub_body
 from plaudit.journal import AsyncJournal, Journal
 from plaudit.sandbox import SandboxOptions, serve_sandbox
 from tests.support import query
-from tests.test_google_concurrency import Context, config_for
+from tests.test_google_concurrency import config_for
 
 LOCATION = "accounts/1001/locations/2001"
 PUBLISHED = "2026-01-01T00:00:00Z"
@@ -96,7 +97,7 @@ async def test_push_job_targets_review_or_lists(
     review_id = await first_review_id(base_url, config) if known else "NoSuchReview"
     transport = RecordingTransport()
     opened = Journal.open(tmp_path / "journal.sqlite3", instance="targeted-1")
-    context = Context()
+    context = ChildContext("test")
 
     def client(settings: GoogleConfig) -> GoogleClient:
         return GoogleClient(
