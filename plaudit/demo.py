@@ -401,7 +401,11 @@ class Demo:
         ]  # fmt: skip
         log_path = self.state_dir / "daemon.log"
         with log_path.open("ab") as log_file:
-            process = await trio.lowlevel.open_process(command, stdout=log_file, stderr=log_file)
+            # A session of its own keeps the terminal's Ctrl-C from reaching the
+            # daemon, so the demo alone stops it, with SIGTERM, and reports why.
+            process = await trio.lowlevel.open_process(
+                command, stdout=log_file, stderr=log_file, start_new_session=True
+            )
             where = f", log {log_path}" if self.files_kept else ""
             self.say(f"daemon: pid {process.pid}{where}")
             try:
@@ -493,13 +497,19 @@ class Demo:
         return await fetch_truth(self.base_url) + notices
 
     async def _stop(self, process: trio.Process) -> int:
-        """SIGTERM the daemon and wait for its drain; SIGKILL after 30 s."""
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        with trio.move_on_after(30.0):
-            return await process.wait()
-        process.kill()
-        return await process.wait()
+        """SIGTERM the daemon and wait for its drain; SIGKILL after 30 s.
+
+        Shielded, so a Ctrl-C that cancels the demo still stops the daemon.
+        """
+        with trio.CancelScope(shield=True):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            with trio.move_on_after(30.0):
+                await process.wait()
+            if process.returncode is None:
+                process.kill()
+            exit_code = await process.wait()
+        return exit_code
 
     async def _summarise(
         self,
