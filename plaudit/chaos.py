@@ -250,9 +250,11 @@ class ChaosRun:
         env = dict(os.environ)
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = str(self.state_dir / "pycache")
+        # A session of its own keeps a terminal's Ctrl-C from reaching the daemon,
+        # so the run alone stops it, as plaudit demo does.
         with self.log_path.open("ab") as log_file:
             self.process = await trio.lowlevel.open_process(
-                command, stdout=log_file, stderr=log_file, env=env
+                command, stdout=log_file, stderr=log_file, env=env, start_new_session=True
             )
         self.say(f"daemon started: pid {self.process.pid}")
 
@@ -348,15 +350,22 @@ class ChaosRun:
         return False
 
     async def _stop_daemon(self) -> int:
+        """SIGTERM the daemon and wait for its drain; SIGKILL after 30 s.
+
+        Shielded, so a Ctrl-C that cancels the run still stops the daemon.
+        """
         process = self.process
         if process is None:
             return -1
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        with trio.move_on_after(30.0):
-            return await process.wait()
-        process.kill()
-        return await process.wait()
+        with trio.CancelScope(shield=True):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            with trio.move_on_after(30.0):
+                await process.wait()
+            if process.returncode is None:
+                process.kill()
+            exit_code = await process.wait()
+        return exit_code
 
     async def _deliver_left_over(self, exit_code: int) -> int:
         """Start the daemon again while events written during its drain wait for delivery.

@@ -1,5 +1,7 @@
 """Ctrl-C in a terminal running ``plaudit demo``: the demo stops its daemon and says so.
 
+The same holds for ``plaudit demo --chaos``.
+
 A terminal sends SIGINT to the whole foreground process group, so the test
 starts the demo in a group of its own and signals that group.  Real
 processes; each wait states its limit at the call.
@@ -24,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 
 def read_daemon_pid(process: subprocess.Popen[bytes], *, seconds: float) -> tuple[int | None, str]:
-    """Return the pid from the demo's "daemon: pid N" line, or None after ``seconds``, and the text.
+    """Return the pid from the demo's "daemon[ started]: pid N" line, or None, and the text read.
 
     Reads the pipe's file descriptor directly, so no buffered line escapes ``select``.
     """
@@ -40,7 +42,7 @@ def read_daemon_pid(process: subprocess.Popen[bytes], *, seconds: float) -> tupl
         if not chunk:
             break
         text += chunk.decode("utf-8", errors="replace")
-        found = re.search(r"daemon: pid (\d+)", text)
+        found = re.search(r"daemon(?: started)?: pid (\d+)", text)
         if found:
             return int(found.group(1)), text
     return None, text
@@ -54,11 +56,16 @@ def running(pid: int) -> bool:
     return True
 
 
-def test_ctrl_c_stops_demo_and_daemon(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "options",
+    [["--seconds", "120"], ["--chaos", "--seconds", "60"]],
+    ids=["demo", "chaos"],
+)
+def test_ctrl_c_stops_demo_and_daemon(tmp_path: Path, options: list[str]) -> None:
     """Waits at most 120 s for the daemon to start and 90 s for the demo to end."""
     command = [
-        sys.executable, "-m", "plaudit", "demo",
-        "--seconds", "120", "--json", "--state-dir", str(tmp_path / "state"),
+        sys.executable, "-m", "plaudit", "demo", *options,
+        "--json", "--state-dir", str(tmp_path / "state"),
     ]  # fmt: skip
     with subprocess.Popen(
         command,
