@@ -98,7 +98,7 @@ from plaudit.chaos_mail import ChaosMail, campaign_config, step_count
 from plaudit.chaos_storefront import open_incidents, storefront_config
 from plaudit.chaos_summary import RunFacts, summarise, undelivered
 from plaudit.daemon.control_client import request
-from plaudit.demo import DemoError, compare, demo_config, fetch_truth, read_journal
+from plaudit.demo import DemoError, compare, demo_config, fetch_truth, read_journal, stop_daemon
 from plaudit.demo_dirs import demo_dirs, without_removed_files
 from plaudit.errors import ControlError
 from plaudit.sandbox import SandboxOptions, serve_sandbox
@@ -251,7 +251,7 @@ class ChaosRun:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = str(self.state_dir / "pycache")
         # A session of its own keeps a terminal's Ctrl-C from reaching the daemon,
-        # so the run alone stops it, as plaudit demo does.
+        # so only this run stops it, with SIGTERM.
         with self.log_path.open("ab") as log_file:
             self.process = await trio.lowlevel.open_process(
                 command, stdout=log_file, stderr=log_file, env=env, start_new_session=True
@@ -350,22 +350,10 @@ class ChaosRun:
         return False
 
     async def _stop_daemon(self) -> int:
-        """SIGTERM the daemon and wait for its drain; SIGKILL after 30 s.
-
-        Shielded, so a Ctrl-C that cancels the run still stops the daemon.
-        """
-        process = self.process
-        if process is None:
+        """Stop the running daemon as :func:`plaudit.demo.stop_daemon` does; -1 when none runs."""
+        if self.process is None:
             return -1
-        with trio.CancelScope(shield=True):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            with trio.move_on_after(30.0):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-            exit_code = await process.wait()
-        return exit_code
+        return await stop_daemon(self.process)
 
     async def _deliver_left_over(self, exit_code: int) -> int:
         """Start the daemon again while events written during its drain wait for delivery.

@@ -226,6 +226,22 @@ def marketplace_truth_reviews(truth: dict[str, Any]) -> list[Review]:
     return reviews
 
 
+async def stop_daemon(process: trio.Process) -> int:
+    """Send the daemon SIGTERM, wait for its drain, SIGKILL it after 30 s; return its status.
+
+    Shielded, so a Ctrl-C that cancels the caller still stops the daemon.
+    """
+    with trio.CancelScope(shield=True):
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        with trio.move_on_after(30.0):
+            await process.wait()
+        if process.returncode is None:
+            process.kill()
+        exit_code = await process.wait()
+    return exit_code
+
+
 async def fetch_truth(base_url: str) -> list[Review]:
     """Return the sandbox's truth: every review of every platform and the demo's storefront."""
     async with httpx.AsyncClient(timeout=5.0) as client:
@@ -402,7 +418,7 @@ class Demo:
         log_path = self.state_dir / "daemon.log"
         with log_path.open("ab") as log_file:
             # A session of its own keeps the terminal's Ctrl-C from reaching the
-            # daemon, so the demo alone stops it, with SIGTERM, and reports why.
+            # daemon, so only the demo stops it, with SIGTERM.
             process = await trio.lowlevel.open_process(
                 command, stdout=log_file, stderr=log_file, start_new_session=True
             )
@@ -412,7 +428,7 @@ class Demo:
                 agreed_early = await self._watch(process)
                 errors_seen = await self._errors_seen()
             finally:
-                exit_code = await self._stop(process)
+                exit_code = await stop_daemon(process)
         return await self._summarise(
             exit_code=exit_code, agreed_early=agreed_early, log_path=log_path, errors=errors_seen
         )
@@ -495,21 +511,6 @@ class Demo:
     async def _truth(self) -> list[Review]:
         notices = self.notices.truth_reviews() if self.notices is not None else []
         return await fetch_truth(self.base_url) + notices
-
-    async def _stop(self, process: trio.Process) -> int:
-        """SIGTERM the daemon and wait for its drain; SIGKILL after 30 s.
-
-        Shielded, so a Ctrl-C that cancels the demo still stops the daemon.
-        """
-        with trio.CancelScope(shield=True):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            with trio.move_on_after(30.0):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-            exit_code = await process.wait()
-        return exit_code
 
     async def _summarise(
         self,

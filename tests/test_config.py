@@ -712,7 +712,7 @@ def mailbox_config(host: str, security: str) -> str:
     )
 
 
-def test_clear_text_imap_refused_for_a_remote_host(tmp_path: Path) -> None:
+def test_remote_clear_text_imap_rejected(tmp_path: Path) -> None:
     path = write_config(tmp_path, mailbox_config("imap.example.com", "none"))
     problems = problems_of(path)
     assert len(problems) == 1
@@ -743,7 +743,7 @@ def marketplace_imap_config(host: str) -> str:
     )
 
 
-def test_marketplace_clear_text_imap_refused_for_a_remote_host(tmp_path: Path) -> None:
+def test_marketplace_remote_clear_imap_rejected(tmp_path: Path) -> None:
     problems = problems_of(write_config(tmp_path, marketplace_imap_config("imap.example.com")))
     clear_text = [problem for problem in problems if "clear text" in problem]
     assert len(clear_text) == 1, problems
@@ -751,7 +751,7 @@ def test_marketplace_clear_text_imap_refused_for_a_remote_host(tmp_path: Path) -
     assert "imap.example.com" in clear_text[0]
 
 
-def test_marketplace_clear_text_imap_allowed_on_loopback(tmp_path: Path) -> None:
+def test_marketplace_loopback_clear_imap_allowed(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path, marketplace_imap_config("127.0.0.1")))
     assert config.platforms.marketplace is not None
     assert config.platforms.marketplace.profiles[0].imap_security == "none"

@@ -1,6 +1,6 @@
-"""Ctrl-C in a terminal running ``plaudit demo``: the demo stops its daemon and says so.
+"""Ctrl-C in a terminal running ``plaudit demo`` or ``plaudit demo --chaos``.
 
-The same holds for ``plaudit demo --chaos``.
+The demo stops its daemon itself and exits 130 with "plaudit: interrupted".
 
 A terminal sends SIGINT to the whole foreground process group, so the test
 starts the demo in a group of its own and signals that group.  Real

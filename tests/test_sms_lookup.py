@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -81,13 +82,23 @@ async def fail_then_retry(w: World) -> PlatformError:
     return caught.value
 
 
+async def lose_first_send(w: World) -> PlatformError:
+    """Fail the first SMS job without an outcome, then move past the unknown-outcome wait."""
+    w.twilio.clock = lambda: w.clock[0]
+    error = await fail_then_retry(w)
+    w.at(DUE + UNKNOWN_OUTCOME_WAIT)
+    return error
+
+
+def sms_sends(w: World) -> list[Any]:
+    return w.journal.query("SELECT provider_id, state, attempts FROM channel_sends")
+
+
 async def test_vanished_send_texts_once(tmp_path: Path) -> None:
     async with world(tmp_path, "accept_then_vanish") as w:
-        w.twilio.clock = lambda: w.clock[0]
-        error = await fail_then_retry(w)
-        w.at(DUE + UNKNOWN_OUTCOME_WAIT)
+        error = await lose_first_send(w)
         await w.run_job()
-        sends = w.journal.query("SELECT provider_id, state, attempts FROM channel_sends")
+        sends = sms_sends(w)
         requests = w.requests()
 
     assert error.retryable
@@ -104,11 +115,9 @@ async def test_vanished_send_texts_once(tmp_path: Path) -> None:
 
 async def test_held_send_texts_once(tmp_path: Path) -> None:
     async with world(tmp_path, "accept_then_hold") as w:
-        w.twilio.clock = lambda: w.clock[0]
-        error = await fail_then_retry(w)
-        w.at(DUE + UNKNOWN_OUTCOME_WAIT)
+        error = await lose_first_send(w)
         await w.run_job()
-        sends = w.journal.query("SELECT provider_id, state, attempts FROM channel_sends")
+        sends = sms_sends(w)
         requests = w.requests()
 
     assert error.retryable
@@ -125,11 +134,9 @@ async def test_held_send_texts_once(tmp_path: Path) -> None:
 
 async def test_unsent_text_sent_after_lookup(tmp_path: Path) -> None:
     async with world(tmp_path, "disconnect") as w:
-        w.twilio.clock = lambda: w.clock[0]
-        await fail_then_retry(w)
-        w.at(DUE + UNKNOWN_OUTCOME_WAIT)
+        await lose_first_send(w)
         await w.run_job()
-        sends = w.journal.query("SELECT provider_id, state, attempts FROM channel_sends")
+        sends = sms_sends(w)
 
     (message,) = w.twilio.messages
     assert sends == [(message.sid, "accepted", 2)]
@@ -140,9 +147,7 @@ async def test_unsent_text_sent_after_lookup(tmp_path: Path) -> None:
 
 async def test_failed_newest_list_sends_nothing(tmp_path: Path) -> None:
     async with world(tmp_path, "disconnect") as w:
-        w.twilio.clock = lambda: w.clock[0]
-        await fail_then_retry(w)
-        w.at(DUE + UNKNOWN_OUTCOME_WAIT)
+        await lose_first_send(w)
         # The dated list succeeds, and every attempt of the unfiltered one gets a 500.
         failures: list[ListOutcome] = ["server_error"] * 10
         w.twilio.list_script.extend(["ok", *failures])
@@ -157,7 +162,7 @@ async def test_failed_newest_list_sends_nothing(tmp_path: Path) -> None:
         w.twilio.list_script.clear()
         w.at(DUE + UNKNOWN_OUTCOME_WAIT + 3600)
         await w.run_job()
-        sends = w.journal.query("SELECT provider_id, state, attempts FROM channel_sends")
+        sends = sms_sends(w)
 
     assert "unfiltered message list" in str(caught.value)
     assert caught.value.retryable
@@ -334,14 +339,12 @@ async def test_list_failure_classified(status: int, page: bytes, outcome: str, m
 
 async def test_failed_lookup_sends_nothing(tmp_path: Path) -> None:
     async with world(tmp_path, "disconnect") as w:
-        w.twilio.clock = lambda: w.clock[0]
-        await fail_then_retry(w)
-        w.at(DUE + UNKNOWN_OUTCOME_WAIT)
+        await lose_first_send(w)
         w.twilio.account_sid = "AC" + "9" * 32
         job = await w.claim()
         with pytest.raises(PlatformError) as caught:
             await w.actor.handle(job)
-        sends = w.journal.query("SELECT provider_id, state, attempts FROM channel_sends")
+        sends = sms_sends(w)
 
     assert "failed to check Twilio's message list" in str(caught.value)
     assert not caught.value.retryable

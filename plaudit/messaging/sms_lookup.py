@@ -33,7 +33,7 @@ from plaudit.messaging.sms import ListedSms, SmsError, TwilioClient
 
 log = logging.getLogger(__name__)
 
-# Which list found an earlier text, the one filtered on date_sent or the newest unfiltered page.
+# The list that found an earlier text: filtered on date_sent, or the newest unfiltered page.
 ListName = Literal["date_sent", "newest"]
 
 # Seconds a listed message may be dated before the earlier attempt's last update and
